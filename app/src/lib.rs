@@ -1,0 +1,1 @@
+//! The Sluice console. Empty until the console issue lands.

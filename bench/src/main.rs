@@ -1,0 +1,1423 @@
+//! `sluice-bench`: produce/consume throughput and latency benchmark for Sluice (or any
+//! Kafka-compatible broker), using librdkafka through the `rdkafka` crate.
+//!
+//! Phases:
+//! 1. optionally spawn `sluice serve` on ephemeral ports with a throw-away data directory,
+//!    and sample its RSS from `/proc/PID/status` once per second;
+//! 2. create the topic (AdminClient);
+//! 3. produce `--records` payloads of `--record-bytes` bytes round-robin over the partitions
+//!    with a `ThreadedProducer`, timing every record from enqueue to delivery report;
+//! 4. consume everything back from the beginning with one `BaseConsumer` (manual `assign`),
+//!    checking that every partition's offsets run contiguously from 0;
+//! 5. print a summary table; exit non-zero on any error or missing record.
+//!
+//! Every wait is bounded by a timeout. See `bench/README.md` for how to run it.
+
+use std::collections::VecDeque;
+use std::io::{BufRead, BufReader, Read};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitCode, Stdio};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::mpsc;
+use std::sync::{Arc, Mutex};
+use std::thread::{self, JoinHandle};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use anyhow::{anyhow, bail, Context, Result};
+use clap::Parser;
+use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+use rdkafka::client::DefaultClientContext;
+use rdkafka::config::ClientConfig;
+use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext};
+use rdkafka::error::{KafkaError, RDKafkaErrorCode};
+use rdkafka::message::Message;
+use rdkafka::producer::{BaseRecord, DeliveryResult, Producer, ProducerContext, ThreadedProducer};
+use rdkafka::{ClientContext, Offset, TopicPartitionList};
+
+/// Bytes of extra random data beyond one payload; payloads are windows into this pool
+/// so consecutive records differ without generating fresh random bytes per record.
+const POOL_SLACK: usize = 64 * 1024;
+/// How many error messages of one kind are printed before only counting.
+const MAX_PRINTED_ERRORS: u64 = 10;
+/// The default memory budget from DESIGN.md section 13.
+const RSS_TARGET_MIB: f64 = 512.0;
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "sluice-bench",
+    version,
+    about = "Produce/consume throughput and latency benchmark for Sluice (any Kafka broker works)"
+)]
+struct Args {
+    /// Broker to benchmark (ignored when --spawn is given).
+    #[arg(long, env = "SLUICE_BENCH_BOOTSTRAP", default_value = "127.0.0.1:9092")]
+    bootstrap: String,
+
+    /// Path to a `sluice` binary: start `sluice serve` on ephemeral ports with a temporary
+    /// data directory, benchmark it, and stop it at the end.
+    #[arg(long, env = "SLUICE_BENCH_SPAWN", value_name = "PATH")]
+    spawn: Option<PathBuf>,
+
+    /// Bucket URL passed to the spawned server (memory://, file://..., s3://...).
+    /// Omitted: the server's default (a folder under its data dir).
+    #[arg(long, value_name = "URL")]
+    bucket_url: Option<String>,
+
+    /// --batch-timeout passed to the spawned server; also used for the latency target line.
+    #[arg(long, default_value = "250ms")]
+    batch_timeout: String,
+
+    /// Extra argument for the spawned server (repeatable), e.g. --server-arg=--memory-limit=1GiB.
+    #[arg(long = "server-arg", value_name = "ARG", allow_hyphen_values = true)]
+    server_args: Vec<String>,
+
+    /// Forward the spawned server's stdout/stderr to this program's stderr.
+    #[arg(long)]
+    server_log: bool,
+
+    /// Keep the spawned server's temporary data directory.
+    #[arg(long)]
+    keep_data: bool,
+
+    /// Seconds to wait for the spawned server's "sluice listening" line.
+    #[arg(long, default_value_t = 60)]
+    startup_timeout_secs: u64,
+
+    /// Number of records to produce (and consume).
+    #[arg(long, default_value_t = 500_000)]
+    records: u64,
+
+    /// Payload size of each record in bytes.
+    #[arg(long, default_value_t = 1024)]
+    record_bytes: usize,
+
+    /// Partitions of the benchmark topic.
+    #[arg(long, default_value_t = 6, value_parser = clap::value_parser!(i32).range(1..=100_000))]
+    partitions: i32,
+
+    /// Producer linger.ms.
+    #[arg(long, default_value_t = 5)]
+    linger_ms: u32,
+
+    /// Producer acks (all, 1, 0).
+    #[arg(long, default_value = "all")]
+    acks: String,
+
+    /// Producer compression.type (none, gzip, snappy, lz4, zstd).
+    #[arg(long, default_value = "none")]
+    compression: String,
+
+    /// Producer batch.size in bytes.
+    #[arg(long, default_value_t = 1_048_576)]
+    batch_bytes: u32,
+
+    /// Producer queue.buffering.max.messages (records waiting in the client).
+    #[arg(long, default_value_t = 500_000)]
+    queue_messages: u32,
+
+    /// Target produce rate in records/s (0 = as fast as possible). Use about 80% of the
+    /// unlimited rate to check the latency target.
+    #[arg(long, default_value_t = 0)]
+    rate: u64,
+
+    /// Topic name (default: a fresh `sluice-bench-<time>-<pid>`). It must not exist yet.
+    #[arg(long)]
+    topic: Option<String>,
+
+    /// Only produce.
+    #[arg(long)]
+    skip_consume: bool,
+
+    /// Time limit of each phase (produce, consume) in seconds.
+    #[arg(long, default_value_t = 120)]
+    timeout_secs: u64,
+}
+
+fn main() -> ExitCode {
+    let args = Args::parse();
+    match run(&args) {
+        Ok(failures) if failures.is_empty() => ExitCode::SUCCESS,
+        Ok(failures) => {
+            eprintln!("\nFAILED:");
+            for f in &failures {
+                eprintln!("  - {f}");
+            }
+            ExitCode::from(1)
+        }
+        Err(e) => {
+            eprintln!("sluice-bench: error: {e:#}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+/// Runs the whole benchmark. Hard setup errors are `Err`; measurement problems (lost records,
+/// delivery errors, gaps) are returned as a list of failures after the summary is printed.
+fn run(args: &Args) -> Result<Vec<String>> {
+    if args.record_bytes == 0 {
+        bail!("--record-bytes must be at least 1");
+    }
+    if args.records == 0 {
+        bail!("--records must be at least 1");
+    }
+    let mut failures = Vec::new();
+
+    // --- optional server -----------------------------------------------------------------
+    let mut server = None;
+    let mut sampler = None;
+    let bootstrap = match &args.spawn {
+        Some(path) => {
+            let (srv, kafka, http) = Server::spawn(args, path)?;
+            eprintln!(
+                "spawned {} (pid {}) kafka={} http={} data-dir={}",
+                path.display(),
+                srv.pid,
+                kafka,
+                http.as_deref().unwrap_or("?"),
+                srv.data_dir.display()
+            );
+            sampler = Some(RssSampler::start(srv.pid));
+            server = Some(srv);
+            kafka
+        }
+        None => args.bootstrap.clone(),
+    };
+
+    let topic = args.topic.clone().unwrap_or_else(|| {
+        let secs = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map(|d| d.as_secs())
+            .unwrap_or(0);
+        format!("sluice-bench-{secs}-{}", std::process::id())
+    });
+    let (_, librdkafka_version) = rdkafka::util::get_rdkafka_version();
+    eprintln!(
+        "bootstrap={bootstrap} topic={topic} records={} record-bytes={} partitions={} \
+         linger-ms={} acks={} compression={} rate={} librdkafka={librdkafka_version}",
+        args.records,
+        args.record_bytes,
+        args.partitions,
+        args.linger_ms,
+        args.acks,
+        args.compression,
+        if args.rate == 0 {
+            "max".to_string()
+        } else {
+            format!("{}/s", args.rate)
+        },
+    );
+
+    // --- topic ---------------------------------------------------------------------------
+    create_topic(&bootstrap, &topic, args.partitions, Duration::from_secs(30))?;
+
+    // --- produce -------------------------------------------------------------------------
+    let rss_before = sampler.as_ref().map(|s| s.stats.begin_phase());
+    let produce = produce_phase(args, &bootstrap, &topic)?;
+    let rss_produce = sampler.as_ref().map(|s| s.stats.end_phase());
+    if produce.errors > 0 {
+        failures.push(format!(
+            "{} produce delivery errors (first: {})",
+            produce.errors,
+            produce
+                .first_errors
+                .first()
+                .map(String::as_str)
+                .unwrap_or("?")
+        ));
+    }
+    if produce.delivered != args.records {
+        failures.push(format!(
+            "only {} of {} records acknowledged by the broker",
+            produce.delivered, args.records
+        ));
+    }
+
+    // --- consume -------------------------------------------------------------------------
+    let mut consume = None;
+    let mut rss_consume = None;
+    if !args.skip_consume {
+        if let Some(s) = &sampler {
+            s.stats.begin_phase();
+        }
+        let c = consume_phase(args, &bootstrap, &topic, produce.delivered)?;
+        rss_consume = sampler.as_ref().map(|s| s.stats.end_phase());
+        failures.extend(c.failures.iter().cloned());
+        consume = Some(c);
+    }
+
+    // --- server health and memory ------------------------------------------------------
+    if let Some(srv) = server.as_mut() {
+        if let Some(status) = srv.exited() {
+            failures.push(format!(
+                "the spawned server exited during the benchmark ({status})"
+            ));
+            srv.print_tail();
+        }
+    }
+    let rss = sampler.map(|s| s.finish());
+
+    print_summary(
+        args,
+        &bootstrap,
+        &topic,
+        &produce,
+        consume.as_ref(),
+        rss.as_ref(),
+        rss_before.flatten(),
+        rss_produce.flatten(),
+        rss_consume.flatten(),
+    );
+
+    if let Some(mut srv) = server {
+        srv.stop();
+    }
+    Ok(failures)
+}
+
+// =========================================================================================
+// Topic creation
+// =========================================================================================
+
+fn create_topic(bootstrap: &str, topic: &str, partitions: i32, timeout: Duration) -> Result<()> {
+    let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
+        .set("bootstrap.servers", bootstrap)
+        .set("client.id", "sluice-bench-admin")
+        .create()
+        .context("creating the admin client")?;
+    let new_topic = NewTopic::new(topic, partitions, TopicReplication::Fixed(1));
+    let opts = AdminOptions::new()
+        .operation_timeout(Some(timeout))
+        .request_timeout(Some(timeout));
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("building the tokio runtime")?;
+    let results = rt
+        .block_on(async {
+            tokio::time::timeout(
+                timeout + Duration::from_secs(5),
+                admin.create_topics([&new_topic], &opts),
+            )
+            .await
+        })
+        .map_err(|_| anyhow!("CreateTopics for {topic} timed out after {timeout:?}"))?
+        .with_context(|| format!("CreateTopics for {topic}"))?;
+    for result in results {
+        match result {
+            Ok(name) => eprintln!("created topic {name} with {partitions} partitions"),
+            Err((name, RDKafkaErrorCode::TopicAlreadyExists)) => bail!(
+                "topic {name} already exists; pass a fresh --topic (the consume check needs an empty topic)"
+            ),
+            Err((name, code)) => bail!("creating topic {name} failed: {code}"),
+        }
+    }
+    Ok(())
+}
+
+// =========================================================================================
+// Produce phase
+// =========================================================================================
+
+/// Producer callbacks: delivery reports (latency, errors) and global client errors.
+/// Runs on the `ThreadedProducer`'s polling thread.
+struct ProduceContext {
+    /// Time origin of the send timestamps carried in the delivery opaque.
+    base: Instant,
+    delivered: AtomicU64,
+    errors: AtomicU64,
+    /// Nanoseconds since `base` of the latest delivery report.
+    last_delivery_ns: AtomicU64,
+    /// Per-record latency, enqueue to delivery report, in microseconds.
+    latencies_us: Mutex<Vec<u32>>,
+    first_errors: Mutex<Vec<String>>,
+    client_errors: AtomicU64,
+}
+
+impl ProduceContext {
+    fn new(base: Instant, capacity: usize) -> Self {
+        ProduceContext {
+            base,
+            delivered: AtomicU64::new(0),
+            errors: AtomicU64::new(0),
+            last_delivery_ns: AtomicU64::new(0),
+            latencies_us: Mutex::new(Vec::with_capacity(capacity)),
+            first_errors: Mutex::new(Vec::new()),
+            client_errors: AtomicU64::new(0),
+        }
+    }
+
+    fn now_ns(&self) -> u64 {
+        self.base.elapsed().as_nanos() as u64
+    }
+
+    fn finished(&self) -> u64 {
+        self.delivered.load(Ordering::Relaxed) + self.errors.load(Ordering::Relaxed)
+    }
+}
+
+impl ClientContext for ProduceContext {
+    fn error(&self, error: KafkaError, reason: &str) {
+        let n = self.client_errors.fetch_add(1, Ordering::Relaxed) + 1;
+        if n <= MAX_PRINTED_ERRORS {
+            eprintln!("producer: client error: {error}: {reason}");
+        }
+    }
+}
+
+impl ProducerContext for ProduceContext {
+    /// Enqueue time in nanoseconds since `base`.
+    type DeliveryOpaque = usize;
+
+    fn delivery(&self, delivery_result: &DeliveryResult<'_>, sent_ns: usize) {
+        let now = self.now_ns();
+        self.last_delivery_ns.fetch_max(now, Ordering::Relaxed);
+        match delivery_result {
+            Ok(_) => {
+                let us = now.saturating_sub(sent_ns as u64) / 1_000;
+                let us = u32::try_from(us).unwrap_or(u32::MAX);
+                if let Ok(mut v) = self.latencies_us.lock() {
+                    v.push(us);
+                }
+                self.delivered.fetch_add(1, Ordering::Relaxed);
+            }
+            Err((err, msg)) => {
+                let n = self.errors.fetch_add(1, Ordering::Relaxed) + 1;
+                let text = format!("partition {}: {err}", msg.partition());
+                if n <= MAX_PRINTED_ERRORS {
+                    eprintln!("producer: delivery failed: {text}");
+                    if let Ok(mut v) = self.first_errors.lock() {
+                        v.push(text);
+                    }
+                }
+            }
+        }
+    }
+}
+
+struct ProduceReport {
+    delivered: u64,
+    errors: u64,
+    first_errors: Vec<String>,
+    elapsed: Duration,
+    payload_bytes: u64,
+    /// Sorted latencies in microseconds.
+    latencies_us: Vec<u32>,
+    queue_full_waits: u64,
+}
+
+fn produce_phase(args: &Args, bootstrap: &str, topic: &str) -> Result<ProduceReport> {
+    let records = args.records;
+    let record_bytes = args.record_bytes;
+    let partitions = args.partitions as u64;
+    // message.max.bytes bounds a whole ProduceRequest in librdkafka; keep it well above
+    // batch.size and one record.
+    let max_message_bytes = (args.batch_bytes as usize)
+        .max(record_bytes + 4096)
+        .saturating_mul(4)
+        .clamp(1_000_000, 100_000_000);
+
+    let base = Instant::now();
+    let ctx = ProduceContext::new(base, records.min(50_000_000) as usize);
+    let producer: ThreadedProducer<ProduceContext> = ClientConfig::new()
+        .set("bootstrap.servers", bootstrap)
+        .set("client.id", "sluice-bench-producer")
+        .set("acks", args.acks.as_str())
+        .set("compression.type", args.compression.as_str())
+        .set("linger.ms", args.linger_ms.to_string())
+        .set("batch.size", args.batch_bytes.to_string())
+        .set("batch.num.messages", "1000000")
+        .set("message.max.bytes", max_message_bytes.to_string())
+        .set(
+            "queue.buffering.max.messages",
+            args.queue_messages.to_string(),
+        )
+        .set("queue.buffering.max.kbytes", "2097152")
+        .set("message.timeout.ms", (args.timeout_secs * 1000).to_string())
+        .set("request.timeout.ms", "30000")
+        .set("socket.nagle.disable", "true")
+        .set("enable.idempotence", "false")
+        .create_with_context(ctx)
+        .context("creating the producer")?;
+
+    wait_for_topic(&producer, topic, args.partitions, Duration::from_secs(30))?;
+
+    // Random-ish payload pool (xorshift64*), so compression and the broker see realistic bytes.
+    let mut pool = vec![0u8; record_bytes + POOL_SLACK];
+    let mut state: u64 = 0x9E37_79B9_7F4A_7C15 ^ u64::from(std::process::id());
+    for chunk in pool.chunks_mut(8) {
+        state ^= state >> 12;
+        state ^= state << 25;
+        state ^= state >> 27;
+        let word = state.wrapping_mul(0x2545_F491_4F6C_DD1D).to_le_bytes();
+        chunk.copy_from_slice(&word[..chunk.len()]);
+    }
+
+    let ctx = Arc::clone(producer.context());
+    let start_ns = ctx.now_ns();
+    let start = Instant::now();
+    let deadline = start + Duration::from_secs(args.timeout_secs);
+    let mut queue_full_waits: u64 = 0;
+    let mut last_progress = Instant::now();
+
+    for i in 0..records {
+        if args.rate > 0 {
+            // Open-loop pacing: record i is due at start + i / rate.
+            let due = start
+                + Duration::from_nanos(((i as u128) * 1_000_000_000 / args.rate as u128) as u64);
+            let now = Instant::now();
+            if due > now {
+                thread::sleep(due - now);
+            }
+        }
+        let key = i.to_be_bytes();
+        let partition = (i % partitions) as i32;
+        let offset_in_pool = ((i as usize).wrapping_mul(4099)) % POOL_SLACK;
+        let payload = &pool[offset_in_pool..offset_in_pool + record_bytes];
+        let mut record: BaseRecord<'_, [u8], [u8], usize> =
+            BaseRecord::with_opaque_to(topic, ctx.now_ns() as usize)
+                .partition(partition)
+                .key(&key[..])
+                .payload(payload);
+        loop {
+            match producer.send(record) {
+                Ok(()) => break,
+                Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), rejected)) => {
+                    queue_full_waits += 1;
+                    if Instant::now() > deadline {
+                        bail!(
+                            "produce phase timed out after {}s with the client queue full \
+                             ({} of {records} enqueued, {} acknowledged)",
+                            args.timeout_secs,
+                            i,
+                            ctx.delivered.load(Ordering::Relaxed)
+                        );
+                    }
+                    thread::sleep(Duration::from_micros(200));
+                    // The clock starts when the client accepts the record.
+                    record = rejected.delivery_opaque(ctx.now_ns() as usize);
+                }
+                Err((e, _)) => bail!("enqueueing record {i} failed: {e}"),
+            }
+        }
+        if i % 1024 == 0 && last_progress.elapsed() >= Duration::from_secs(1) {
+            last_progress = Instant::now();
+            eprintln!(
+                "produce: {} enqueued, {} acknowledged, {} errors, {:.1}s",
+                i + 1,
+                ctx.delivered.load(Ordering::Relaxed),
+                ctx.errors.load(Ordering::Relaxed),
+                start.elapsed().as_secs_f64()
+            );
+        }
+    }
+
+    // Wait for every delivery report (success or failure).
+    while ctx.finished() < records {
+        if Instant::now() > deadline {
+            eprintln!(
+                "produce: timed out after {}s waiting for delivery reports ({} of {records})",
+                args.timeout_secs,
+                ctx.finished()
+            );
+            break;
+        }
+        thread::sleep(Duration::from_millis(5));
+        if last_progress.elapsed() >= Duration::from_secs(1) {
+            last_progress = Instant::now();
+            eprintln!(
+                "produce: all enqueued, {} acknowledged, {} errors, {} in flight, {:.1}s",
+                ctx.delivered.load(Ordering::Relaxed),
+                ctx.errors.load(Ordering::Relaxed),
+                producer.in_flight_count(),
+                start.elapsed().as_secs_f64()
+            );
+        }
+    }
+    if ctx.finished() >= records {
+        if let Err(e) = producer.flush(Duration::from_secs(10)) {
+            eprintln!("producer: flush: {e}");
+        }
+    }
+    let end_ns = ctx
+        .last_delivery_ns
+        .load(Ordering::Relaxed)
+        .max(start_ns + 1);
+    let elapsed = if ctx.finished() >= records {
+        Duration::from_nanos(end_ns - start_ns)
+    } else {
+        start.elapsed()
+    };
+    drop(producer);
+
+    let delivered = ctx.delivered.load(Ordering::Relaxed);
+    let errors = ctx.errors.load(Ordering::Relaxed);
+    let mut latencies_us = ctx
+        .latencies_us
+        .lock()
+        .map(|mut v| std::mem::take(&mut *v))
+        .unwrap_or_default();
+    latencies_us.sort_unstable();
+    let first_errors = ctx
+        .first_errors
+        .lock()
+        .map(|v| v.clone())
+        .unwrap_or_default();
+    Ok(ProduceReport {
+        delivered,
+        errors,
+        first_errors,
+        elapsed,
+        payload_bytes: delivered * record_bytes as u64,
+        latencies_us,
+        queue_full_waits,
+    })
+}
+
+/// Waits until the broker's metadata shows the topic with all its partitions, so that
+/// explicit-partition sends are not rejected as unknown partitions.
+fn wait_for_topic(
+    producer: &ThreadedProducer<ProduceContext>,
+    topic: &str,
+    partitions: i32,
+    timeout: Duration,
+) -> Result<()> {
+    let deadline = Instant::now() + timeout;
+    let mut last = String::new();
+    while Instant::now() < deadline {
+        match producer
+            .client()
+            .fetch_metadata(Some(topic), Duration::from_secs(5))
+        {
+            Ok(md) => match md.topics().iter().find(|t| t.name() == topic) {
+                Some(t) if t.error().is_none() && t.partitions().len() == partitions as usize => {
+                    return Ok(());
+                }
+                Some(t) => {
+                    last = format!(
+                        "topic error {:?}, {} of {partitions} partitions",
+                        t.error(),
+                        t.partitions().len()
+                    )
+                }
+                None => last = "topic missing from metadata".to_string(),
+            },
+            Err(e) => last = format!("metadata request failed: {e}"),
+        }
+        thread::sleep(Duration::from_millis(200));
+    }
+    bail!("topic {topic} not ready after {timeout:?}: {last}")
+}
+
+// =========================================================================================
+// Consume phase
+// =========================================================================================
+
+struct ConsumeContext {
+    client_errors: AtomicU64,
+}
+
+impl ClientContext for ConsumeContext {
+    fn error(&self, error: KafkaError, reason: &str) {
+        let n = self.client_errors.fetch_add(1, Ordering::Relaxed) + 1;
+        if n <= MAX_PRINTED_ERRORS {
+            eprintln!("consumer: client error: {error}: {reason}");
+        }
+    }
+}
+
+impl ConsumerContext for ConsumeContext {}
+
+struct ConsumeReport {
+    received: u64,
+    payload_bytes: u64,
+    elapsed: Duration,
+    /// Records whose key says they were produced at another position of the partition
+    /// (possible, though unlikely, after client-side retries; reported, not fatal).
+    order_warnings: u64,
+    failures: Vec<String>,
+}
+
+fn consume_phase(
+    args: &Args,
+    bootstrap: &str,
+    topic: &str,
+    expected_total: u64,
+) -> Result<ConsumeReport> {
+    let parts = args.partitions as usize;
+    let ctx = ConsumeContext {
+        client_errors: AtomicU64::new(0),
+    };
+    // group.id is needed by librdkafka for assign(); no offsets are committed.
+    let consumer: BaseConsumer<ConsumeContext> = ClientConfig::new()
+        .set("bootstrap.servers", bootstrap)
+        .set("client.id", "sluice-bench-consumer")
+        .set("group.id", format!("sluice-bench-{}", std::process::id()))
+        .set("enable.auto.commit", "false")
+        .set("enable.auto.offset.store", "false")
+        .set("auto.offset.reset", "earliest")
+        .set("enable.partition.eof", "false")
+        .set("fetch.max.bytes", "52428800")
+        .set("max.partition.fetch.bytes", "10485760")
+        .set("queued.max.messages.kbytes", "262144")
+        .set("fetch.wait.max.ms", "100")
+        .set("socket.nagle.disable", "true")
+        .create_with_context(ctx)
+        .context("creating the consumer")?;
+
+    let mut tpl = TopicPartitionList::with_capacity(parts);
+    for p in 0..args.partitions {
+        tpl.add_partition_offset(topic, p, Offset::Beginning)
+            .with_context(|| format!("adding partition {p} to the assignment"))?;
+    }
+
+    // Expected record count per partition (round-robin i % partitions), from what the
+    // broker acknowledged; if some deliveries failed we cannot know which, so use the total.
+    let mut expected = vec![args.records / parts as u64; parts];
+    for (p, e) in expected.iter_mut().enumerate() {
+        if (p as u64) < args.records % parts as u64 {
+            *e += 1;
+        }
+    }
+    let exact_expectation = expected_total == args.records;
+
+    let start = Instant::now();
+    consumer.assign(&tpl).context("assigning partitions")?;
+    let deadline = start + Duration::from_secs(args.timeout_secs);
+
+    let mut next_offset = vec![0i64; parts];
+    let mut received: u64 = 0;
+    let mut payload_bytes: u64 = 0;
+    let mut last_message_at = start;
+    let mut consume_errors: u64 = 0;
+    let mut gaps: u64 = 0;
+    let mut misrouted: u64 = 0;
+    let mut bad_sizes: u64 = 0;
+    let mut order_warnings: u64 = 0;
+    let mut failures = Vec::new();
+    let mut printed: u64 = 0;
+    let mut last_progress = Instant::now();
+    let report = |text: String, printed: &mut u64| {
+        *printed += 1;
+        if *printed <= MAX_PRINTED_ERRORS {
+            eprintln!("consume: {text}");
+        }
+    };
+
+    while received < expected_total {
+        if Instant::now() > deadline {
+            break;
+        }
+        match consumer.poll(Duration::from_millis(100)) {
+            None => {}
+            Some(Err(e)) => {
+                consume_errors += 1;
+                report(format!("error: {e}"), &mut printed);
+            }
+            Some(Ok(m)) => {
+                received += 1;
+                last_message_at = Instant::now();
+                let p = m.partition();
+                if p < 0 || p as usize >= parts {
+                    misrouted += 1;
+                    report(
+                        format!("message from unexpected partition {p}"),
+                        &mut printed,
+                    );
+                    continue;
+                }
+                let pu = p as usize;
+                let off = m.offset();
+                if off != next_offset[pu] {
+                    gaps += 1;
+                    report(
+                        format!(
+                            "partition {p}: expected offset {} but got {off}",
+                            next_offset[pu]
+                        ),
+                        &mut printed,
+                    );
+                }
+                next_offset[pu] = off + 1;
+                let len = m.payload().map_or(0, <[u8]>::len);
+                payload_bytes += len as u64;
+                if len != args.record_bytes {
+                    bad_sizes += 1;
+                    report(
+                        format!(
+                            "partition {p} offset {off}: payload of {len} bytes, expected {}",
+                            args.record_bytes
+                        ),
+                        &mut printed,
+                    );
+                }
+                match m.key().and_then(|k| <[u8; 8]>::try_from(k).ok()) {
+                    Some(k) => {
+                        let i = u64::from_be_bytes(k);
+                        if i % parts as u64 != pu as u64 {
+                            misrouted += 1;
+                            report(
+                                format!("partition {p} offset {off}: record {i} belongs to partition {}", i % parts as u64),
+                                &mut printed,
+                            );
+                        } else if (i / parts as u64) as i64 != off {
+                            order_warnings += 1;
+                        }
+                    }
+                    None => {
+                        misrouted += 1;
+                        report(
+                            format!("partition {p} offset {off}: missing or malformed key"),
+                            &mut printed,
+                        );
+                    }
+                }
+            }
+        }
+        if last_progress.elapsed() >= Duration::from_secs(1) {
+            last_progress = Instant::now();
+            eprintln!(
+                "consume: {received} of {expected_total} records, {:.1}s",
+                start.elapsed().as_secs_f64()
+            );
+        }
+    }
+    let elapsed = last_message_at
+        .duration_since(start)
+        .max(Duration::from_micros(1));
+
+    if received < expected_total {
+        failures.push(format!(
+            "consumed only {received} of {expected_total} records within {}s",
+            args.timeout_secs
+        ));
+    }
+    if consume_errors > 0 {
+        failures.push(format!("{consume_errors} consumer errors"));
+    }
+    if gaps > 0 {
+        failures.push(format!(
+            "{gaps} offset gaps or rewinds (offsets must run contiguously from 0)"
+        ));
+    }
+    if misrouted > 0 {
+        failures.push(format!(
+            "{misrouted} records in the wrong partition or with a bad key"
+        ));
+    }
+    if bad_sizes > 0 {
+        failures.push(format!("{bad_sizes} records with a wrong payload size"));
+    }
+    if exact_expectation && received == expected_total {
+        for (p, (&got, &want)) in next_offset.iter().zip(&expected).enumerate() {
+            if got != want as i64 {
+                failures.push(format!(
+                    "partition {p}: read offsets 0..{got}, expected 0..{want}"
+                ));
+            }
+        }
+        // The high watermarks must match too (more records than produced means duplicates).
+        for p in 0..args.partitions {
+            match consumer.fetch_watermarks(topic, p, Duration::from_secs(10)) {
+                Ok((low, high)) => {
+                    let want = expected[p as usize] as i64;
+                    if low != 0 || high != want {
+                        failures.push(format!(
+                            "partition {p}: watermarks {low}..{high}, expected 0..{want}"
+                        ));
+                    }
+                }
+                Err(e) => failures.push(format!("partition {p}: ListOffsets failed: {e}")),
+            }
+        }
+    }
+    let client_errors = consumer.context().client_errors.load(Ordering::Relaxed);
+    if client_errors > 0 {
+        eprintln!(
+            "consume: {client_errors} client-level errors reported by librdkafka (see above)"
+        );
+    }
+    drop(consumer);
+
+    Ok(ConsumeReport {
+        received,
+        payload_bytes,
+        elapsed,
+        order_warnings,
+        failures,
+    })
+}
+
+// =========================================================================================
+// Spawned server
+// =========================================================================================
+
+struct Server {
+    child: Child,
+    pid: u32,
+    data_dir: PathBuf,
+    keep_data: bool,
+    stopped: bool,
+    log_tail: Arc<Mutex<VecDeque<String>>>,
+}
+
+impl Server {
+    /// Starts `PATH serve ...` and waits for its "sluice listening kafka=... http=..." line.
+    /// Returns the server, its Kafka address and its HTTP address (if printed).
+    fn spawn(args: &Args, path: &Path) -> Result<(Server, String, Option<String>)> {
+        let nanos = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map(|d| d.subsec_nanos())
+            .unwrap_or(0);
+        let data_dir =
+            std::env::temp_dir().join(format!("sluice-bench-{}-{nanos:x}", std::process::id()));
+        std::fs::create_dir_all(&data_dir)
+            .with_context(|| format!("creating {}", data_dir.display()))?;
+
+        let mut cmd = Command::new(path);
+        cmd.arg("serve")
+            .arg("--data-dir")
+            .arg(&data_dir)
+            .args(["--kafka-addr", "127.0.0.1:0", "--http-addr", "127.0.0.1:0"])
+            .arg("--batch-timeout")
+            .arg(&args.batch_timeout);
+        if let Some(url) = &args.bucket_url {
+            cmd.arg("--bucket-url").arg(url);
+        }
+        cmd.args(&args.server_args)
+            .env("NO_COLOR", "1")
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        let mut child = match cmd.spawn() {
+            Ok(c) => c,
+            Err(e) => {
+                let _ = std::fs::remove_dir_all(&data_dir);
+                return Err(e).with_context(|| format!("starting {}", path.display()));
+            }
+        };
+        let pid = child.id();
+        let log_tail = Arc::new(Mutex::new(VecDeque::new()));
+        let (tx, rx) = mpsc::channel::<String>();
+        if let Some(out) = child.stdout.take() {
+            pump_lines(
+                out,
+                "stdout",
+                Arc::clone(&log_tail),
+                args.server_log,
+                tx.clone(),
+            );
+        }
+        if let Some(err) = child.stderr.take() {
+            pump_lines(
+                err,
+                "stderr",
+                Arc::clone(&log_tail),
+                args.server_log,
+                tx.clone(),
+            );
+        }
+        drop(tx);
+
+        let mut server = Server {
+            child,
+            pid,
+            data_dir,
+            keep_data: args.keep_data,
+            stopped: false,
+            log_tail,
+        };
+        let deadline = Instant::now() + Duration::from_secs(args.startup_timeout_secs);
+        loop {
+            match rx.recv_timeout(Duration::from_millis(100)) {
+                Ok(line) => {
+                    if let Some((kafka, http)) = parse_listening_line(&line) {
+                        return Ok((server, kafka, http));
+                    }
+                }
+                Err(mpsc::RecvTimeoutError::Timeout) => {}
+                Err(mpsc::RecvTimeoutError::Disconnected) => {
+                    // Both pipes closed: the process is exiting. Give it a moment to be reaped.
+                    thread::sleep(Duration::from_millis(200));
+                }
+            }
+            if let Some(status) = server.exited() {
+                server.print_tail();
+                bail!(
+                    "{} exited before it was listening ({status})",
+                    path.display()
+                );
+            }
+            if Instant::now() > deadline {
+                server.print_tail();
+                bail!(
+                    "{} printed no \"sluice listening kafka=...\" line within {}s",
+                    path.display(),
+                    args.startup_timeout_secs
+                );
+            }
+        }
+    }
+
+    /// Exit status if the process has ended.
+    fn exited(&mut self) -> Option<String> {
+        match self.child.try_wait() {
+            Ok(Some(status)) => Some(status.to_string()),
+            Ok(None) => None,
+            Err(e) => Some(format!("wait failed: {e}")),
+        }
+    }
+
+    fn print_tail(&self) {
+        if let Ok(tail) = self.log_tail.lock() {
+            if tail.is_empty() {
+                return;
+            }
+            eprintln!("--- last {} lines of server output ---", tail.len());
+            for line in tail.iter() {
+                eprintln!("{line}");
+            }
+            eprintln!("---");
+        }
+    }
+
+    /// SIGTERM (through `kill`, as this crate forbids unsafe code), then SIGKILL after 10 s.
+    fn stop(&mut self) {
+        if self.stopped {
+            return;
+        }
+        self.stopped = true;
+        if self.exited().is_none() {
+            let _ = Command::new("kill")
+                .args(["-TERM", &self.pid.to_string()])
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .status();
+            let deadline = Instant::now() + Duration::from_secs(10);
+            while self.exited().is_none() && Instant::now() < deadline {
+                thread::sleep(Duration::from_millis(50));
+            }
+            if self.exited().is_none() {
+                eprintln!("server did not stop within 10s of SIGTERM; killing it");
+                let _ = self.child.kill();
+                let _ = self.child.wait();
+            }
+        }
+        if self.keep_data {
+            eprintln!("kept server data in {}", self.data_dir.display());
+        } else {
+            let _ = std::fs::remove_dir_all(&self.data_dir);
+        }
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+/// Drains one output pipe of the server until EOF (so it never blocks on a full pipe),
+/// keeps the last lines for diagnostics, optionally forwards them, and sends lines that
+/// look like the "listening" announcement to `tx`.
+fn pump_lines<R: Read + Send + 'static>(
+    pipe: R,
+    label: &'static str,
+    tail: Arc<Mutex<VecDeque<String>>>,
+    forward: bool,
+    tx: mpsc::Sender<String>,
+) {
+    let _ = thread::Builder::new()
+        .name(format!("server-{label}"))
+        .spawn(move || {
+            let mut reader = BufReader::new(pipe);
+            let mut buf = Vec::new();
+            let mut announced = false;
+            loop {
+                buf.clear();
+                match reader.read_until(b'\n', &mut buf) {
+                    Ok(0) | Err(_) => break,
+                    Ok(_) => {}
+                }
+                let line = strip_ansi(String::from_utf8_lossy(&buf).trim_end());
+                if forward {
+                    eprintln!("[sluice {label}] {line}");
+                }
+                if !announced && line.contains("sluice listening") {
+                    announced = true;
+                    let _ = tx.send(line.clone());
+                }
+                if let Ok(mut t) = tail.lock() {
+                    if t.len() >= 40 {
+                        t.pop_front();
+                    }
+                    t.push_back(line);
+                }
+            }
+        });
+}
+
+/// Parses `sluice listening kafka=HOST:PORT http=HOST:PORT` (tolerating a log prefix,
+/// quotes and trailing commas) into (kafka, http).
+fn parse_listening_line(line: &str) -> Option<(String, Option<String>)> {
+    let mut kafka = None;
+    let mut http = None;
+    for token in line.split_whitespace() {
+        let token = token.trim_matches(|c: char| c == '"' || c == ',' || c == '\'');
+        if let Some(v) = token.strip_prefix("kafka=") {
+            kafka = Some(v.trim_matches('"').to_string());
+        } else if let Some(v) = token.strip_prefix("http=") {
+            http = Some(v.trim_matches('"').to_string());
+        }
+    }
+    kafka.filter(|k| k.contains(':')).map(|k| (k, http))
+}
+
+/// Removes ANSI escape sequences (ESC '[' ... final byte) from a log line.
+fn strip_ansi(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    let mut chars = s.chars().peekable();
+    while let Some(c) = chars.next() {
+        if c == '\u{1b}' {
+            if chars.peek() == Some(&'[') {
+                chars.next();
+                for c2 in chars.by_ref() {
+                    if ('@'..='~').contains(&c2) {
+                        break;
+                    }
+                }
+            }
+            continue;
+        }
+        out.push(c);
+    }
+    out
+}
+
+// =========================================================================================
+// RSS sampling of the spawned server
+// =========================================================================================
+
+struct RssStats {
+    pid: u32,
+    peak_rss_kb: AtomicU64,
+    phase_peak_kb: AtomicU64,
+    hwm_kb: AtomicU64,
+    samples: AtomicU64,
+}
+
+impl RssStats {
+    /// Reads /proc/PID/status once; false if the process is gone.
+    fn sample(&self) -> bool {
+        let Ok(status) = std::fs::read_to_string(format!("/proc/{}/status", self.pid)) else {
+            return false;
+        };
+        let field = |name: &str| -> Option<u64> {
+            status
+                .lines()
+                .find(|l| l.starts_with(name))
+                .and_then(|l| l[name.len()..].split_whitespace().next())
+                .and_then(|v| v.parse().ok())
+        };
+        if let Some(rss) = field("VmRSS:") {
+            self.peak_rss_kb.fetch_max(rss, Ordering::Relaxed);
+            self.phase_peak_kb.fetch_max(rss, Ordering::Relaxed);
+            self.samples.fetch_add(1, Ordering::Relaxed);
+        }
+        if let Some(hwm) = field("VmHWM:") {
+            self.hwm_kb.fetch_max(hwm, Ordering::Relaxed);
+        }
+        true
+    }
+
+    /// Starts a phase; returns the current RSS in KiB.
+    fn begin_phase(&self) -> Option<u64> {
+        self.phase_peak_kb.store(0, Ordering::Relaxed);
+        self.sample();
+        Some(self.phase_peak_kb.load(Ordering::Relaxed)).filter(|&v| v > 0)
+    }
+
+    /// Ends a phase; returns the peak sampled RSS during it in KiB.
+    fn end_phase(&self) -> Option<u64> {
+        self.sample();
+        Some(self.phase_peak_kb.load(Ordering::Relaxed)).filter(|&v| v > 0)
+    }
+}
+
+struct RssSampler {
+    stats: Arc<RssStats>,
+    stop: Arc<AtomicBool>,
+    handle: Option<JoinHandle<()>>,
+}
+
+struct RssReport {
+    peak_rss_kb: u64,
+    hwm_kb: u64,
+    samples: u64,
+}
+
+impl RssSampler {
+    fn start(pid: u32) -> RssSampler {
+        let stats = Arc::new(RssStats {
+            pid,
+            peak_rss_kb: AtomicU64::new(0),
+            phase_peak_kb: AtomicU64::new(0),
+            hwm_kb: AtomicU64::new(0),
+            samples: AtomicU64::new(0),
+        });
+        let stop = Arc::new(AtomicBool::new(false));
+        let handle = {
+            let stats = Arc::clone(&stats);
+            let stop = Arc::clone(&stop);
+            thread::Builder::new()
+                .name("rss-sampler".to_string())
+                .spawn(move || {
+                    while !stop.load(Ordering::Relaxed) {
+                        if !stats.sample() {
+                            break;
+                        }
+                        // Once per second, in short sleeps so `finish` returns quickly.
+                        for _ in 0..10 {
+                            if stop.load(Ordering::Relaxed) {
+                                break;
+                            }
+                            thread::sleep(Duration::from_millis(100));
+                        }
+                    }
+                })
+                .ok()
+        };
+        RssSampler {
+            stats,
+            stop,
+            handle,
+        }
+    }
+
+    fn finish(mut self) -> RssReport {
+        self.stats.sample();
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(h) = self.handle.take() {
+            let _ = h.join();
+        }
+        RssReport {
+            peak_rss_kb: self.stats.peak_rss_kb.load(Ordering::Relaxed),
+            hwm_kb: self.stats.hwm_kb.load(Ordering::Relaxed),
+            samples: self.stats.samples.load(Ordering::Relaxed),
+        }
+    }
+}
+
+// =========================================================================================
+// Reporting
+// =========================================================================================
+
+/// Nearest-rank percentile of sorted values; `q` in 0..=1.
+fn percentile(sorted: &[u32], q: f64) -> Option<u32> {
+    if sorted.is_empty() {
+        return None;
+    }
+    let rank = (q * sorted.len() as f64).ceil() as usize;
+    Some(sorted[rank.clamp(1, sorted.len()) - 1])
+}
+
+fn fmt_ms(us: Option<u32>) -> String {
+    us.map_or_else(
+        || "-".to_string(),
+        |v| format!("{:.2}", f64::from(v) / 1000.0),
+    )
+}
+
+fn mib(kb: u64) -> f64 {
+    kb as f64 / 1024.0
+}
+
+/// Parses durations like `250ms`, `1s`, `1.5s`, `2m`; a bare number is milliseconds.
+fn parse_duration(s: &str) -> Option<Duration> {
+    let s = s.trim();
+    let (num, scale_ms) = if let Some(v) = s.strip_suffix("ms") {
+        (v, 1.0)
+    } else if let Some(v) = s.strip_suffix('s') {
+        (v, 1000.0)
+    } else if let Some(v) = s.strip_suffix('m') {
+        (v, 60_000.0)
+    } else {
+        (s, 1.0)
+    };
+    let v: f64 = num.trim().parse().ok()?;
+    (v.is_finite() && v >= 0.0).then(|| Duration::from_secs_f64(v * scale_ms / 1000.0))
+}
+
+#[allow(clippy::too_many_arguments)]
+fn print_summary(
+    args: &Args,
+    bootstrap: &str,
+    topic: &str,
+    produce: &ProduceReport,
+    consume: Option<&ConsumeReport>,
+    rss: Option<&RssReport>,
+    rss_before_kb: Option<u64>,
+    rss_produce_kb: Option<u64>,
+    rss_consume_kb: Option<u64>,
+) {
+    println!();
+    println!("=== sluice-bench summary ===");
+    println!(
+        "{} records x {} B over {} partitions, acks={}, linger.ms={}, compression={}, batch.size={}, rate={}",
+        args.records,
+        args.record_bytes,
+        args.partitions,
+        args.acks,
+        args.linger_ms,
+        args.compression,
+        args.batch_bytes,
+        if args.rate == 0 { "max".to_string() } else { format!("{}/s", args.rate) },
+    );
+    match &args.spawn {
+        Some(path) => println!(
+            "server: spawned {} at {bootstrap}, bucket {}, batch-timeout {}",
+            path.display(),
+            args.bucket_url.as_deref().unwrap_or("(server default)"),
+            args.batch_timeout
+        ),
+        None => println!("server: {bootstrap} (external)"),
+    }
+    println!("topic: {topic}");
+    println!();
+    println!(
+        "{:<8} {:>10} {:>9} {:>12} {:>9} {:>9} {:>9} {:>9} {:>9} {:>7}",
+        "phase",
+        "records",
+        "secs",
+        "records/s",
+        "MB/s",
+        "p50 ms",
+        "p90 ms",
+        "p99 ms",
+        "max ms",
+        "errors"
+    );
+    let secs = produce.elapsed.as_secs_f64().max(1e-9);
+    println!(
+        "{:<8} {:>10} {:>9.3} {:>12.0} {:>9.1} {:>9} {:>9} {:>9} {:>9} {:>7}",
+        "produce",
+        produce.delivered,
+        secs,
+        produce.delivered as f64 / secs,
+        produce.payload_bytes as f64 / 1e6 / secs,
+        fmt_ms(percentile(&produce.latencies_us, 0.50)),
+        fmt_ms(percentile(&produce.latencies_us, 0.90)),
+        fmt_ms(percentile(&produce.latencies_us, 0.99)),
+        fmt_ms(produce.latencies_us.last().copied()),
+        produce.errors,
+    );
+    match consume {
+        Some(c) => {
+            let secs = c.elapsed.as_secs_f64().max(1e-9);
+            println!(
+                "{:<8} {:>10} {:>9.3} {:>12.0} {:>9.1} {:>9} {:>9} {:>9} {:>9} {:>7}",
+                "consume",
+                c.received,
+                secs,
+                c.received as f64 / secs,
+                c.payload_bytes as f64 / 1e6 / secs,
+                "-",
+                "-",
+                "-",
+                "-",
+                c.failures.len(),
+            );
+        }
+        None => println!("consume  (skipped)"),
+    }
+    println!();
+    println!("MB/s = payload bytes / 1e6 / s; produce latency = enqueue in the client -> delivery report.");
+    if produce.queue_full_waits > 0 {
+        println!(
+            "note: the client queue was full {} times (latency includes time queued in the client; \
+             use --rate to measure latency below saturation)",
+            produce.queue_full_waits
+        );
+    }
+    if let Some(c) = consume {
+        if c.order_warnings > 0 {
+            println!(
+                "note: {} records sat at a different offset than produced (client retries can reorder)",
+                c.order_warnings
+            );
+        }
+    }
+
+    if let Some(bt) = parse_duration(&args.batch_timeout) {
+        if let Some(p99) = percentile(&produce.latencies_us, 0.99) {
+            let limit = bt + Duration::from_millis(50);
+            let p99 = Duration::from_micros(u64::from(p99));
+            println!(
+                "latency target p99 <= batch-timeout + 50 ms = {} ms: {} (p99 {:.2} ms; the target applies at 80% of peak, see --rate)",
+                limit.as_millis(),
+                if p99 <= limit { "met" } else { "NOT met" },
+                p99.as_secs_f64() * 1000.0
+            );
+        }
+    }
+
+    if let Some(r) = rss {
+        let fmt =
+            |kb: Option<u64>| kb.map_or_else(|| "-".to_string(), |v| format!("{:.1}", mib(v)));
+        println!(
+            "server RSS MiB: before produce {}, peak during produce {}, peak during consume {}, \
+             peak sampled {:.1} ({} samples), VmHWM {:.1}",
+            fmt(rss_before_kb),
+            fmt(rss_produce_kb),
+            fmt(rss_consume_kb),
+            mib(r.peak_rss_kb),
+            r.samples,
+            mib(r.hwm_kb)
+        );
+        let peak = mib(r.peak_rss_kb.max(r.hwm_kb));
+        println!(
+            "memory target RSS < {RSS_TARGET_MIB:.0} MiB (default limits): {}",
+            if peak < RSS_TARGET_MIB {
+                "met"
+            } else {
+                "NOT met"
+            }
+        );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn listening_line() {
+        let (k, h) =
+            parse_listening_line("sluice listening kafka=127.0.0.1:40001 http=127.0.0.1:40002")
+                .unwrap();
+        assert_eq!(k, "127.0.0.1:40001");
+        assert_eq!(h.as_deref(), Some("127.0.0.1:40002"));
+        let (k, _) = parse_listening_line(&strip_ansi(
+            "\u{1b}[2m2024\u{1b}[0m INFO sluice listening kafka=\"127.0.0.1:1\"",
+        ))
+        .unwrap();
+        assert_eq!(k, "127.0.0.1:1");
+        assert!(parse_listening_line("sluice starting").is_none());
+    }
+
+    #[test]
+    fn percentiles() {
+        let v: Vec<u32> = (1..=100).collect();
+        assert_eq!(percentile(&v, 0.5), Some(50));
+        assert_eq!(percentile(&v, 0.99), Some(99));
+        assert_eq!(percentile(&v, 1.0), Some(100));
+        assert_eq!(percentile(&[], 0.5), None);
+    }
+
+    #[test]
+    fn durations() {
+        assert_eq!(parse_duration("250ms"), Some(Duration::from_millis(250)));
+        assert_eq!(parse_duration("1s"), Some(Duration::from_secs(1)));
+        assert_eq!(parse_duration("1.5s"), Some(Duration::from_millis(1500)));
+        assert_eq!(parse_duration("x"), None);
+    }
+}

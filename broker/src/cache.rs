@@ -1,0 +1,103 @@
+//! The read-through cache of segment-file chunks (DESIGN.md section 4).
+//!
+//! Objects are read in aligned chunks of [`CHUNK_BYTES`]; a miss fetches the whole chunk
+//! with one ranged GET, and concurrent misses for the same chunk share that GET. Freshly
+//! committed segments are inserted by the produce path, so tailing consumers are served
+//! from memory. Capacity is bounded in bytes (LRU-like eviction).
+
+use std::sync::Arc;
+
+use bytes::{Bytes, BytesMut};
+use moka::future::Cache;
+
+use crate::bucket::{Bucket, BucketError};
+use crate::metrics::Metrics;
+
+pub const CHUNK_BYTES: u64 = 1 << 20;
+
+#[derive(Clone)]
+pub struct ChunkCache {
+    cache: Cache<(Arc<str>, u64), Bytes>,
+    bucket: Bucket,
+    metrics: Metrics,
+}
+
+impl ChunkCache {
+    pub fn new(bucket: Bucket, capacity_bytes: u64, metrics: Metrics) -> Self {
+        let gauge = metrics.read_cache_bytes.clone();
+        let cache = Cache::builder()
+            .max_capacity(capacity_bytes)
+            .weigher(|_k: &(Arc<str>, u64), v: &Bytes| v.len().min(u32::MAX as usize) as u32)
+            .eviction_listener(move |_k, v: Bytes, _cause| {
+                gauge.sub(v.len() as i64);
+            })
+            .build();
+        ChunkCache {
+            cache,
+            bucket,
+            metrics,
+        }
+    }
+
+    /// Caches a whole object just written (slices share its memory).
+    pub fn insert_object(&self, key: &str, object: Bytes) {
+        let key: Arc<str> = Arc::from(key);
+        let mut start = 0u64;
+        while start < object.len() as u64 {
+            let end = (start + CHUNK_BYTES).min(object.len() as u64);
+            let chunk = object.slice(start as usize..end as usize);
+            self.metrics.read_cache_bytes.add(chunk.len() as i64);
+            let cache = self.cache.clone();
+            let k = (key.clone(), start / CHUNK_BYTES);
+            // moka's insert is async only to run eviction work; do it off the hot path.
+            tokio::spawn(async move { cache.insert(k, chunk).await });
+            start = end;
+        }
+    }
+
+    async fn chunk(
+        &self,
+        key: &Arc<str>,
+        index: u64,
+        object_size: u64,
+    ) -> Result<Bytes, Arc<BucketError>> {
+        self.cache
+            .try_get_with((key.clone(), index), async {
+                self.metrics.read_cache_misses.inc();
+                let start = index * CHUNK_BYTES;
+                let end = (start + CHUNK_BYTES).min(object_size);
+                let bytes = self.bucket.get_range(key, start..end).await?;
+                self.metrics.read_cache_bytes.add(bytes.len() as i64);
+                Ok(bytes)
+            })
+            .await
+    }
+
+    /// Appends `len` bytes at `offset` of object `key` to `out`.
+    pub async fn read_into(
+        &self,
+        key: &Arc<str>,
+        object_size: u64,
+        offset: u64,
+        len: u64,
+        out: &mut BytesMut,
+    ) -> Result<(), Arc<BucketError>> {
+        let end = offset + len;
+        let mut pos = offset;
+        while pos < end {
+            let index = pos / CHUNK_BYTES;
+            let chunk = self.chunk(key, index, object_size).await?;
+            let chunk_start = index * CHUNK_BYTES;
+            let from = (pos - chunk_start) as usize;
+            let to = ((end - chunk_start) as usize).min(chunk.len());
+            if from >= to {
+                return Err(Arc::new(BucketError::Corrupt(format!(
+                    "object {key} is shorter than its metadata says"
+                ))));
+            }
+            out.extend_from_slice(&chunk[from..to]);
+            pos = chunk_start + to as u64;
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,42 @@
+//! The broker's part of the configuration, filled in by the `sluice` binary.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+#[derive(Debug, Clone)]
+pub struct BrokerConfig {
+    pub database_url: String,
+    pub bucket_url: String,
+    pub kafka_addr: SocketAddr,
+    /// host:port announced to clients; derived from the bound address when None.
+    pub advertised_kafka_addr: Option<String>,
+    pub batch_timeout: Duration,
+    pub max_file_bytes: usize,
+    pub auto_create_topics: bool,
+    pub default_partitions: i32,
+    pub max_frame_bytes: usize,
+    pub read_cache_bytes: u64,
+    /// Requests one connection may have in flight (read but not yet answered).
+    pub max_inflight_per_connection: usize,
+    pub node_id: i32,
+}
+
+impl BrokerConfig {
+    /// Defaults suitable for tests: in-memory everything, ephemeral port, short timeout.
+    pub fn for_tests(database_url: String) -> Self {
+        BrokerConfig {
+            database_url,
+            bucket_url: "memory://".to_string(),
+            kafka_addr: "127.0.0.1:0".parse().expect("valid literal address"),
+            advertised_kafka_addr: None,
+            batch_timeout: Duration::from_millis(10),
+            max_file_bytes: 8 << 20,
+            auto_create_topics: true,
+            default_partitions: 1,
+            max_frame_bytes: 100 << 20,
+            read_cache_bytes: 64 << 20,
+            max_inflight_per_connection: 64,
+            node_id: 1,
+        }
+    }
+}

@@ -1,0 +1,216 @@
+//! Fetch (DESIGN.md section 4): batch rows from metadata, bytes from the chunk cache,
+//! base offsets patched in, size limits respected, long-poll woken by commits.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::BytesMut;
+use kafka_protocol::messages::fetch_request::FetchTopic;
+use kafka_protocol::messages::fetch_response::{FetchableTopicResponse, PartitionData};
+use kafka_protocol::messages::{FetchRequest, FetchResponse};
+
+use super::{codes, store_error_code};
+use crate::agent::Broker;
+use crate::batch;
+use crate::server::Session;
+use crate::store::TopicMeta;
+
+/// Batch rows read per partition and round; a client wanting more fetches again.
+const MAX_BATCH_ROWS: i64 = 1000;
+/// The longest a fetch may wait, whatever the client asks.
+const MAX_WAIT: Duration = Duration::from_secs(30);
+/// With a shared database other agents commit too: re-check at least this often.
+const SHARED_DB_POLL: Duration = Duration::from_millis(250);
+
+pub async fn fetch(
+    broker: &Arc<Broker>,
+    session: &Session,
+    version: i16,
+    req: FetchRequest,
+) -> FetchResponse {
+    let deadline =
+        Instant::now() + Duration::from_millis(req.max_wait_ms.max(0) as u64).min(MAX_WAIT);
+    let min_bytes = req.min_bytes.max(0) as usize;
+    let max_bytes = if req.max_bytes <= 0 {
+        usize::MAX
+    } else {
+        req.max_bytes as usize
+    };
+    // Resolve topics once; a fetch names them by name (< v13) or id (v13+).
+    let mut topics = Vec::with_capacity(req.topics.len());
+    for t in &req.topics {
+        topics.push(resolve(broker, session, version, t).await);
+    }
+    let mut commits = broker.subscribe_commits();
+    loop {
+        commits.borrow_and_update();
+        let (responses, bytes) = read_all(broker, version, &req.topics, &topics, max_bytes).await;
+        let now = Instant::now();
+        let has_error = responses
+            .iter()
+            .any(|t| t.partitions.iter().any(|p| p.error_code != codes::NONE));
+        if bytes >= min_bytes || has_error || now >= deadline {
+            broker.metrics.fetch_bytes.inc_by(bytes as u64);
+            return FetchResponse::default().with_responses(responses);
+        }
+        let mut wait = deadline - now;
+        if broker.meta.backend() != "sqlite" {
+            wait = wait.min(SHARED_DB_POLL);
+        }
+        let _ = tokio::time::timeout(wait, commits.changed()).await;
+    }
+}
+
+type Resolved = Result<Option<Arc<TopicMeta>>, i16>;
+
+async fn resolve(broker: &Broker, session: &Session, version: i16, t: &FetchTopic) -> Resolved {
+    let found = if version >= 13 {
+        broker
+            .meta
+            .topic_by_uuid(&session.cluster, t.topic_id)
+            .await
+            .map(|o| o.map(Arc::new))
+    } else {
+        broker.topic(&session.cluster, &t.topic).await
+    };
+    found.map_err(|e| store_error_code(&e))
+}
+
+async fn read_all(
+    broker: &Broker,
+    version: i16,
+    requested: &[FetchTopic],
+    topics: &[Resolved],
+    max_bytes: usize,
+) -> (Vec<FetchableTopicResponse>, usize) {
+    let mut total = 0usize;
+    let mut out = Vec::with_capacity(requested.len());
+    for (t, resolved) in requested.iter().zip(topics) {
+        let mut resp = FetchableTopicResponse::default().with_topic_id(t.topic_id);
+        if version < 13 {
+            resp = resp.with_topic(t.topic.clone());
+        }
+        for p in &t.partitions {
+            let base = PartitionData::default()
+                .with_partition_index(p.partition)
+                .with_high_watermark(-1)
+                .with_last_stable_offset(-1)
+                .with_log_start_offset(-1)
+                .with_aborted_transactions(Some(Vec::new()))
+                .with_preferred_read_replica((-1).into())
+                // Empty, never null: librdkafka rejects a null record set.
+                .with_records(Some(Default::default()));
+            let topic = match resolved {
+                Ok(Some(topic)) => topic,
+                Ok(None) => {
+                    let code = if version >= 13 {
+                        codes::UNKNOWN_TOPIC_ID
+                    } else {
+                        codes::UNKNOWN_TOPIC_OR_PARTITION
+                    };
+                    resp.partitions.push(base.with_error_code(code));
+                    continue;
+                }
+                Err(code) => {
+                    resp.partitions.push(base.with_error_code(*code));
+                    continue;
+                }
+            };
+            let limit = if p.partition_max_bytes <= 0 {
+                usize::MAX
+            } else {
+                p.partition_max_bytes as usize
+            };
+            let data = read_partition(
+                broker,
+                topic,
+                p.partition,
+                p.fetch_offset,
+                limit,
+                max_bytes,
+                &mut total,
+            )
+            .await;
+            resp.partitions.push(match data {
+                Ok((hw, lso, records)) => base
+                    .with_high_watermark(hw)
+                    .with_last_stable_offset(hw)
+                    .with_log_start_offset(lso)
+                    .with_records(Some(records.map(|r| r.freeze()).unwrap_or_default())),
+                Err((code, hw, lso)) => base
+                    .with_error_code(code)
+                    .with_high_watermark(hw)
+                    .with_last_stable_offset(hw)
+                    .with_log_start_offset(lso),
+            });
+        }
+        out.push(resp);
+    }
+    (out, total)
+}
+
+type PartitionRead = Result<(i64, i64, Option<BytesMut>), (i16, i64, i64)>;
+
+/// Reads one partition from `offset`: (high watermark, log start, records).
+async fn read_partition(
+    broker: &Broker,
+    topic: &TopicMeta,
+    partition: i32,
+    offset: i64,
+    partition_limit: usize,
+    max_bytes: usize,
+    total: &mut usize,
+) -> PartitionRead {
+    let state = match broker.meta.partition_state(topic.id, partition).await {
+        Ok(Some(s)) => s,
+        Ok(None) => return Err((codes::UNKNOWN_TOPIC_OR_PARTITION, -1, -1)),
+        Err(e) => return Err((store_error_code(&e), -1, -1)),
+    };
+    let (hw, lso) = (state.next_offset, state.log_start_offset);
+    if offset < lso || offset > hw {
+        return Err((codes::OFFSET_OUT_OF_RANGE, hw, lso));
+    }
+    if offset == hw {
+        return Ok((hw, lso, None));
+    }
+    let rows = match broker
+        .meta
+        .batches_from(topic.id, partition, offset, MAX_BATCH_ROWS)
+        .await
+    {
+        Ok(r) => r,
+        Err(e) => return Err((store_error_code(&e), hw, lso)),
+    };
+    let mut buf = BytesMut::new();
+    for row in rows {
+        let len = row.byte_len as usize;
+        // Always return at least one batch per response, even over the limits, so a client
+        // can make progress past a batch larger than its fetch size (as Kafka does).
+        let first = *total == 0;
+        if !first && (buf.len() + len > partition_limit || *total + len > max_bytes) {
+            break;
+        }
+        let start = buf.len();
+        if let Err(e) = broker
+            .cache
+            .read_into(
+                &row.object_key,
+                row.object_size,
+                row.byte_offset,
+                row.byte_len as u64,
+                &mut buf,
+            )
+            .await
+        {
+            tracing::error!(error = %e, key = %row.object_key, "reading batch from bucket failed");
+            if start == 0 {
+                return Err((codes::KAFKA_STORAGE_ERROR, hw, lso));
+            }
+            buf.truncate(start);
+            break;
+        }
+        batch::patch_base_offset(&mut buf[start..start + len], row.base_offset);
+        *total += len;
+    }
+    Ok((hw, lso, (!buf.is_empty()).then_some(buf)))
+}

@@ -1,0 +1,138 @@
+//! Request handlers, one module per family of APIs.
+//!
+//! [`dispatch`] runs a handler's first stage in arrival order and returns the rest as a
+//! future; only produce uses the first stage (to append in order), every other API runs
+//! entirely in the returned future.
+
+pub mod admin;
+pub mod fetch;
+pub mod metadata;
+pub mod offsets;
+pub mod produce;
+
+use std::sync::Arc;
+
+use futures::future::BoxFuture;
+use futures::FutureExt;
+use kafka_protocol::messages::{RequestHeader, RequestKind, ResponseKind};
+
+use crate::agent::Broker;
+use crate::server::Session;
+use crate::store::StoreError;
+
+/// Kafka error codes used by the handlers.
+pub mod codes {
+    pub const NONE: i16 = 0;
+    pub const UNKNOWN_SERVER_ERROR: i16 = -1;
+    pub const OFFSET_OUT_OF_RANGE: i16 = 1;
+    pub const UNKNOWN_TOPIC_OR_PARTITION: i16 = 3;
+    pub const INVALID_TOPIC_EXCEPTION: i16 = 17;
+    pub const INVALID_REQUIRED_ACKS: i16 = 21;
+    pub const TOPIC_ALREADY_EXISTS: i16 = 36;
+    pub const INVALID_PARTITIONS: i16 = 37;
+    pub const INVALID_REPLICATION_FACTOR: i16 = 38;
+    pub const INVALID_CONFIG: i16 = 40;
+    pub const INVALID_REQUEST: i16 = 42;
+    pub const KAFKA_STORAGE_ERROR: i16 = 56;
+    pub const UNKNOWN_TOPIC_ID: i16 = 100;
+}
+
+/// Maps a store failure to the code a client sees, logging the cause once.
+pub fn store_error_code(e: &StoreError) -> i16 {
+    match e {
+        StoreError::TopicExists(_) => codes::TOPIC_ALREADY_EXISTS,
+        StoreError::UnknownTopic(_) => codes::UNKNOWN_TOPIC_OR_PARTITION,
+        StoreError::InvalidPartitions(_) => codes::INVALID_PARTITIONS,
+        other => {
+            tracing::error!(error = %other, "metadata store failed");
+            codes::KAFKA_STORAGE_ERROR
+        }
+    }
+}
+
+fn ready(r: ResponseKind) -> BoxFuture<'static, Option<ResponseKind>> {
+    futures::future::ready(Some(r)).boxed()
+}
+
+pub async fn dispatch(
+    broker: &Arc<Broker>,
+    session: &Session,
+    header: &RequestHeader,
+    body: RequestKind,
+) -> BoxFuture<'static, Option<ResponseKind>> {
+    let version = header.request_api_version;
+    let b = broker.clone();
+    let s = session.clone();
+    match body {
+        RequestKind::Produce(req) => produce::produce(broker, session, version, req).await,
+        RequestKind::ApiVersions(_) => ready(ResponseKind::ApiVersions(metadata::api_versions())),
+        RequestKind::Metadata(req) => async move {
+            Some(ResponseKind::Metadata(
+                metadata::metadata(&b, &s, version, req).await,
+            ))
+        }
+        .boxed(),
+        RequestKind::DescribeCluster(_) => ready(ResponseKind::DescribeCluster(
+            metadata::describe_cluster(broker),
+        )),
+        RequestKind::Fetch(req) => async move {
+            Some(ResponseKind::Fetch(
+                fetch::fetch(&b, &s, version, req).await,
+            ))
+        }
+        .boxed(),
+        RequestKind::ListOffsets(req) => async move {
+            Some(ResponseKind::ListOffsets(
+                offsets::list_offsets(&b, &s, version, req).await,
+            ))
+        }
+        .boxed(),
+        RequestKind::InitProducerId(req) => async move {
+            Some(ResponseKind::InitProducerId(
+                produce::init_producer_id(&b, req).await,
+            ))
+        }
+        .boxed(),
+        RequestKind::CreateTopics(req) => async move {
+            Some(ResponseKind::CreateTopics(
+                admin::create_topics(&b, &s, version, req).await,
+            ))
+        }
+        .boxed(),
+        RequestKind::DeleteTopics(req) => async move {
+            Some(ResponseKind::DeleteTopics(
+                admin::delete_topics(&b, &s, version, req).await,
+            ))
+        }
+        .boxed(),
+        RequestKind::CreatePartitions(req) => async move {
+            Some(ResponseKind::CreatePartitions(
+                admin::create_partitions(&b, &s, req).await,
+            ))
+        }
+        .boxed(),
+        RequestKind::DescribeConfigs(req) => async move {
+            Some(ResponseKind::DescribeConfigs(
+                admin::describe_configs(&b, &s, req).await,
+            ))
+        }
+        .boxed(),
+        RequestKind::AlterConfigs(req) => async move {
+            Some(ResponseKind::AlterConfigs(
+                admin::alter_configs(&b, &s, req).await,
+            ))
+        }
+        .boxed(),
+        RequestKind::IncrementalAlterConfigs(req) => async move {
+            Some(ResponseKind::IncrementalAlterConfigs(
+                admin::incremental_alter_configs(&b, &s, req).await,
+            ))
+        }
+        .boxed(),
+        other => {
+            // decode_request only lets advertised APIs through, so this is a bug, not input.
+            tracing::error!(request = ?std::mem::discriminant(&other), "no handler for an advertised api");
+            futures::future::ready(None).boxed()
+        }
+    }
+}

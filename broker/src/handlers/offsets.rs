@@ -1,0 +1,92 @@
+//! ListOffsets: earliest, latest, max timestamp and offsets by time.
+
+use std::sync::Arc;
+
+use kafka_protocol::messages::list_offsets_response::{
+    ListOffsetsPartitionResponse, ListOffsetsTopicResponse,
+};
+use kafka_protocol::messages::{ListOffsetsRequest, ListOffsetsResponse};
+
+use super::{codes, store_error_code};
+use crate::agent::Broker;
+use crate::server::Session;
+use crate::store::{StoreError, TopicMeta};
+
+const LATEST: i64 = -1;
+const EARLIEST: i64 = -2;
+const MAX_TIMESTAMP: i64 = -3;
+const EARLIEST_LOCAL: i64 = -4;
+const LATEST_TIERED: i64 = -5;
+
+pub async fn list_offsets(
+    broker: &Arc<Broker>,
+    session: &Session,
+    version: i16,
+    req: ListOffsetsRequest,
+) -> ListOffsetsResponse {
+    let mut topics = Vec::with_capacity(req.topics.len());
+    for t in req.topics {
+        let found = broker.topic(&session.cluster, &t.name).await;
+        let mut parts = Vec::with_capacity(t.partitions.len());
+        for p in t.partitions {
+            let base = ListOffsetsPartitionResponse::default()
+                .with_partition_index(p.partition_index)
+                .with_timestamp(-1)
+                .with_offset(-1)
+                // The leader epoch exists from v4; Sluice's partitions never change leader epoch.
+                .with_leader_epoch(if version >= 4 { 0 } else { -1 });
+            let answer = match &found {
+                Ok(Some(topic))
+                    if p.partition_index >= 0 && p.partition_index < topic.partitions =>
+                {
+                    lookup(broker, topic, p.partition_index, p.timestamp).await
+                }
+                Ok(_) => Err(codes::UNKNOWN_TOPIC_OR_PARTITION),
+                Err(e) => Err(store_error_code(e)),
+            };
+            parts.push(match answer {
+                Ok((offset, timestamp)) => base.with_offset(offset).with_timestamp(timestamp),
+                Err(code) => base.with_error_code(code),
+            });
+        }
+        topics.push(
+            ListOffsetsTopicResponse::default()
+                .with_name(t.name)
+                .with_partitions(parts),
+        );
+    }
+    ListOffsetsResponse::default().with_topics(topics)
+}
+
+/// (offset, timestamp) for one partition; -1/-1 when no record is at or after the time.
+async fn lookup(
+    broker: &Broker,
+    topic: &TopicMeta,
+    partition: i32,
+    timestamp: i64,
+) -> Result<(i64, i64), i16> {
+    let run = async {
+        let Some(state) = broker.meta.partition_state(topic.id, partition).await? else {
+            return Ok::<_, StoreError>(Err(codes::UNKNOWN_TOPIC_OR_PARTITION));
+        };
+        Ok(Ok(match timestamp {
+            LATEST | LATEST_TIERED => (state.next_offset, -1),
+            EARLIEST | EARLIEST_LOCAL => (state.log_start_offset, -1),
+            MAX_TIMESTAMP => broker
+                .meta
+                .max_timestamp_offset(topic.id, partition)
+                .await?
+                .unwrap_or((-1, -1)),
+            t if t >= 0 => match broker
+                .meta
+                .offset_for_timestamp(topic.id, partition, t)
+                .await?
+            {
+                Some((offset, ts)) => (offset.max(state.log_start_offset), ts),
+                None => (-1, -1),
+            },
+            _ => return Ok(Err(codes::INVALID_REQUEST)),
+        }))
+    };
+    run.await.unwrap_or_else(|e| Err(store_error_code(&e)))
+}

@@ -1,0 +1,225 @@
+//! Produce and InitProducerId.
+
+use std::sync::Arc;
+
+use futures::future::BoxFuture;
+use futures::FutureExt;
+use kafka_protocol::messages::produce_response::{PartitionProduceResponse, TopicProduceResponse};
+use kafka_protocol::messages::{
+    InitProducerIdRequest, InitProducerIdResponse, ProduceRequest, ProduceResponse, ResponseKind,
+};
+use kafka_protocol::protocol::StrBytes;
+use tokio::sync::oneshot;
+
+use super::{codes, store_error_code};
+use crate::agent::{Broker, TopicLookup};
+use crate::batch::{self, BatchError};
+use crate::clock::now_ms;
+use crate::server::Session;
+use crate::store::plan::GroupOutcome;
+use crate::topic_config;
+use crate::writer::PartitionAppend;
+
+/// Where one partition's answer comes from.
+enum Slot {
+    Done(PartitionProduceResponse),
+    Waiting {
+        index: i32,
+        log_append_time: i64,
+        rx: oneshot::Receiver<GroupOutcome>,
+    },
+}
+
+fn failed(index: i32, code: i16, message: Option<String>) -> Slot {
+    Slot::Done(
+        PartitionProduceResponse::default()
+            .with_index(index)
+            .with_error_code(code)
+            .with_base_offset(-1)
+            .with_error_message(message.map(StrBytes::from_string)),
+    )
+}
+
+/// Validates and appends in arrival order; the returned future waits for the commit.
+pub async fn produce(
+    broker: &Arc<Broker>,
+    session: &Session,
+    version: i16,
+    req: ProduceRequest,
+) -> BoxFuture<'static, Option<ResponseKind>> {
+    let acks = req.acks;
+    let mut topics: Vec<(TopicProduceResponse, Vec<Slot>)> =
+        Vec::with_capacity(req.topic_data.len());
+    let mut appends = Vec::new();
+    // (topic index, slot index) of each append, to route its receiver back.
+    let mut routes = Vec::new();
+    for td in req.topic_data {
+        let mut slots = Vec::with_capacity(td.partition_data.len());
+        let lookup = if version >= 13 {
+            match broker
+                .meta
+                .topic_by_uuid(&session.cluster, td.topic_id)
+                .await
+            {
+                Ok(Some(t)) => Ok(TopicLookup::Found(Arc::new(t))),
+                Ok(None) => Ok(TopicLookup::Missing),
+                Err(e) => Err(e),
+            }
+        } else {
+            broker
+                .topic_or_create(&session.cluster, &td.name, true)
+                .await
+        };
+        let missing_code = if version >= 13 {
+            codes::UNKNOWN_TOPIC_ID
+        } else {
+            codes::UNKNOWN_TOPIC_OR_PARTITION
+        };
+        let topic = match lookup {
+            Ok(TopicLookup::Found(t)) => Some(t),
+            Ok(TopicLookup::Missing) => None,
+            Err(e) => {
+                let code = store_error_code(&e);
+                for pd in &td.partition_data {
+                    slots.push(failed(pd.index, code, None));
+                }
+                topics.push((
+                    TopicProduceResponse::default()
+                        .with_name(td.name)
+                        .with_topic_id(td.topic_id),
+                    slots,
+                ));
+                continue;
+            }
+        };
+        for pd in td.partition_data {
+            let Some(topic) = topic.as_ref() else {
+                slots.push(failed(pd.index, missing_code, None));
+                continue;
+            };
+            if !(acks == 0 || acks == 1 || acks == -1) {
+                slots.push(failed(pd.index, codes::INVALID_REQUIRED_ACKS, None));
+                continue;
+            }
+            if pd.index < 0 || pd.index >= topic.partitions {
+                slots.push(failed(pd.index, codes::UNKNOWN_TOPIC_OR_PARTITION, None));
+                continue;
+            }
+            let Some(records) = pd.records else {
+                slots.push(failed(
+                    pd.index,
+                    BatchError::Empty.code(),
+                    Some(BatchError::Empty.to_string()),
+                ));
+                continue;
+            };
+            let max = topic_config::max_message_bytes(&topic.configs);
+            let mut batches = match batch::split_batches(&records, max) {
+                Ok(b) => b,
+                Err(e) => {
+                    tracing::debug!(topic = %topic.name, partition = pd.index, error = %e, "refused record set");
+                    slots.push(failed(pd.index, e.code(), Some(e.to_string())));
+                    continue;
+                }
+            };
+            let mut log_append_time = -1;
+            if topic_config::log_append_time(&topic.configs) {
+                log_append_time = now_ms();
+                batches = batches
+                    .iter()
+                    .map(|b| batch::stamp_log_append_time(b, log_append_time))
+                    .collect();
+            }
+            routes.push((topics.len(), slots.len()));
+            slots.push(Slot::Waiting {
+                index: pd.index,
+                log_append_time,
+                rx: oneshot::channel().1,
+            });
+            appends.push(PartitionAppend {
+                topic_id: topic.id,
+                topic_uuid: topic.uuid,
+                partition: pd.index,
+                batches,
+            });
+        }
+        // Answer in the client's own terms: by name before v13, by topic id from v13.
+        let mut resp = TopicProduceResponse::default().with_topic_id(td.topic_id);
+        if version < 13 {
+            resp = resp.with_name(td.name);
+        }
+        topics.push((resp, slots));
+    }
+    if !appends.is_empty() {
+        let receivers = broker.writer.append(appends).await;
+        for ((t, s), rx) in routes.into_iter().zip(receivers) {
+            if let Slot::Waiting { rx: slot_rx, .. } = &mut topics[t].1[s] {
+                *slot_rx = rx;
+            }
+        }
+    }
+    async move {
+        let mut responses = Vec::with_capacity(topics.len());
+        for (mut resp, slots) in topics {
+            let mut parts = Vec::with_capacity(slots.len());
+            for slot in slots {
+                parts.push(match slot {
+                    Slot::Done(p) => p,
+                    Slot::Waiting {
+                        index,
+                        log_append_time,
+                        rx,
+                    } => {
+                        let outcome = rx
+                            .await
+                            .unwrap_or(GroupOutcome::Failed(codes::KAFKA_STORAGE_ERROR));
+                        match outcome {
+                            GroupOutcome::Appended {
+                                base_offset,
+                                log_start_offset,
+                            }
+                            | GroupOutcome::Duplicate {
+                                base_offset,
+                                log_start_offset,
+                            } => PartitionProduceResponse::default()
+                                .with_index(index)
+                                .with_base_offset(base_offset)
+                                .with_log_append_time_ms(log_append_time)
+                                .with_log_start_offset(log_start_offset),
+                            GroupOutcome::Failed(code) => PartitionProduceResponse::default()
+                                .with_index(index)
+                                .with_error_code(code)
+                                .with_base_offset(-1),
+                        }
+                    }
+                });
+            }
+            resp.partition_responses = parts;
+            responses.push(resp);
+        }
+        // acks=0: the client expects no response at all.
+        (acks != 0)
+            .then(|| ResponseKind::Produce(ProduceResponse::default().with_responses(responses)))
+    }
+    .boxed()
+}
+
+pub async fn init_producer_id(
+    broker: &Broker,
+    req: InitProducerIdRequest,
+) -> InitProducerIdResponse {
+    let current = (req.producer_id.0 >= 0).then_some((req.producer_id.0, req.producer_epoch));
+    match broker
+        .meta
+        .init_producer_id(req.transactional_id.as_deref().map(|s| s.as_str()), current)
+        .await
+    {
+        Ok((id, epoch)) => InitProducerIdResponse::default()
+            .with_producer_id(id.into())
+            .with_producer_epoch(epoch),
+        Err(e) => InitProducerIdResponse::default()
+            .with_error_code(store_error_code(&e))
+            .with_producer_id((-1).into())
+            .with_producer_epoch(-1),
+    }
+}

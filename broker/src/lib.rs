@@ -1,0 +1,35 @@
+//! Sluice's broker: the Kafka wire server and everything behind it.
+//!
+//! Where to look:
+//! * [`server`] accepts connections and moves frames; [`protocol`] decodes and encodes them
+//!   (no I/O); [`handlers`] answers each API.
+//! * Produce path: [`handlers::produce`] validates record batches ([`batch`]) and appends them
+//!   to the [`writer`], which seals [`segment`] files, uploads them to the [`bucket`] and
+//!   commits offsets in one transaction of the metadata [`store`].
+//! * Fetch path: [`handlers::fetch`] reads batch rows from the [`store`] and bytes through the
+//!   chunk [`cache`], patching base offsets on the way out.
+//! * Metadata schema: `migrations/sqlite` and `migrations/postgres`; queries in [`store`].
+//! * [`agent`] wires it together (start-up and shutdown order); [`metrics`] are exported by
+//!   the binary on `/metrics`.
+//!
+//! This crate owns the Kafka-facing data plane and the cluster metadata; it does not serve
+//! HTTP and knows nothing about console users or teams.
+
+pub mod agent;
+pub mod batch;
+pub mod bucket;
+pub mod cache;
+pub mod clock;
+pub mod config;
+pub mod handlers;
+pub mod metrics;
+pub mod protocol;
+pub mod segment;
+pub mod server;
+pub mod store;
+pub mod topic_config;
+pub mod writer;
+
+pub use agent::{start, Broker, Running};
+pub use config::BrokerConfig;
+pub use metrics::Metrics;

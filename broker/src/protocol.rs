@@ -1,0 +1,258 @@
+//! Kafka wire codec without I/O: request frames in, response frames out.
+//!
+//! A frame is a 4-byte big-endian length followed by that many bytes. Decoding happens in
+//! two steps, as cheap checks before the full parse: the api key and version are read from
+//! the first four bytes and checked against what Sluice serves, then the header and body
+//! are decoded by the kafka-protocol crate. ApiVersions is special: a client asking with a
+//! version newer than ours must get UNSUPPORTED_VERSION in the v0 layout so it can retry.
+
+use bytes::{Buf, BufMut, Bytes, BytesMut};
+use kafka_protocol::messages::{ApiKey, RequestHeader, RequestKind, ResponseHeader, ResponseKind};
+use kafka_protocol::protocol::{Decodable, Encodable};
+
+/// UNSUPPORTED_VERSION.
+pub const UNSUPPORTED_VERSION: i16 = 35;
+
+/// Every API Sluice serves with the request versions it accepts.
+///
+/// Produce advertises from v0 although only v3+ (message format v2) is accepted: old
+/// librdkafka enables compression only when the advertised range contains v0, as Kafka
+/// itself still advertises.
+pub const SUPPORTED: &[(ApiKey, i16, i16)] = &[
+    (ApiKey::Produce, 0, 13),
+    (ApiKey::Fetch, 4, 17),
+    (ApiKey::ListOffsets, 1, 10),
+    (ApiKey::Metadata, 0, 12),
+    (ApiKey::ApiVersions, 0, 4),
+    (ApiKey::CreateTopics, 2, 7),
+    (ApiKey::DeleteTopics, 1, 6),
+    (ApiKey::InitProducerId, 0, 5),
+    (ApiKey::DescribeConfigs, 1, 4),
+    (ApiKey::AlterConfigs, 0, 2),
+    (ApiKey::CreatePartitions, 0, 3),
+    (ApiKey::IncrementalAlterConfigs, 0, 1),
+    (ApiKey::DescribeCluster, 0, 1),
+];
+
+/// The lowest version of each API that the decoder can actually parse.
+fn decodable_min(key: ApiKey, advertised_min: i16) -> i16 {
+    advertised_min.max(key.valid_versions().min)
+}
+
+/// Why a frame could not be served; the connection is closed after logging it.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum ProtocolError {
+    #[error("frame of {0} bytes is too short for a request header")]
+    TooShort(usize),
+    #[error("frame length {len} is outside 0..={max}")]
+    BadLength { len: i64, max: usize },
+    #[error("unknown api key {0}")]
+    UnknownApiKey(i16),
+    #[error("{api:?} version {version} is not supported")]
+    UnsupportedVersion { api: ApiKey, version: i16 },
+    #[error("malformed {api:?} v{version} request: {reason}")]
+    Malformed {
+        api: ApiKey,
+        version: i16,
+        reason: String,
+    },
+}
+
+/// A decoded request.
+#[derive(Debug)]
+pub enum Decoded {
+    Request {
+        header: RequestHeader,
+        api_key: ApiKey,
+        body: RequestKind,
+    },
+    /// ApiVersions asked with a version newer than ours.
+    ApiVersionsTooNew { correlation_id: i32 },
+}
+
+/// Checks a frame's length prefix before its payload is read.
+pub fn check_frame_len(len: i32, max: usize) -> Result<usize, ProtocolError> {
+    if len < 8 || len as i64 > max as i64 {
+        return Err(ProtocolError::BadLength {
+            len: len as i64,
+            max,
+        });
+    }
+    Ok(len as usize)
+}
+
+/// The advertised range of an API, if served.
+pub fn supported_range(key: ApiKey) -> Option<(i16, i16)> {
+    SUPPORTED
+        .iter()
+        .find(|(k, _, _)| *k == key)
+        .map(|(_, min, max)| (*min, *max))
+}
+
+/// Decodes one frame payload (without its length prefix).
+pub fn decode_request(mut frame: Bytes) -> Result<Decoded, ProtocolError> {
+    if frame.len() < 8 {
+        return Err(ProtocolError::TooShort(frame.len()));
+    }
+    let key = i16::from_be_bytes([frame[0], frame[1]]);
+    let version = i16::from_be_bytes([frame[2], frame[3]]);
+    let api_key = ApiKey::try_from(key).map_err(|_| ProtocolError::UnknownApiKey(key))?;
+    let Some((min, max)) = supported_range(api_key) else {
+        return Err(ProtocolError::UnsupportedVersion {
+            api: api_key,
+            version,
+        });
+    };
+    if api_key == ApiKey::ApiVersions && version > max {
+        let correlation_id = i32::from_be_bytes([frame[4], frame[5], frame[6], frame[7]]);
+        return Ok(Decoded::ApiVersionsTooNew { correlation_id });
+    }
+    if version < decodable_min(api_key, min) || version > max {
+        return Err(ProtocolError::UnsupportedVersion {
+            api: api_key,
+            version,
+        });
+    }
+    let malformed = |e: anyhow::Error| ProtocolError::Malformed {
+        api: api_key,
+        version,
+        reason: format!("{e:#}"),
+    };
+    let header = RequestHeader::decode(&mut frame, api_key.request_header_version(version))
+        .map_err(malformed)?;
+    let body = RequestKind::decode(api_key, &mut frame, version).map_err(malformed)?;
+    Ok(Decoded::Request {
+        header,
+        api_key,
+        body,
+    })
+}
+
+/// Encodes a response frame, length prefix included.
+pub fn encode_response(
+    correlation_id: i32,
+    api_key: ApiKey,
+    version: i16,
+    response: &ResponseKind,
+) -> anyhow::Result<BytesMut> {
+    let mut buf = BytesMut::with_capacity(256);
+    buf.put_i32(0);
+    ResponseHeader::default()
+        .with_correlation_id(correlation_id)
+        .encode(&mut buf, api_key.response_header_version(version))?;
+    response.encode(&mut buf, version)?;
+    let len = (buf.len() - 4) as i32;
+    buf[..4].copy_from_slice(&len.to_be_bytes());
+    Ok(buf)
+}
+
+/// The UNSUPPORTED_VERSION answer to a too-new ApiVersions request: response header v0 and
+/// the v0 body layout (error code, then an int32-length array of key/min/max).
+pub fn encode_api_versions_too_new(correlation_id: i32) -> Bytes {
+    let mut body = BytesMut::new();
+    body.put_i32(correlation_id);
+    body.put_i16(UNSUPPORTED_VERSION);
+    body.put_i32(SUPPORTED.len() as i32);
+    for (key, min, max) in SUPPORTED {
+        body.put_i16(*key as i16);
+        body.put_i16(*min);
+        body.put_i16(*max);
+    }
+    let mut out = BytesMut::with_capacity(body.len() + 4);
+    out.put_i32(body.len() as i32);
+    out.put(body);
+    out.freeze()
+}
+
+/// Reads the correlation id of a frame that failed to decode, to log it.
+pub fn peek_correlation_id(frame: &[u8]) -> Option<i32> {
+    let mut b = frame.get(4..8)?;
+    Some(b.get_i32())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use kafka_protocol::messages::{ApiVersionsRequest, MetadataRequest};
+    use kafka_protocol::protocol::StrBytes;
+
+    fn frame_of(key: ApiKey, version: i16, body: &impl Encodable) -> Bytes {
+        let mut buf = BytesMut::new();
+        RequestHeader::default()
+            .with_request_api_key(key as i16)
+            .with_request_api_version(version)
+            .with_correlation_id(7)
+            .with_client_id(Some(StrBytes::from_static_str("test")))
+            .encode(&mut buf, key.request_header_version(version))
+            .unwrap();
+        body.encode(&mut buf, version).unwrap();
+        buf.freeze()
+    }
+
+    #[test]
+    fn decodes_supported_requests() {
+        let f = frame_of(ApiKey::Metadata, 12, &MetadataRequest::default());
+        match decode_request(f).unwrap() {
+            Decoded::Request {
+                header, api_key, ..
+            } => {
+                assert_eq!(api_key, ApiKey::Metadata);
+                assert_eq!(header.correlation_id, 7);
+            }
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+
+    #[test]
+    fn too_new_api_versions_gets_v0_error_layout() {
+        let mut f = BytesMut::new();
+        f.put_i16(18);
+        f.put_i16(99);
+        f.put_i32(42);
+        f.put_i16(-1);
+        match decode_request(f.freeze()).unwrap() {
+            Decoded::ApiVersionsTooNew { correlation_id } => assert_eq!(correlation_id, 42),
+            other => panic!("unexpected {other:?}"),
+        }
+        let out = encode_api_versions_too_new(42);
+        let mut b = &out[..];
+        assert_eq!(b.get_i32() as usize, out.len() - 4);
+        assert_eq!(b.get_i32(), 42);
+        assert_eq!(b.get_i16(), UNSUPPORTED_VERSION);
+        assert_eq!(b.get_i32() as usize, SUPPORTED.len());
+    }
+
+    #[test]
+    fn refuses_bad_frames() {
+        assert!(matches!(
+            decode_request(Bytes::from_static(b"abc")),
+            Err(ProtocolError::TooShort(3))
+        ));
+        let mut unknown = BytesMut::new();
+        unknown.put_i16(999);
+        unknown.put_i16(0);
+        unknown.put_i32(1);
+        assert_eq!(
+            decode_request(unknown.freeze()).unwrap_err(),
+            ProtocolError::UnknownApiKey(999)
+        );
+        let old_produce = frame_of(ApiKey::ApiVersions, 0, &ApiVersionsRequest::default());
+        let mut p = BytesMut::from(&old_produce[..]);
+        p[0..2].copy_from_slice(&0i16.to_be_bytes());
+        p[2..4].copy_from_slice(&1i16.to_be_bytes());
+        assert!(matches!(
+            decode_request(p.freeze()),
+            Err(ProtocolError::UnsupportedVersion { .. })
+        ));
+        let truncated = frame_of(
+            ApiKey::Metadata,
+            12,
+            &MetadataRequest::default().with_topics(None),
+        );
+        let cut = truncated.slice(..truncated.len() - 1);
+        assert!(decode_request(cut).is_err());
+        assert!(check_frame_len(-5, 100).is_err());
+        assert!(check_frame_len(101, 100).is_err());
+        assert_eq!(check_frame_len(50, 100), Ok(50));
+    }
+}

@@ -1,0 +1,230 @@
+//! The Kafka listener: accepts connections and moves frames; no protocol logic lives here.
+//!
+//! Each connection has a reader and a writer. The reader checks a frame's length before
+//! reading its payload, decodes it, and starts handling it; requests run concurrently but
+//! their responses are written strictly in request order, as Kafka requires. The number of
+//! requests in flight per connection is bounded, so a client that pipelines without limit
+//! stops being read (TCP pushes back) instead of growing memory.
+//!
+//! A frame that is malformed, oversized or of an unknown API closes the connection with a
+//! log line; nothing a client sends can panic the process.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use bytes::{Bytes, BytesMut};
+use futures::future::BoxFuture;
+use kafka_protocol::messages::{ApiKey, ResponseKind};
+use tokio::io::{AsyncReadExt, AsyncWriteExt, BufWriter};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+use tracing::Instrument;
+
+use crate::agent::{Broker, DEFAULT_CLUSTER};
+use crate::handlers;
+use crate::protocol::{self, Decoded};
+
+/// What a connection knows about its client.
+#[derive(Debug, Clone)]
+pub struct Session {
+    /// The virtual cluster this connection acts in.
+    pub cluster: String,
+    pub peer: String,
+}
+
+pub async fn accept_loop(listener: TcpListener, broker: Arc<Broker>, cancel: CancellationToken) {
+    let tracker = tokio_util::task::TaskTracker::new();
+    loop {
+        let accepted = tokio::select! {
+            a = listener.accept() => a,
+            _ = cancel.cancelled() => break,
+        };
+        match accepted {
+            Ok((socket, peer)) => {
+                let _ = socket.set_nodelay(true);
+                let broker = broker.clone();
+                let cancel = cancel.clone();
+                let session = Session {
+                    cluster: DEFAULT_CLUSTER.to_string(),
+                    peer: peer.to_string(),
+                };
+                tracker.spawn(
+                    async move {
+                        broker.metrics.open_connections.inc();
+                        serve_connection(socket, broker.clone(), session, cancel).await;
+                        broker.metrics.open_connections.dec();
+                    }
+                    .instrument(tracing::debug_span!("conn", %peer)),
+                );
+            }
+            Err(e) => {
+                // Out of file descriptors and the like: log, pause briefly, keep serving.
+                tracing::warn!(error = %e, "accepting a connection failed");
+                tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+            }
+        }
+    }
+    tracker.close();
+    tracker.wait().await;
+}
+
+/// A response slot in request order: the spawned handler yields the encoded frame (and
+/// whether it counts as fetch bytes in flight), or None for requests that get no response
+/// (acks=0 produce).
+type Pending = JoinHandle<Option<(Bytes, bool)>>;
+
+async fn serve_connection(
+    socket: TcpStream,
+    broker: Arc<Broker>,
+    session: Session,
+    cancel: CancellationToken,
+) {
+    let (mut rd, wr) = socket.into_split();
+    let (tx, mut rx) = mpsc::channel::<Pending>(broker.config.max_inflight_per_connection);
+    let metrics = broker.metrics.clone();
+    let writer = tokio::spawn(async move {
+        let mut wr = BufWriter::with_capacity(64 << 10, wr);
+        while let Some(pending) = rx.recv().await {
+            let (frame, is_fetch) = match pending.await {
+                Ok(Some(done)) => done,
+                Ok(None) => continue,
+                Err(e) => {
+                    tracing::error!(error = %e, "request handler failed; closing connection");
+                    break;
+                }
+            };
+            let res = wr.write_all(&frame).await;
+            if is_fetch {
+                metrics.fetch_inflight_bytes.sub(frame.len() as i64);
+            }
+            if res.is_err() {
+                break;
+            }
+            if rx.is_empty() && wr.flush().await.is_err() {
+                break;
+            }
+        }
+    });
+
+    let max = broker.config.max_frame_bytes;
+    loop {
+        let mut len_buf = [0u8; 4];
+        let read = tokio::select! {
+            r = rd.read_exact(&mut len_buf) => r,
+            _ = cancel.cancelled() => break,
+        };
+        if read.is_err() {
+            break; // closed by the client
+        }
+        let len = match protocol::check_frame_len(i32::from_be_bytes(len_buf), max) {
+            Ok(len) => len,
+            Err(e) => {
+                broker.metrics.protocol_errors.inc();
+                tracing::warn!(peer = %session.peer, error = %e, "closing connection: bad frame length");
+                break;
+            }
+        };
+        let mut frame = BytesMut::zeroed(len);
+        if rd.read_exact(&mut frame).await.is_err() {
+            tracing::debug!(peer = %session.peer, "connection closed mid-frame");
+            break;
+        }
+        let frame = frame.freeze();
+        let decoded = match protocol::decode_request(frame.clone()) {
+            Ok(d) => d,
+            Err(e) => {
+                broker.metrics.protocol_errors.inc();
+                tracing::warn!(
+                    peer = %session.peer,
+                    correlation_id = protocol::peek_correlation_id(&frame),
+                    error = %e,
+                    "closing connection: request cannot be served"
+                );
+                break;
+            }
+        };
+        let pending: Pending = match decoded {
+            Decoded::ApiVersionsTooNew { correlation_id } => {
+                let frame = protocol::encode_api_versions_too_new(correlation_id);
+                tokio::spawn(async move { Some((frame, false)) })
+            }
+            Decoded::Request {
+                header,
+                api_key,
+                body,
+            } => {
+                let version = header.request_api_version;
+                let correlation_id = header.correlation_id;
+                let started = Instant::now();
+                let name = api_name(api_key);
+                broker.metrics.requests.with_label_values(&[name]).inc();
+                let span = tracing::debug_span!(
+                    "request",
+                    api = name,
+                    version,
+                    correlation_id,
+                    client_id = header.client_id.as_deref().unwrap_or(""),
+                    cluster = %session.cluster,
+                );
+                // The first stage runs here, in arrival order (produce appends happen in
+                // it, so a connection's batches keep their order); the rest runs detached.
+                let respond: BoxFuture<'static, Option<ResponseKind>> =
+                    handlers::dispatch(&broker, &session, &header, body)
+                        .instrument(span.clone())
+                        .await;
+                let broker = broker.clone();
+                tokio::spawn(
+                    async move {
+                        let response = respond.await?;
+                        broker
+                            .metrics
+                            .request_seconds
+                            .with_label_values(&[name])
+                            .observe(started.elapsed().as_secs_f64());
+                        match protocol::encode_response(correlation_id, api_key, version, &response)
+                        {
+                            Ok(buf) => {
+                                let is_fetch = api_key == ApiKey::Fetch;
+                                if is_fetch {
+                                    broker.metrics.fetch_inflight_bytes.add(buf.len() as i64);
+                                }
+                                Some((buf.freeze(), is_fetch))
+                            }
+                            Err(e) => {
+                                tracing::error!(error = %e, "encoding response failed");
+                                None
+                            }
+                        }
+                    }
+                    .instrument(span),
+                )
+            }
+        };
+        if tx.send(pending).await.is_err() {
+            break; // writer gone: the socket failed
+        }
+    }
+    drop(tx);
+    let _ = writer.await;
+}
+
+fn api_name(key: ApiKey) -> &'static str {
+    match key {
+        ApiKey::Produce => "produce",
+        ApiKey::Fetch => "fetch",
+        ApiKey::ListOffsets => "list_offsets",
+        ApiKey::Metadata => "metadata",
+        ApiKey::ApiVersions => "api_versions",
+        ApiKey::CreateTopics => "create_topics",
+        ApiKey::DeleteTopics => "delete_topics",
+        ApiKey::InitProducerId => "init_producer_id",
+        ApiKey::DescribeConfigs => "describe_configs",
+        ApiKey::AlterConfigs => "alter_configs",
+        ApiKey::CreatePartitions => "create_partitions",
+        ApiKey::IncrementalAlterConfigs => "incremental_alter_configs",
+        ApiKey::DescribeCluster => "describe_cluster",
+        _ => "other",
+    }
+}

@@ -1,0 +1,201 @@
+//! Topic configuration: the keys Sluice knows, their defaults and their validation.
+//!
+//! Enforced by the broker: `max.message.bytes` (produce), `message.timestamp.type`
+//! (produce). Stored and reported for the jobs that act on them: `retention.ms`,
+//! `retention.bytes`, `cleanup.policy`. Other common Kafka keys are accepted and reported so
+//! that tools which set them keep working, but they have no effect on a diskless log (for
+//! instance `segment.bytes`: Sluice's segments are bucket objects sized by the agent).
+
+use std::collections::BTreeMap;
+
+pub const MAX_MESSAGE_BYTES: &str = "max.message.bytes";
+pub const MESSAGE_TIMESTAMP_TYPE: &str = "message.timestamp.type";
+
+enum Kind {
+    Long { min: i64 },
+    Choice(&'static [&'static str]),
+    CleanupPolicy,
+}
+
+struct Key {
+    name: &'static str,
+    default: &'static str,
+    kind: Kind,
+}
+
+const KEYS: &[Key] = &[
+    Key {
+        name: "cleanup.policy",
+        default: "delete",
+        kind: Kind::CleanupPolicy,
+    },
+    Key {
+        name: "compression.type",
+        default: "producer",
+        kind: Kind::Choice(&["producer"]),
+    },
+    Key {
+        name: "delete.retention.ms",
+        default: "86400000",
+        kind: Kind::Long { min: 0 },
+    },
+    Key {
+        name: "max.compaction.lag.ms",
+        default: "9223372036854775807",
+        kind: Kind::Long { min: 1 },
+    },
+    Key {
+        name: MAX_MESSAGE_BYTES,
+        default: "1048588",
+        kind: Kind::Long { min: 0 },
+    },
+    Key {
+        name: "message.timestamp.after.max.ms",
+        default: "9223372036854775807",
+        kind: Kind::Long { min: 0 },
+    },
+    Key {
+        name: "message.timestamp.before.max.ms",
+        default: "9223372036854775807",
+        kind: Kind::Long { min: 0 },
+    },
+    Key {
+        name: MESSAGE_TIMESTAMP_TYPE,
+        default: "CreateTime",
+        kind: Kind::Choice(&["CreateTime", "LogAppendTime"]),
+    },
+    Key {
+        name: "min.compaction.lag.ms",
+        default: "0",
+        kind: Kind::Long { min: 0 },
+    },
+    Key {
+        name: "min.insync.replicas",
+        default: "1",
+        kind: Kind::Long { min: 1 },
+    },
+    Key {
+        name: "retention.bytes",
+        default: "-1",
+        kind: Kind::Long { min: -1 },
+    },
+    Key {
+        name: "retention.ms",
+        default: "604800000",
+        kind: Kind::Long { min: -1 },
+    },
+    Key {
+        name: "segment.bytes",
+        default: "1073741824",
+        kind: Kind::Long { min: 14 },
+    },
+    Key {
+        name: "segment.ms",
+        default: "604800000",
+        kind: Kind::Long { min: 1 },
+    },
+];
+
+/// A refused config, with a message for the person who sent it.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct ConfigError(pub String);
+
+fn find(name: &str) -> Option<&'static Key> {
+    KEYS.iter().find(|k| k.name == name)
+}
+
+/// Checks one key and value.
+pub fn validate(name: &str, value: &str) -> Result<(), ConfigError> {
+    let Some(key) = find(name) else {
+        return Err(ConfigError(format!("unknown topic config '{name}'")));
+    };
+    let ok = match &key.kind {
+        Kind::Long { min } => value
+            .trim()
+            .parse::<i64>()
+            .map(|v| v >= *min)
+            .unwrap_or(false),
+        Kind::Choice(choices) => choices.contains(&value),
+        Kind::CleanupPolicy => {
+            let parts: Vec<&str> = value.split(',').map(str::trim).collect();
+            !parts.is_empty() && parts.iter().all(|p| *p == "delete" || *p == "compact")
+        }
+    };
+    if ok {
+        Ok(())
+    } else {
+        let expected = match &key.kind {
+            Kind::Long { min } => format!("an integer >= {min}"),
+            Kind::Choice(c) => format!("one of {}", c.join(", ")),
+            Kind::CleanupPolicy => "delete, compact or delete,compact".to_string(),
+        };
+        Err(ConfigError(format!(
+            "invalid value '{value}' for '{name}': expected {expected}"
+        )))
+    }
+}
+
+/// Checks a whole set of configs.
+pub fn validate_all<'a>(
+    configs: impl IntoIterator<Item = (&'a str, &'a str)>,
+) -> Result<(), ConfigError> {
+    configs.into_iter().try_for_each(|(k, v)| validate(k, v))
+}
+
+/// Every known key with its effective value and whether it is the default.
+pub fn effective(set: &BTreeMap<String, String>) -> Vec<(&'static str, String, bool)> {
+    KEYS.iter()
+        .map(|k| match set.get(k.name) {
+            Some(v) => (k.name, v.clone(), false),
+            None => (k.name, k.default.to_string(), true),
+        })
+        .collect()
+}
+
+/// The effective value of one key.
+pub fn get<'a>(set: &'a BTreeMap<String, String>, name: &str) -> &'a str {
+    match set.get(name) {
+        Some(v) => v,
+        None => find(name).map(|k| k.default).unwrap_or(""),
+    }
+}
+
+/// `max.message.bytes` as a usize.
+pub fn max_message_bytes(set: &BTreeMap<String, String>) -> usize {
+    get(set, MAX_MESSAGE_BYTES).parse().unwrap_or(1_048_588)
+}
+
+/// Whether the topic stamps batches with the broker's time.
+pub fn log_append_time(set: &BTreeMap<String, String>) -> bool {
+    get(set, MESSAGE_TIMESTAMP_TYPE) == "LogAppendTime"
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn validates_values() {
+        assert!(validate("retention.ms", "-1").is_ok());
+        assert!(validate("retention.ms", "-2").is_err());
+        assert!(validate("retention.ms", "abc").is_err());
+        assert!(validate("cleanup.policy", "compact,delete").is_ok());
+        assert!(validate("cleanup.policy", "shred").is_err());
+        assert!(validate("message.timestamp.type", "LogAppendTime").is_ok());
+        assert!(validate("message.timestamp.type", "Now").is_err());
+        let err = validate("no.such.key", "1").unwrap_err();
+        assert!(err.0.contains("unknown topic config"));
+    }
+
+    #[test]
+    fn effective_marks_defaults() {
+        let mut set = BTreeMap::new();
+        set.insert("retention.ms".to_string(), "1000".to_string());
+        let all = effective(&set);
+        assert!(all.contains(&("retention.ms", "1000".to_string(), false)));
+        assert!(all.contains(&("cleanup.policy", "delete".to_string(), true)));
+        assert_eq!(max_message_bytes(&set), 1_048_588);
+        assert!(!log_append_time(&set));
+    }
+}

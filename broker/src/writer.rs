@@ -1,0 +1,397 @@
+//! The produce path: segment buffer, sealing, upload and commit (DESIGN.md section 3).
+//!
+//! Produce handlers [`SegmentWriter::append`] the batches of a request into the current
+//! segment buffer, which mixes every topic and partition, and wait. The buffer is sealed
+//! when it is `batch_timeout` old or `max_file_bytes` big. A sealed segment is uploaded as
+//! one object (several uploads may run at once), then committed by one metadata
+//! transaction, strictly in sealing order, which assigns the offsets. Only then are the
+//! waiting requests answered.
+//!
+//! # Crash consistency
+//! * Crash before the upload finishes: nothing was acked, nothing references the object.
+//! * Crash after the upload, before the commit: nothing was acked; the object is an orphan
+//!   that no batch row references (the cleanup job deletes such objects).
+//! * Crash after the commit, before the ack: the data is stored; an idempotent producer's
+//!   retry is answered from its producer state with the original offsets.
+//!
+//! # Retries
+//! Uploads are retried with backoff; when they keep failing, or the commit fails, every
+//! request in the segment gets KAFKA_STORAGE_ERROR, which clients retry.
+
+use std::collections::VecDeque;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use tokio::sync::{mpsc, oneshot, watch, Mutex, Notify};
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+use uuid::Uuid;
+
+use crate::batch::Batch;
+use crate::bucket::Bucket;
+use crate::cache::ChunkCache;
+use crate::metrics::Metrics;
+use crate::segment::SegmentBuilder;
+use crate::store::plan::{AppendGroup, GroupOutcome, PendingBatch};
+use crate::store::Metadata;
+
+/// KAFKA_STORAGE_ERROR: retriable; the data was not stored.
+pub const KAFKA_STORAGE_ERROR: i16 = 56;
+
+const MAX_CONCURRENT_UPLOADS: usize = 4;
+const UPLOAD_ATTEMPTS: u32 = 5;
+
+/// The answer to one append group.
+pub type AppendResult = GroupOutcome;
+
+/// Batches for one partition, as a request sent them.
+pub struct PartitionAppend {
+    pub topic_id: i64,
+    pub topic_uuid: Uuid,
+    pub partition: i32,
+    pub batches: Vec<Batch>,
+}
+
+#[derive(Clone)]
+pub struct WriterConfig {
+    pub batch_timeout: Duration,
+    pub max_file_bytes: usize,
+    pub agent_id: String,
+}
+
+struct Open {
+    builder: SegmentBuilder,
+    groups: Vec<AppendGroup>,
+    waiters: Vec<oneshot::Sender<AppendResult>>,
+    opened_at: Option<Instant>,
+}
+
+impl Open {
+    fn new() -> Self {
+        Open {
+            builder: SegmentBuilder::default(),
+            groups: Vec::new(),
+            waiters: Vec::new(),
+            opened_at: None,
+        }
+    }
+}
+
+struct Sealed {
+    builder: SegmentBuilder,
+    groups: Vec<AppendGroup>,
+    waiters: Vec<oneshot::Sender<AppendResult>>,
+    sealed_at: Instant,
+}
+
+/// Handle to the produce pipeline; cheap to clone.
+#[derive(Clone)]
+pub struct SegmentWriter {
+    open: Arc<Mutex<Open>>,
+    opened: Arc<Notify>,
+    sealed_tx: mpsc::Sender<Sealed>,
+    config: WriterConfig,
+    metrics: Metrics,
+}
+
+impl SegmentWriter {
+    /// Starts the sealing timer and the upload/commit pipeline. `commits` is bumped after
+    /// every commit so long-polling fetches wake up.
+    pub fn start(
+        config: WriterConfig,
+        meta: Metadata,
+        bucket: Bucket,
+        cache: ChunkCache,
+        metrics: Metrics,
+        commits: watch::Sender<u64>,
+        cancel: CancellationToken,
+        stop: CancellationToken,
+    ) -> (Self, JoinHandle<()>) {
+        let (sealed_tx, sealed_rx) = mpsc::channel(MAX_CONCURRENT_UPLOADS);
+        let writer = SegmentWriter {
+            open: Arc::new(Mutex::new(Open::new())),
+            opened: Arc::new(Notify::new()),
+            sealed_tx,
+            config: config.clone(),
+            metrics: metrics.clone(),
+        };
+        let timer = tokio::spawn(writer.clone().seal_on_timeout(cancel.clone()));
+        let pipeline = Pipeline {
+            config,
+            meta,
+            bucket,
+            cache,
+            metrics,
+            commits,
+        };
+        let handle = tokio::spawn(async move {
+            pipeline.run(sealed_rx, stop).await;
+            timer.abort();
+        });
+        (writer, handle)
+    }
+
+    /// Appends the batches of one request; each partition's receiver yields its outcome once
+    /// the segment holding it is committed.
+    pub async fn append(
+        &self,
+        parts: Vec<PartitionAppend>,
+    ) -> Vec<oneshot::Receiver<AppendResult>> {
+        let mut receivers = Vec::with_capacity(parts.len());
+        let mut sealed = None;
+        {
+            let mut open = self.open.lock().await;
+            let was_empty = open.builder.is_empty();
+            for part in parts {
+                let mut pending = Vec::with_capacity(part.batches.len());
+                for b in &part.batches {
+                    let h = &b.header;
+                    let byte_offset = open.builder.push(
+                        part.topic_uuid,
+                        part.partition,
+                        &b.bytes,
+                        h.record_count,
+                        h.max_timestamp,
+                    );
+                    self.metrics.produce_pending_bytes.add(b.bytes.len() as i64);
+                    self.metrics.produce_bytes.inc_by(b.bytes.len() as u64);
+                    self.metrics.produce_records.inc_by(h.record_count as u64);
+                    pending.push(PendingBatch {
+                        byte_offset,
+                        byte_len: b.bytes.len() as u32,
+                        offset_count: b.offset_count(),
+                        record_count: h.record_count as i64,
+                        max_timestamp: h.max_timestamp,
+                        producer_id: h.producer_id,
+                        producer_epoch: h.producer_epoch,
+                        base_sequence: h.base_sequence,
+                        last_sequence: h.last_sequence(),
+                        transactional: h.is_transactional(),
+                    });
+                }
+                let (tx, rx) = oneshot::channel();
+                open.groups.push(AppendGroup {
+                    topic_id: part.topic_id,
+                    partition: part.partition,
+                    batches: pending,
+                });
+                open.waiters.push(tx);
+                receivers.push(rx);
+            }
+            if open.builder.len() >= self.config.max_file_bytes {
+                sealed = Some(seal(&mut open));
+            } else if was_empty && !open.builder.is_empty() {
+                open.opened_at = Some(Instant::now());
+                self.opened.notify_one();
+            }
+        }
+        if let Some(s) = sealed {
+            self.send_sealed(s).await;
+        }
+        receivers
+    }
+
+    async fn send_sealed(&self, sealed: Sealed) {
+        self.metrics.segments_pending.inc();
+        if let Err(mpsc::error::SendError(s)) = self.sealed_tx.send(sealed).await {
+            // The pipeline is gone (shutting down): fail the requests instead of hanging them.
+            self.metrics.segments_pending.dec();
+            fail_all(s.waiters, &self.metrics, s.builder.len());
+        }
+    }
+
+    /// Seals whatever is buffered now (used at shutdown and by tests).
+    pub async fn flush(&self) {
+        let sealed = {
+            let mut open = self.open.lock().await;
+            (!open.builder.is_empty()).then(|| seal(&mut open))
+        };
+        if let Some(s) = sealed {
+            self.send_sealed(s).await;
+        }
+    }
+
+    async fn seal_on_timeout(self, cancel: CancellationToken) {
+        loop {
+            let opened_at = self.open.lock().await.opened_at;
+            match opened_at {
+                None => {
+                    tokio::select! {
+                        _ = self.opened.notified() => continue,
+                        _ = cancel.cancelled() => break,
+                    }
+                }
+                Some(at) => {
+                    tokio::select! {
+                        _ = tokio::time::sleep_until((at + self.config.batch_timeout).into()) => {}
+                        _ = cancel.cancelled() => break,
+                    }
+                    let sealed = {
+                        let mut open = self.open.lock().await;
+                        // Sealed by size meanwhile, and maybe reopened: only seal the same one.
+                        (open.opened_at == Some(at)).then(|| seal(&mut open))
+                    };
+                    if let Some(s) = sealed {
+                        self.send_sealed(s).await;
+                    }
+                }
+            }
+        }
+        self.flush().await;
+    }
+}
+
+fn seal(open: &mut Open) -> Sealed {
+    let taken = std::mem::replace(open, Open::new());
+    Sealed {
+        builder: taken.builder,
+        groups: taken.groups,
+        waiters: taken.waiters,
+        sealed_at: Instant::now(),
+    }
+}
+
+fn fail_all(waiters: Vec<oneshot::Sender<AppendResult>>, metrics: &Metrics, bytes: usize) {
+    metrics.produce_pending_bytes.sub(bytes as i64);
+    for w in waiters {
+        let _ = w.send(GroupOutcome::Failed(KAFKA_STORAGE_ERROR));
+    }
+}
+
+struct Pipeline {
+    config: WriterConfig,
+    meta: Metadata,
+    bucket: Bucket,
+    cache: ChunkCache,
+    metrics: Metrics,
+    commits: watch::Sender<u64>,
+}
+
+struct Uploaded {
+    key: String,
+    object: bytes::Bytes,
+    data_len: usize,
+    groups: Vec<AppendGroup>,
+    waiters: Vec<oneshot::Sender<AppendResult>>,
+    sealed_at: Instant,
+    ok: bool,
+}
+
+impl Pipeline {
+    /// Runs until `stop` fires and every segment sealed before it is committed.
+    async fn run(self, mut rx: mpsc::Receiver<Sealed>, stop: CancellationToken) {
+        let mut uploads: VecDeque<JoinHandle<Uploaded>> = VecDeque::new();
+        let mut seq: u64 = 0;
+        let mut closing = false;
+        loop {
+            let can_take = uploads.len() < MAX_CONCURRENT_UPLOADS;
+            tokio::select! {
+                biased;
+                _ = stop.cancelled(), if !closing => {
+                    // Refuse new segments; the ones already queued are still drained below.
+                    rx.close();
+                    closing = true;
+                }
+                done = async { uploads.front_mut().expect("guarded by is_empty").await }, if !uploads.is_empty() => {
+                    uploads.pop_front();
+                    match done {
+                        Ok(u) => self.commit(u).await,
+                        Err(e) => tracing::error!(error = %e, "segment upload task failed"),
+                    }
+                }
+                sealed = rx.recv(), if can_take => {
+                    let Some(sealed) = sealed else { break };
+                    seq += 1;
+                    let key = format!(
+                        "segments/{}/{:012}-{}.seg",
+                        self.config.agent_id,
+                        seq,
+                        Uuid::new_v4().simple()
+                    );
+                    uploads.push_back(tokio::spawn(upload(self.bucket.clone(), key, sealed)));
+                }
+            }
+        }
+        // Channel closed: finish what was sealed.
+        while let Some(h) = uploads.pop_front() {
+            if let Ok(u) = h.await {
+                self.commit(u).await;
+            }
+        }
+    }
+
+    async fn commit(&self, u: Uploaded) {
+        self.metrics.segments_pending.dec();
+        if !u.ok {
+            fail_all(u.waiters, &self.metrics, u.data_len);
+            return;
+        }
+        let result = self
+            .meta
+            .commit_segment(
+                &u.key,
+                u.object.len() as u64,
+                &self.config.agent_id,
+                &u.groups,
+            )
+            .await;
+        self.metrics.produce_pending_bytes.sub(u.data_len as i64);
+        match result {
+            Ok(outcomes) => {
+                self.cache.insert_object(&u.key, u.object);
+                self.metrics.segments_committed.inc();
+                self.metrics
+                    .segment_flush_seconds
+                    .observe(u.sealed_at.elapsed().as_secs_f64());
+                self.commits.send_modify(|n| *n += 1);
+                for (w, o) in u.waiters.into_iter().zip(outcomes) {
+                    let _ = w.send(o);
+                }
+            }
+            Err(e) => {
+                tracing::error!(error = %e, key = %u.key, "committing segment failed; its requests get a retriable error");
+                for w in u.waiters {
+                    let _ = w.send(GroupOutcome::Failed(KAFKA_STORAGE_ERROR));
+                }
+            }
+        }
+    }
+}
+
+async fn upload(bucket: Bucket, key: String, sealed: Sealed) -> Uploaded {
+    let data_len = sealed.builder.len();
+    let object = sealed.builder.finish();
+    let mut ok = false;
+    let mut backoff = Duration::from_millis(50);
+    for attempt in 1..=UPLOAD_ATTEMPTS {
+        match bucket.put_new(&key, object.clone()).await {
+            Ok(()) => {
+                ok = true;
+                break;
+            }
+            // A retry finding the object means an earlier attempt stored it after all.
+            Err(crate::bucket::BucketError::Store(object_store::Error::AlreadyExists {
+                ..
+            })) if attempt > 1 => {
+                ok = true;
+                break;
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, %key, attempt, "uploading segment failed");
+                if attempt < UPLOAD_ATTEMPTS {
+                    tokio::time::sleep(backoff).await;
+                    backoff = (backoff * 2).min(Duration::from_secs(2));
+                }
+            }
+        }
+    }
+    Uploaded {
+        key,
+        object,
+        data_len,
+        groups: sealed.groups,
+        waiters: sealed.waiters,
+        sealed_at: sealed.sealed_at,
+        ok,
+    }
+}

@@ -1,0 +1,160 @@
+//! Command-line configuration: every flag is also an `SLUICE_*` environment variable.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand};
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "sluice",
+    version,
+    about = "A Kafka-compatible streaming platform with zero local disks"
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Serve the Kafka protocol and the HTTP endpoints (/metrics, /healthz).
+    Serve(ServeArgs),
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct ServeArgs {
+    /// Folder for the embedded defaults (SQLite file and bucket folder).
+    #[arg(long, env = "SLUICE_DATA_DIR", default_value = "./sluice-data")]
+    pub data_dir: PathBuf,
+
+    /// Metadata database: sqlite://PATH or postgres://USER:PASS@HOST/DB
+    /// [default: sqlite://<data-dir>/meta.db]
+    #[arg(long, env = "SLUICE_DATABASE_URL")]
+    pub database_url: Option<String>,
+
+    /// Bucket for segment files: file://PATH, memory:// or s3://BUCKET?endpoint=URL&region=R
+    /// (credentials from AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY) [default: file://<data-dir>/bucket]
+    #[arg(long, env = "SLUICE_BUCKET_URL")]
+    pub bucket_url: Option<String>,
+
+    /// Address the Kafka listener binds.
+    #[arg(long, env = "SLUICE_KAFKA_ADDR", default_value = "0.0.0.0:9092")]
+    pub kafka_addr: SocketAddr,
+
+    /// host:port clients are told to connect to [default: the bound address, localhost for 0.0.0.0]
+    #[arg(long, env = "SLUICE_ADVERTISED_KAFKA_ADDR")]
+    pub advertised_kafka_addr: Option<String>,
+
+    /// Address the HTTP server (/metrics, /healthz) binds.
+    #[arg(long, env = "SLUICE_HTTP_ADDR", default_value = "0.0.0.0:8080")]
+    pub http_addr: SocketAddr,
+
+    /// Longest time produced data waits in the segment buffer before it is flushed (e.g. 250ms, 1s).
+    #[arg(long, env = "SLUICE_BATCH_TIMEOUT", default_value = "250ms", value_parser = parse_duration)]
+    pub batch_timeout: Duration,
+
+    /// Segment size that triggers a flush before the timeout (e.g. 8MiB, 512KiB, 1000000).
+    #[arg(long, env = "SLUICE_MAX_FILE_BYTES", default_value = "8MiB", value_parser = parse_size)]
+    pub max_file_bytes: u64,
+
+    /// Create topics on first use (Metadata or Produce) with --default-partitions partitions.
+    #[arg(long, env = "SLUICE_AUTO_CREATE_TOPICS", default_value_t = true, action = clap::ArgAction::Set)]
+    pub auto_create_topics: bool,
+
+    /// Partition count of auto-created topics and of CreateTopics asking for -1.
+    #[arg(long, env = "SLUICE_DEFAULT_PARTITIONS", default_value_t = 1, value_parser = clap::value_parser!(i32).range(1..=10000))]
+    pub default_partitions: i32,
+
+    /// Largest request frame accepted; bigger ones close the connection.
+    #[arg(long, env = "SLUICE_MAX_FRAME_BYTES", default_value = "100MiB", value_parser = parse_size)]
+    pub max_frame_bytes: u64,
+
+    /// Memory for the read-through cache of segment chunks.
+    #[arg(long, env = "SLUICE_READ_CACHE_BYTES", default_value = "128MiB", value_parser = parse_size)]
+    pub read_cache_bytes: u64,
+}
+
+/// Parses `250ms`, `2s`, `1m` or a bare number of milliseconds.
+pub fn parse_duration(s: &str) -> Result<Duration, String> {
+    let s = s.trim();
+    let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
+    let (num, unit) = s.split_at(split);
+    let n: u64 = num
+        .parse()
+        .map_err(|_| format!("'{s}' is not a duration like 250ms or 2s"))?;
+    match unit.trim() {
+        "" | "ms" => Ok(Duration::from_millis(n)),
+        "s" => Ok(Duration::from_secs(n)),
+        "m" => Ok(Duration::from_secs(n * 60)),
+        other => Err(format!(
+            "unknown duration unit '{other}' in '{s}': use ms, s or m"
+        )),
+    }
+}
+
+/// Parses `8MiB`, `512KiB`, `1GiB`, `10MB` or a bare number of bytes.
+pub fn parse_size(s: &str) -> Result<u64, String> {
+    let s = s.trim();
+    let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
+    let (num, unit) = s.split_at(split);
+    let n: u64 = num
+        .parse()
+        .map_err(|_| format!("'{s}' is not a size like 8MiB or 1000000"))?;
+    let mult: u64 = match unit.trim().to_ascii_lowercase().as_str() {
+        "" | "b" => 1,
+        "kib" | "k" => 1 << 10,
+        "mib" | "m" => 1 << 20,
+        "gib" | "g" => 1 << 30,
+        "kb" => 1_000,
+        "mb" => 1_000_000,
+        "gb" => 1_000_000_000,
+        other => {
+            return Err(format!(
+                "unknown size unit '{other}' in '{s}': use KiB, MiB, GiB, KB, MB or GB"
+            ))
+        }
+    };
+    n.checked_mul(mult)
+        .ok_or_else(|| format!("size '{s}' is too large"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations_and_sizes() {
+        assert_eq!(parse_duration("250ms").unwrap(), Duration::from_millis(250));
+        assert_eq!(parse_duration("2s").unwrap(), Duration::from_secs(2));
+        assert_eq!(parse_duration("40").unwrap(), Duration::from_millis(40));
+        assert!(parse_duration("fast").is_err());
+        assert!(parse_duration("3h").is_err());
+        assert_eq!(parse_size("8MiB").unwrap(), 8 << 20);
+        assert_eq!(parse_size("100MiB").unwrap(), 100 << 20);
+        assert_eq!(parse_size("1000").unwrap(), 1000);
+        assert!(parse_size("lots").is_err());
+    }
+
+    #[test]
+    fn cli_parses_defaults() {
+        let cli = Cli::try_parse_from(["sluice", "serve"]).unwrap();
+        let Command::Serve(a) = cli.command;
+        assert_eq!(a.kafka_addr.port(), 9092);
+        assert!(a.auto_create_topics);
+        assert_eq!(a.default_partitions, 1);
+        let cli = Cli::try_parse_from([
+            "sluice",
+            "serve",
+            "--auto-create-topics",
+            "false",
+            "--default-partitions",
+            "3",
+        ])
+        .unwrap();
+        let Command::Serve(a) = cli.command;
+        assert!(!a.auto_create_topics);
+        assert_eq!(a.default_partitions, 3);
+    }
+}

@@ -1,0 +1,129 @@
+//! The `sluice` binary: parses the configuration, starts the broker and the HTTP server,
+//! and shuts them down in order on SIGINT/SIGTERM.
+
+mod cli;
+mod http;
+
+use std::io::Write;
+
+use anyhow::Context;
+use clap::Parser;
+use cli::{Cli, Command, ServeArgs};
+use tokio_util::sync::CancellationToken;
+
+fn main() -> std::process::ExitCode {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let cli = Cli::parse();
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return std::process::ExitCode::FAILURE;
+        }
+    };
+    let result = match cli.command {
+        Command::Serve(args) => runtime.block_on(serve(args)),
+    };
+    match result {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+fn broker_config(args: &ServeArgs) -> anyhow::Result<broker::BrokerConfig> {
+    let data_dir = &args.data_dir;
+    let needs_dir = args.database_url.is_none() || args.bucket_url.is_none();
+    if needs_dir {
+        std::fs::create_dir_all(data_dir)
+            .with_context(|| format!("creating data dir {}", data_dir.display()))?;
+    }
+    let abs = std::fs::canonicalize(data_dir).unwrap_or_else(|_| data_dir.clone());
+    Ok(broker::BrokerConfig {
+        database_url: args
+            .database_url
+            .clone()
+            .unwrap_or_else(|| format!("sqlite://{}", abs.join("meta.db").display())),
+        bucket_url: args
+            .bucket_url
+            .clone()
+            .unwrap_or_else(|| format!("file://{}", abs.join("bucket").display())),
+        kafka_addr: args.kafka_addr,
+        advertised_kafka_addr: args.advertised_kafka_addr.clone(),
+        batch_timeout: args.batch_timeout,
+        max_file_bytes: args.max_file_bytes as usize,
+        auto_create_topics: args.auto_create_topics,
+        default_partitions: args.default_partitions,
+        max_frame_bytes: args.max_frame_bytes as usize,
+        read_cache_bytes: args.read_cache_bytes,
+        max_inflight_per_connection: 64,
+        node_id: 1,
+    })
+}
+
+async fn serve(args: ServeArgs) -> anyhow::Result<()> {
+    let config = broker_config(&args)?;
+    let cancel = CancellationToken::new();
+    let running = broker::start(config, broker::Metrics::new(), cancel.clone()).await?;
+    let http_listener = tokio::net::TcpListener::bind(args.http_addr)
+        .await
+        .with_context(|| format!("binding HTTP listener on {}", args.http_addr))?;
+    let http_addr = http_listener.local_addr()?;
+    let app = http::router(running.broker.clone());
+    let http_cancel = cancel.clone();
+    let http = tokio::spawn(async move {
+        axum::serve(http_listener, app)
+            .with_graceful_shutdown(async move { http_cancel.cancelled().await })
+            .await
+    });
+    // Machine-readable readiness line (tests and benchmarks read it); logs go to stderr.
+    println!(
+        "sluice listening kafka={} http={}",
+        running.kafka_addr, http_addr
+    );
+    let _ = std::io::stdout().flush();
+    tracing::info!(kafka = %running.kafka_addr, http = %http_addr, "sluice is ready");
+
+    shutdown_signal().await;
+    tracing::info!("shutting down: closing listeners, flushing buffered produce data");
+    cancel.cancel();
+    running.shutdown().await;
+    match http.await {
+        Ok(Err(e)) => tracing::warn!(error = %e, "http server ended with an error"),
+        Err(e) => tracing::warn!(error = %e, "http server task failed"),
+        Ok(Ok(())) => {}
+    }
+    tracing::info!("stopped");
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut term) => {
+                tokio::select! {
+                    _ = ctrl_c => {}
+                    _ = term.recv() => {}
+                }
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot listen for SIGTERM; only Ctrl-C stops the server");
+                let _ = ctrl_c.await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = ctrl_c.await;
+    }
+}
