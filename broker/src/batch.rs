@@ -245,6 +245,7 @@ pub(crate) mod tests {
                 key: Some(Bytes::from(format!("k{i}"))),
                 value: Some(Bytes::from(format!("value-{i}"))),
                 headers: Default::default(),
+                delete_horizon: false,
             })
             .collect();
         let mut buf = BytesMut::new();

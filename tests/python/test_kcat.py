@@ -11,7 +11,7 @@ import kafka_wire
 from conftest import unique_name
 from helpers import CODECS, create_topic
 
-KCAT_TIMEOUT_S = 60
+KCAT_TIMEOUT_S = 45
 # librdkafka retries for message.timeout.ms (default 300 s): bound it.
 PRODUCER_X = ["-X", "message.timeout.ms=20000", "-X", "socket.timeout.ms=10000"]
 

@@ -18,6 +18,12 @@ from helpers import create_topic
 CLOSE_TIMEOUT_S = 5.0
 
 
+@pytest.fixture
+def hostile(start_sluice):
+    """A fresh server per hostile-input test, so that a crash is pinned on its input."""
+    return start_sluice(label="hostile-input target").bootstrap
+
+
 def assert_server_serves_new_client(addr):
     with RawConn(addr, timeout=10) as c:
         error, ranges, _ = c.api_versions_v0()
@@ -101,14 +107,14 @@ def test_pipelined_requests_answered_in_order(bootstrap):
     assert seen == corrs
 
 
-def test_truncated_frame_closes_connection(bootstrap):
-    with RawConn(bootstrap) as c:
+def test_truncated_frame_closes_connection(hostile):
+    with RawConn(hostile) as c:
         frame = c.header(kafka_wire.API_METADATA, 1, 7) + i32(-1)
         c.send_raw(i32(len(frame) + 50) + frame)  # promises 50 bytes more than it sends
         c.sock.shutdown(socket.SHUT_WR)
         outcome = c.wait_closed(CLOSE_TIMEOUT_S)
     assert outcome in ("closed", "reset"), f"broker did not close a truncated frame: {outcome}"
-    assert_server_serves_new_client(bootstrap)
+    assert_server_serves_new_client(hostile)
 
 
 @pytest.mark.parametrize("garbage", [
@@ -123,44 +129,44 @@ def test_truncated_frame_closes_connection(bootstrap):
                  + i32(1) + string("t") + i32(1) + i32(0) + i32(12) + b"\x00" * 12,
                  id="produce-bad-batch"),
 ])
-def test_garbage_frame_closes_or_errors(bootstrap, garbage):
-    with RawConn(bootstrap) as c:
+def test_garbage_frame_closes_or_errors(hostile, garbage):
+    with RawConn(hostile) as c:
         c.send_raw(i32(len(garbage)) + garbage)
         outcome = c.wait_closed(CLOSE_TIMEOUT_S)
     # Closing is the norm; an error response is acceptable too. Silence is not.
     assert outcome in ("closed", "reset", "data"), f"no reaction to garbage: {outcome}"
-    assert_server_serves_new_client(bootstrap)
+    assert_server_serves_new_client(hostile)
 
 
 @pytest.mark.parametrize("size", [100 * 1024 * 1024 + 1, 0x7FFFFFFF, -1, -2147483648],
                          ids=["100MiB+1", "2GiB", "minus-one", "int-min"])
-def test_bad_length_prefix_closes_connection(bootstrap, size):
-    with RawConn(bootstrap) as c:
+def test_bad_length_prefix_closes_connection(hostile, size):
+    with RawConn(hostile) as c:
         c.send_raw(struct.pack(">i", size) + b"\x00\x12\x00\x00\x00\x00\x00\x01")
         outcome = c.wait_closed(CLOSE_TIMEOUT_S)
     assert outcome in ("closed", "reset"), (
         f"length prefix {size}: the broker must close the connection, got {outcome}")
-    assert_server_serves_new_client(bootstrap)
+    assert_server_serves_new_client(hostile)
 
 
-def test_unknown_api_key_closes_connection(bootstrap):
-    with RawConn(bootstrap) as c:
+def test_unknown_api_key_closes_connection(hostile):
+    with RawConn(hostile) as c:
         c.send_request(12345, 0, b"\x00\x00\x00\x00")
         outcome = c.wait_closed(CLOSE_TIMEOUT_S)
     assert outcome in ("closed", "reset"), f"unknown API key: got {outcome}, want a close"
-    assert_server_serves_new_client(bootstrap)
+    assert_server_serves_new_client(hostile)
 
 
-def test_many_bad_clients_then_good_one(bootstrap):
+def test_many_bad_clients_then_good_one(hostile):
     """A burst of misbehaving connections leaves the broker healthy."""
     for i in range(20):
-        s = socket.create_connection(kafka_wire.parse_addr(bootstrap), timeout=5)
+        s = socket.create_connection(kafka_wire.parse_addr(hostile), timeout=5)
         try:
             s.sendall(os.urandom(i * 7 + 1))
         except OSError:
             pass
         s.close()
-    assert_server_serves_new_client(bootstrap)
+    assert_server_serves_new_client(hostile)
 
 
 def test_metadata_v4_lists_this_broker(bootstrap, admin):

@@ -1,0 +1,271 @@
+//! Wire-level behaviour checked with raw frames: error codes, bad input, idempotence rules.
+
+mod common;
+
+use std::io::Write;
+use std::net::TcpStream;
+
+use bytes::{Buf, Bytes, BytesMut};
+use common::{closed_by_peer, decode, raw_on, raw_request, Server};
+use kafka_protocol::messages::create_topics_request::{CreatableTopic, CreatableTopicConfig};
+use kafka_protocol::messages::metadata_request::MetadataRequestTopic;
+use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
+use kafka_protocol::messages::{
+    ApiKey, ApiVersionsRequest, ApiVersionsResponse, CreateTopicsRequest, CreateTopicsResponse,
+    InitProducerIdRequest, InitProducerIdResponse, MetadataRequest, MetadataResponse,
+    ProduceRequest, ProduceResponse, TopicName,
+};
+use kafka_protocol::protocol::StrBytes;
+use kafka_protocol::records::{
+    Compression, Record, RecordBatchEncoder, RecordEncodeOptions, TimestampType,
+};
+
+fn batch(n: usize, value_len: usize, producer_id: i64, first_seq: i32) -> Bytes {
+    let records: Vec<Record> = (0..n)
+        .map(|i| Record {
+            transactional: false,
+            control: false,
+            partition_leader_epoch: 0,
+            producer_id,
+            producer_epoch: if producer_id >= 0 { 0 } else { -1 },
+            timestamp_type: TimestampType::Creation,
+            offset: i as i64,
+            sequence: if producer_id >= 0 {
+                first_seq + i as i32
+            } else {
+                -1
+            },
+            timestamp: 1_700_000_000_000,
+            key: None,
+            value: Some(Bytes::from(vec![b'v'; value_len])),
+            headers: Default::default(),
+            delete_horizon: false,
+        })
+        .collect();
+    let mut buf = BytesMut::new();
+    RecordBatchEncoder::encode(
+        &mut buf,
+        &records,
+        &RecordEncodeOptions {
+            version: 2,
+            compression: Compression::None,
+        },
+    )
+    .unwrap();
+    buf.freeze()
+}
+
+fn produce_req(topic: &str, records: Bytes) -> ProduceRequest {
+    ProduceRequest::default()
+        .with_acks(-1)
+        .with_timeout_ms(10_000)
+        .with_topic_data(vec![TopicProduceData::default()
+            .with_name(TopicName(StrBytes::from_string(topic.to_string())))
+            .with_partition_data(vec![PartitionProduceData::default()
+                .with_index(0)
+                .with_records(Some(records))])])
+}
+
+fn produce(addr: &str, topic: &str, records: Bytes) -> (i16, i64) {
+    let resp: ProduceResponse = decode(
+        raw_request(addr, ApiKey::Produce, 9, &produce_req(topic, records)),
+        9,
+    );
+    let p = &resp.responses[0].partition_responses[0];
+    (p.error_code, p.base_offset)
+}
+
+fn create_topic(addr: &str, name: &str, configs: &[(&str, &str)]) {
+    let req = CreateTopicsRequest::default()
+        .with_timeout_ms(5000)
+        .with_topics(vec![CreatableTopic::default()
+            .with_name(TopicName(StrBytes::from_string(name.to_string())))
+            .with_num_partitions(1)
+            .with_replication_factor(1)
+            .with_configs(
+                configs
+                    .iter()
+                    .map(|(k, v)| {
+                        CreatableTopicConfig::default()
+                            .with_name(StrBytes::from_string(k.to_string()))
+                            .with_value(Some(StrBytes::from_string(v.to_string())))
+                    })
+                    .collect(),
+            )]);
+    let resp: CreateTopicsResponse = decode(raw_request(addr, ApiKey::CreateTopics, 5, &req), 5);
+    assert_eq!(
+        resp.topics[0].error_code, 0,
+        "{:?}",
+        resp.topics[0].error_message
+    );
+}
+
+#[test]
+fn missing_topic_without_auto_create_and_too_large_batches() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(dir.path(), &["--auto-create-topics", "false"]);
+    assert_eq!(
+        produce(&server.kafka, "nope", batch(1, 10, -1, -1)).0,
+        3,
+        "UNKNOWN_TOPIC_OR_PARTITION"
+    );
+    let md: MetadataResponse = decode(
+        raw_request(
+            &server.kafka,
+            ApiKey::Metadata,
+            12,
+            &MetadataRequest::default()
+                .with_allow_auto_topic_creation(true)
+                .with_topics(Some(vec![MetadataRequestTopic::default()
+                    .with_name(Some(TopicName(StrBytes::from_static_str("nope"))))])),
+        ),
+        12,
+    );
+    assert_eq!(
+        md.topics[0].error_code, 3,
+        "metadata does not create it either"
+    );
+
+    create_topic(&server.kafka, "small", &[("max.message.bytes", "1000")]);
+    assert_eq!(
+        produce(&server.kafka, "small", batch(1, 2000, -1, -1)).0,
+        10,
+        "MESSAGE_TOO_LARGE"
+    );
+    assert_eq!(
+        produce(&server.kafka, "small", batch(2, 100, -1, -1)),
+        (0, 0)
+    );
+    assert_eq!(
+        produce(&server.kafka, "small", batch(3, 100, -1, -1)),
+        (0, 2),
+        "offsets continue per record"
+    );
+}
+
+#[test]
+fn idempotent_sequences_dedupe_and_reject_gaps() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(dir.path(), &[]);
+    create_topic(&server.kafka, "seq", &[]);
+    let init: InitProducerIdResponse = decode(
+        raw_request(
+            &server.kafka,
+            ApiKey::InitProducerId,
+            4,
+            &InitProducerIdRequest::default()
+                .with_producer_id((-1).into())
+                .with_producer_epoch(-1),
+        ),
+        4,
+    );
+    assert_eq!(init.error_code, 0);
+    let pid = init.producer_id.0;
+    assert!(pid >= 0);
+    assert_eq!(produce(&server.kafka, "seq", batch(5, 10, pid, 0)), (0, 0));
+    assert_eq!(produce(&server.kafka, "seq", batch(5, 10, pid, 5)), (0, 5));
+    // A retry of the first batch is answered with its original offset and not stored again.
+    assert_eq!(produce(&server.kafka, "seq", batch(5, 10, pid, 0)), (0, 0));
+    // A gap in the sequence is refused.
+    assert_eq!(
+        produce(&server.kafka, "seq", batch(1, 10, pid, 42)).0,
+        45,
+        "OUT_OF_ORDER_SEQUENCE_NUMBER"
+    );
+    assert_eq!(
+        produce(&server.kafka, "seq", batch(1, 10, pid, 10)),
+        (0, 10),
+        "the log has no duplicate"
+    );
+}
+
+#[test]
+fn api_versions_too_new_gets_v0_error_layout() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(dir.path(), &[]);
+    let mut s = TcpStream::connect(&server.kafka).unwrap();
+    // ApiVersions v99, correlation id 7, no client id.
+    s.write_all(&[0, 0, 0, 10, 0, 18, 0, 99, 0, 0, 0, 7, 0xff, 0xff])
+        .unwrap();
+    let mut len = [0u8; 4];
+    std::io::Read::read_exact(&mut s, &mut len).unwrap();
+    let mut body = vec![0u8; i32::from_be_bytes(len) as usize];
+    std::io::Read::read_exact(&mut s, &mut body).unwrap();
+    let mut b = &body[..];
+    assert_eq!(b.get_i32(), 7, "response header v0: correlation id only");
+    assert_eq!(b.get_i16(), 35, "UNSUPPORTED_VERSION");
+    let n = b.get_i32();
+    assert!(n > 5);
+    let mut keys = Vec::new();
+    for _ in 0..n {
+        keys.push((b.get_i16(), b.get_i16(), b.get_i16()));
+    }
+    assert!(
+        keys.contains(&(0, 0, 13)),
+        "Produce advertised from v0: {keys:?}"
+    );
+    // The same connection still works with a supported version.
+    let ok: ApiVersionsResponse = decode(
+        raw_on(
+            &mut s,
+            ApiKey::ApiVersions,
+            3,
+            &ApiVersionsRequest::default()
+                .with_client_software_name(StrBytes::from_static_str("t"))
+                .with_client_software_version(StrBytes::from_static_str("1")),
+        ),
+        3,
+    );
+    assert_eq!(ok.error_code, 0);
+    assert!(ok
+        .api_keys
+        .iter()
+        .any(|k| k.api_key == 1 && k.min_version == 4));
+}
+
+#[test]
+fn bad_frames_close_the_connection_and_the_server_survives() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut server = Server::start(dir.path(), &["--max-frame-bytes", "1MiB"]);
+    let cases: Vec<(&str, Vec<u8>)> = vec![
+        ("oversized length", vec![0x7f, 0xff, 0xff, 0xff]),
+        (
+            "over the configured limit",
+            (2u32 << 20).to_be_bytes().to_vec(),
+        ),
+        ("negative length", vec![0xff, 0xff, 0xff, 0xfe]),
+        (
+            "unknown api key",
+            vec![0, 0, 0, 10, 0x03, 0xe7, 0, 0, 0, 0, 0, 1, 0xff, 0xff],
+        ),
+        (
+            "unsupported produce v1",
+            vec![0, 0, 0, 10, 0, 0, 0, 1, 0, 0, 0, 1, 0xff, 0xff],
+        ),
+        (
+            "garbage metadata body",
+            vec![0, 0, 0, 12, 0, 3, 0, 12, 0, 0, 0, 1, 0x7f, 0xff, 0xff, 0x01],
+        ),
+    ];
+    for (name, bytes) in cases {
+        let mut s = TcpStream::connect(&server.kafka).unwrap();
+        s.write_all(&bytes).unwrap();
+        assert!(closed_by_peer(&mut s), "{name}: connection closed");
+    }
+    // Truncated: announces 100 bytes, sends 5, hangs up.
+    let mut s = TcpStream::connect(&server.kafka).unwrap();
+    s.write_all(&[0, 0, 0, 100, 0, 3, 0, 1, 0]).unwrap();
+    drop(s);
+    assert!(server.alive(), "no panic, no exit");
+    let md: MetadataResponse = decode(
+        raw_request(
+            &server.kafka,
+            ApiKey::Metadata,
+            12,
+            &MetadataRequest::default().with_topics(None),
+        ),
+        12,
+    );
+    assert_eq!(md.brokers.len(), 1, "still serving");
+    assert!(!server.log().contains("panicked"), "no panic in the log");
+}
