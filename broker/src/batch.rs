@@ -236,11 +236,8 @@ pub(crate) mod tests {
                 producer_epoch: if producer_id >= 0 { 0 } else { -1 },
                 timestamp_type: TimestampType::Creation,
                 offset: i as i64,
-                sequence: if producer_id >= 0 {
-                    base_sequence + i as i32
-                } else {
-                    -1
-                },
+                // The encoder keeps records in one batch only while sequences advance.
+                sequence: base_sequence.max(0) + i as i32,
                 timestamp: 1_700_000_000_000 + i as i64,
                 key: Some(Bytes::from(format!("k{i}"))),
                 value: Some(Bytes::from(format!("value-{i}"))),

@@ -1,0 +1,403 @@
+//! One conformance suite for the metadata store, run on SQLite always and on Postgres when
+//! `SLUICE_TEST_POSTGRES_URL` is set (CI sets it). Each test works in its own virtual
+//! cluster so runs can share one Postgres database.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use broker::store::plan::{AppendGroup, GroupOutcome, PendingBatch};
+use broker::store::{Metadata, StoreError};
+
+fn cluster() -> String {
+    format!("c-{}", uuid::Uuid::new_v4().simple())
+}
+
+fn plain(n: i64, ts: i64) -> PendingBatch {
+    PendingBatch {
+        byte_offset: 0,
+        byte_len: 100,
+        offset_count: n,
+        record_count: n,
+        max_timestamp: ts,
+        producer_id: -1,
+        producer_epoch: -1,
+        base_sequence: -1,
+        last_sequence: -1,
+        transactional: false,
+    }
+}
+
+fn seg() -> String {
+    format!("segments/test/{}", uuid::Uuid::new_v4().simple())
+}
+
+async fn cluster_id_is_stable(m: &Metadata) {
+    let a = m.cluster_id().await.unwrap();
+    let b = m.cluster_id().await.unwrap();
+    assert_eq!(a, b);
+    assert!(!a.is_empty());
+}
+
+async fn topic_lifecycle(m: &Metadata) {
+    let c = cluster();
+    let mut configs = BTreeMap::new();
+    configs.insert("retention.ms".to_string(), "1000".to_string());
+    let t = m.create_topic(&c, "orders", 3, &configs).await.unwrap();
+    assert_eq!(t.partitions, 3);
+    assert!(matches!(
+        m.create_topic(&c, "orders", 1, &BTreeMap::new()).await,
+        Err(StoreError::TopicExists(_))
+    ));
+    // Names repeat across clusters.
+    let other = cluster();
+    m.create_topic(&other, "orders", 1, &BTreeMap::new())
+        .await
+        .unwrap();
+
+    let got = m.topic(&c, "orders").await.unwrap().unwrap();
+    assert_eq!(got.uuid, t.uuid);
+    assert_eq!(got.configs["retention.ms"], "1000");
+    assert_eq!(
+        m.topic_by_uuid(&c, t.uuid).await.unwrap().unwrap().name,
+        "orders"
+    );
+    assert!(
+        m.topic_by_uuid(&other, t.uuid).await.unwrap().is_none(),
+        "ids do not leak across clusters"
+    );
+    assert_eq!(m.list_topics(&c).await.unwrap().len(), 1);
+
+    m.alter_topic_configs(
+        t.id,
+        false,
+        &[("cleanup.policy".into(), "compact".into())],
+        &["retention.ms".into()],
+    )
+    .await
+    .unwrap();
+    let got = m.topic(&c, "orders").await.unwrap().unwrap();
+    assert_eq!(got.configs.len(), 1);
+    assert_eq!(got.configs["cleanup.policy"], "compact");
+    m.alter_topic_configs(t.id, true, &[("retention.bytes".into(), "5".into())], &[])
+        .await
+        .unwrap();
+    let got = m.topic(&c, "orders").await.unwrap().unwrap();
+    assert_eq!(
+        got.configs.keys().collect::<Vec<_>>(),
+        vec!["retention.bytes"]
+    );
+
+    m.create_partitions(t.id, 5).await.unwrap();
+    assert!(matches!(
+        m.create_partitions(t.id, 4).await,
+        Err(StoreError::InvalidPartitions(_))
+    ));
+    assert_eq!(m.topic(&c, "orders").await.unwrap().unwrap().partitions, 5);
+    let s = m.partition_state(t.id, 4).await.unwrap().unwrap();
+    assert_eq!((s.next_offset, s.log_start_offset), (0, 0));
+    assert!(m.partition_state(t.id, 5).await.unwrap().is_none());
+
+    assert!(m.delete_topic(&c, "orders").await.unwrap());
+    assert!(!m.delete_topic(&c, "orders").await.unwrap());
+    assert!(m.topic(&c, "orders").await.unwrap().is_none());
+    assert!(m.partition_state(t.id, 0).await.unwrap().is_none());
+    assert!(
+        m.topic(&other, "orders").await.unwrap().is_some(),
+        "the other cluster's topic stays"
+    );
+}
+
+async fn commit_assigns_offsets_and_indexes_batches(m: &Metadata) {
+    let c = cluster();
+    let t = m
+        .create_topic(&c, "events", 2, &BTreeMap::new())
+        .await
+        .unwrap();
+    let groups = vec![
+        AppendGroup {
+            topic_id: t.id,
+            partition: 0,
+            batches: vec![plain(3, 100), plain(2, 200)],
+        },
+        AppendGroup {
+            topic_id: t.id,
+            partition: 1,
+            batches: vec![plain(4, 150)],
+        },
+        AppendGroup {
+            topic_id: t.id,
+            partition: 7,
+            batches: vec![plain(1, 1)],
+        },
+    ];
+    let out = m
+        .commit_segment(&seg(), 1000, "agent", &groups)
+        .await
+        .unwrap();
+    assert_eq!(
+        out[0],
+        GroupOutcome::Appended {
+            base_offset: 0,
+            log_start_offset: 0
+        }
+    );
+    assert_eq!(
+        out[1],
+        GroupOutcome::Appended {
+            base_offset: 0,
+            log_start_offset: 0
+        }
+    );
+    assert_eq!(out[2], GroupOutcome::Failed(3));
+    let key = seg();
+    let out = m
+        .commit_segment(
+            &key,
+            500,
+            "agent",
+            &[AppendGroup {
+                topic_id: t.id,
+                partition: 0,
+                batches: vec![plain(10, 300)],
+            }],
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        out[0],
+        GroupOutcome::Appended {
+            base_offset: 5,
+            log_start_offset: 0
+        }
+    );
+    assert_eq!(
+        m.partition_state(t.id, 0)
+            .await
+            .unwrap()
+            .unwrap()
+            .next_offset,
+        15
+    );
+    assert_eq!(
+        m.partition_state(t.id, 1)
+            .await
+            .unwrap()
+            .unwrap()
+            .next_offset,
+        4
+    );
+
+    let from_mid = m.batches_from(t.id, 0, 4, 100).await.unwrap();
+    assert_eq!(
+        from_mid
+            .iter()
+            .map(|b| (b.base_offset, b.last_offset))
+            .collect::<Vec<_>>(),
+        vec![(3, 4), (5, 14)]
+    );
+    assert_eq!(&*from_mid[1].object_key, key.as_str());
+    assert_eq!(from_mid[1].object_size, 500);
+    assert_eq!(
+        m.batches_from(t.id, 0, 0, 1).await.unwrap().len(),
+        1,
+        "limit applies"
+    );
+    assert!(m.batches_from(t.id, 0, 15, 100).await.unwrap().is_empty());
+
+    assert_eq!(
+        m.offset_for_timestamp(t.id, 0, 150).await.unwrap(),
+        Some((3, 200))
+    );
+    assert_eq!(m.offset_for_timestamp(t.id, 0, 301).await.unwrap(), None);
+    assert_eq!(
+        m.max_timestamp_offset(t.id, 0).await.unwrap(),
+        Some((5, 300))
+    );
+}
+
+async fn concurrent_commits_leave_no_gaps(m: &Metadata) {
+    let c = cluster();
+    let t = m
+        .create_topic(&c, "hot", 2, &BTreeMap::new())
+        .await
+        .unwrap();
+    let m = Arc::new(m.clone());
+    let mut tasks = Vec::new();
+    for _agent in 0..6 {
+        let m = m.clone();
+        tasks.push(tokio::spawn(async move {
+            for i in 0..15 {
+                let groups = vec![
+                    AppendGroup {
+                        topic_id: t.id,
+                        partition: (i % 2) as i32,
+                        batches: vec![plain(3, i)],
+                    },
+                    AppendGroup {
+                        topic_id: t.id,
+                        partition: ((i + 1) % 2) as i32,
+                        batches: vec![plain(2, i)],
+                    },
+                ];
+                m.commit_segment(&seg(), 10, "agent", &groups)
+                    .await
+                    .unwrap();
+            }
+        }));
+    }
+    for task in tasks {
+        task.await.unwrap();
+    }
+    for p in 0..2 {
+        let rows = m.batches_from(t.id, p, 0, 10_000).await.unwrap();
+        let mut next = 0;
+        for r in &rows {
+            assert_eq!(
+                r.base_offset, next,
+                "no gap and no overlap in partition {p}"
+            );
+            next = r.last_offset + 1;
+        }
+        let per_agent: i64 = (0..15).map(|i| if i % 2 == p as i64 { 3 } else { 2 }).sum();
+        assert_eq!(next, 6 * per_agent, "every record counted once");
+        assert_eq!(
+            m.partition_state(t.id, p)
+                .await
+                .unwrap()
+                .unwrap()
+                .next_offset,
+            next
+        );
+    }
+}
+
+async fn producer_state_survives_between_commits(m: &Metadata) {
+    let c = cluster();
+    let t = m
+        .create_topic(&c, "idem", 1, &BTreeMap::new())
+        .await
+        .unwrap();
+    let (pid, epoch) = m.init_producer_id(None, None).await.unwrap();
+    let b = |first: i32, n: i32| PendingBatch {
+        producer_id: pid,
+        producer_epoch: epoch,
+        base_sequence: first,
+        last_sequence: first + n - 1,
+        ..plain(n as i64, 1)
+    };
+    let group = |batch| {
+        vec![AppendGroup {
+            topic_id: t.id,
+            partition: 0,
+            batches: vec![batch],
+        }]
+    };
+    assert_eq!(
+        m.commit_segment(&seg(), 1, "a", &group(b(0, 4)))
+            .await
+            .unwrap()[0],
+        GroupOutcome::Appended {
+            base_offset: 0,
+            log_start_offset: 0
+        }
+    );
+    assert_eq!(
+        m.commit_segment(&seg(), 1, "a", &group(b(4, 4)))
+            .await
+            .unwrap()[0],
+        GroupOutcome::Appended {
+            base_offset: 4,
+            log_start_offset: 0
+        }
+    );
+    assert_eq!(
+        m.commit_segment(&seg(), 1, "a", &group(b(0, 4)))
+            .await
+            .unwrap()[0],
+        GroupOutcome::Duplicate {
+            base_offset: 0,
+            log_start_offset: 0
+        }
+    );
+    assert_eq!(
+        m.commit_segment(&seg(), 1, "a", &group(b(9, 1)))
+            .await
+            .unwrap()[0],
+        GroupOutcome::Failed(45)
+    );
+    assert_eq!(
+        m.partition_state(t.id, 0)
+            .await
+            .unwrap()
+            .unwrap()
+            .next_offset,
+        8
+    );
+}
+
+async fn producer_ids_and_epochs(m: &Metadata) {
+    let (a, ea) = m.init_producer_id(None, None).await.unwrap();
+    let (b, _) = m.init_producer_id(None, None).await.unwrap();
+    assert_ne!(a, b);
+    assert_eq!(ea, 0);
+    assert_eq!(
+        m.init_producer_id(None, Some((a, 0))).await.unwrap(),
+        (a, 1),
+        "keeping the id bumps the epoch"
+    );
+    let tid = format!("tx-{}", uuid::Uuid::new_v4());
+    let (t1, e1) = m.init_producer_id(Some(&tid), None).await.unwrap();
+    let (t2, e2) = m.init_producer_id(Some(&tid), None).await.unwrap();
+    assert_eq!(t1, t2);
+    assert_eq!(e2, e1 + 1);
+}
+
+async fn sqlite() -> (Metadata, tempfile::TempDir) {
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}", dir.path().join("meta.db").display());
+    (Metadata::connect(&url).await.unwrap(), dir)
+}
+
+async fn postgres() -> Option<Metadata> {
+    let url = std::env::var("SLUICE_TEST_POSTGRES_URL").ok()?;
+    Some(
+        Metadata::connect(&url)
+            .await
+            .expect("SLUICE_TEST_POSTGRES_URL is reachable"),
+    )
+}
+
+macro_rules! conformance {
+    ($($name:ident),* $(,)?) => {
+        mod on_sqlite {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    let (m, _dir) = super::sqlite().await;
+                    super::$name(&m).await;
+                }
+            )*
+        }
+        mod on_postgres {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    let Some(m) = super::postgres().await else {
+                        eprintln!("skipped: SLUICE_TEST_POSTGRES_URL is not set, the Postgres half of the store suite did not run");
+                        return;
+                    };
+                    super::$name(&m).await;
+                }
+            )*
+        }
+    };
+}
+
+conformance!(
+    cluster_id_is_stable,
+    topic_lifecycle,
+    commit_assigns_offsets_and_indexes_batches,
+    concurrent_commits_leave_no_gaps,
+    producer_state_survives_between_commits,
+    producer_ids_and_epochs,
+);
