@@ -16,6 +16,7 @@
 //! HTTP and knows nothing about console users or teams.
 
 pub mod agent;
+pub mod alloc_guard;
 pub mod batch;
 pub mod bucket;
 pub mod cache;
@@ -31,5 +32,10 @@ pub mod topic_config;
 pub mod writer;
 
 pub use agent::{start, Broker, Running};
+
+// Unit tests decode hostile frames too: run them under the same allocator as the binary.
+#[cfg(test)]
+#[global_allocator]
+static ALLOC: alloc_guard::GuardedAlloc = alloc_guard::GuardedAlloc;
 pub use config::BrokerConfig;
 pub use metrics::Metrics;

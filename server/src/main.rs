@@ -11,6 +11,10 @@ use clap::Parser;
 use cli::{Cli, Command, ServeArgs};
 use tokio_util::sync::CancellationToken;
 
+/// Keeps request frames that claim absurd element counts from aborting the process.
+#[global_allocator]
+static ALLOC: broker::alloc_guard::GuardedAlloc = broker::alloc_guard::GuardedAlloc;
+
 fn main() -> std::process::ExitCode {
     tracing_subscriber::fmt()
         .with_env_filter(

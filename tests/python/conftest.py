@@ -46,14 +46,27 @@ def unique_name(prefix: str = "t") -> str:
     return f"{prefix}-{uuid.uuid4().hex[:12]}"
 
 
+_NOTABLE = re.compile(rb"panicked at|memory allocation of|fatal runtime error|Segmentation|"
+                      rb"stack overflow|thread '.*' panicked")
+_ANSI = re.compile(rb"\x1b\[[0-9;]*m")
+
+
 def _tail(path: Path, max_bytes: int = 6000) -> str:
+    """The end of a log, preceded by any panic / abort lines found anywhere in it."""
     try:
-        data = path.read_bytes()
+        data = _ANSI.sub(b"", path.read_bytes())
     except OSError as e:
         return f"<cannot read {path}: {e}>"
+    notable = []
+    for i, line in enumerate(data.splitlines()):
+        if _NOTABLE.search(line) and len(notable) < 10:
+            notable.append(f"  line {i + 1}: {line.decode(errors='replace')[:500]}")
     if len(data) > max_bytes:
         data = b"...\n" + data[-max_bytes:]
-    return data.decode(errors="replace")
+    text = data.decode(errors="replace")
+    if notable:
+        text = "panic/abort lines:\n" + "\n".join(notable) + "\n--- last lines ---\n" + text
+    return text
 
 
 def find_sluice_bin() -> Path:
