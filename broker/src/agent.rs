@@ -24,6 +24,9 @@ pub const DEFAULT_CLUSTER: &str = "default";
 
 const TOPIC_CACHE_TTL: Duration = Duration::from_secs(1);
 
+/// (cluster, topic name) to the topic and when it was read.
+type TopicCache = HashMap<(String, String), (Arc<TopicMeta>, Instant)>;
+
 /// Shared state of one agent.
 pub struct Broker {
     pub config: BrokerConfig,
@@ -37,7 +40,7 @@ pub struct Broker {
     /// Host and port announced in Metadata.
     pub advertised: (String, i32),
     commits: watch::Sender<u64>,
-    topics: Mutex<HashMap<(String, String), (Arc<TopicMeta>, Instant)>>,
+    topics: Mutex<TopicCache>,
 }
 
 /// Why a topic could not be resolved for a request.
@@ -126,9 +129,7 @@ impl Broker {
             .remove(&(cluster.to_string(), name.to_string()));
     }
 
-    fn lock_topics(
-        &self,
-    ) -> std::sync::MutexGuard<'_, HashMap<(String, String), (Arc<TopicMeta>, Instant)>> {
+    fn lock_topics(&self) -> std::sync::MutexGuard<'_, TopicCache> {
         // A poisoned lock only means a panic elsewhere mid-insert; the map is still usable.
         self.topics.lock().unwrap_or_else(|p| p.into_inner())
     }

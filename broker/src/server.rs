@@ -106,6 +106,13 @@ async fn serve_connection(
                 break;
             }
         }
+        // The socket is gone: settle the accounting of responses that will never be sent.
+        rx.close();
+        while let Some(pending) = rx.recv().await {
+            if let Ok(Some((frame, true))) = pending.await {
+                metrics.fetch_inflight_bytes.sub(frame.len() as i64);
+            }
+        }
     });
 
     let max = broker.config.max_frame_bytes;
@@ -225,6 +232,7 @@ fn api_name(key: ApiKey) -> &'static str {
         ApiKey::CreatePartitions => "create_partitions",
         ApiKey::IncrementalAlterConfigs => "incremental_alter_configs",
         ApiKey::DescribeCluster => "describe_cluster",
+        ApiKey::FindCoordinator => "find_coordinator",
         _ => "other",
     }
 }

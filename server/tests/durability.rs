@@ -50,7 +50,7 @@ async fn sigkill_mid_stream_keeps_every_acked_record() {
             Err(_) => tokio::time::sleep(Duration::from_millis(5)).await,
         }
         i += 1;
-        if i % 200 == 0 {
+        if i.is_multiple_of(200) {
             tokio::task::yield_now().await;
         }
     }

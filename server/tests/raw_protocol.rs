@@ -12,8 +12,8 @@ use kafka_protocol::messages::metadata_request::MetadataRequestTopic;
 use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
 use kafka_protocol::messages::{
     ApiKey, ApiVersionsRequest, ApiVersionsResponse, CreateTopicsRequest, CreateTopicsResponse,
-    InitProducerIdRequest, InitProducerIdResponse, MetadataRequest, MetadataResponse,
-    ProduceRequest, ProduceResponse, TopicName,
+    FindCoordinatorRequest, FindCoordinatorResponse, InitProducerIdRequest, InitProducerIdResponse,
+    MetadataRequest, MetadataResponse, ProduceRequest, ProduceResponse, TopicName,
 };
 use kafka_protocol::protocol::StrBytes;
 use kafka_protocol::records::{
@@ -268,4 +268,53 @@ fn bad_frames_close_the_connection_and_the_server_survives() {
     );
     assert_eq!(md.brokers.len(), 1, "still serving");
     assert!(!server.log().contains("panicked"), "no panic in the log");
+}
+
+#[test]
+fn find_coordinator_names_this_agent_for_groups_only() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(dir.path(), &[]);
+    let port: i32 = server.kafka.rsplit(':').next().unwrap().parse().unwrap();
+    let v0: FindCoordinatorResponse = decode(
+        raw_request(
+            &server.kafka,
+            ApiKey::FindCoordinator,
+            0,
+            &FindCoordinatorRequest::default().with_key(StrBytes::from_static_str("g")),
+        ),
+        0,
+    );
+    assert_eq!((v0.error_code, v0.node_id.0, v0.port), (0, 1, port));
+    let v4: FindCoordinatorResponse = decode(
+        raw_request(
+            &server.kafka,
+            ApiKey::FindCoordinator,
+            4,
+            &FindCoordinatorRequest::default().with_coordinator_keys(vec![
+                StrBytes::from_static_str("a"),
+                StrBytes::from_static_str("b"),
+            ]),
+        ),
+        4,
+    );
+    assert_eq!(v4.coordinators.len(), 2);
+    assert!(v4
+        .coordinators
+        .iter()
+        .all(|c| c.error_code == 0 && c.port == port));
+    let txn: FindCoordinatorResponse = decode(
+        raw_request(
+            &server.kafka,
+            ApiKey::FindCoordinator,
+            4,
+            &FindCoordinatorRequest::default()
+                .with_key_type(1)
+                .with_coordinator_keys(vec![StrBytes::from_static_str("tx")]),
+        ),
+        4,
+    );
+    assert_eq!(
+        txn.coordinators[0].error_code, 15,
+        "transactions are refused clearly, not faked"
+    );
 }

@@ -4,11 +4,13 @@ use std::sync::Arc;
 
 use kafka_protocol::messages::api_versions_response::ApiVersion;
 use kafka_protocol::messages::describe_cluster_response::DescribeClusterBroker;
+use kafka_protocol::messages::find_coordinator_response::Coordinator;
 use kafka_protocol::messages::metadata_response::{
     MetadataResponseBroker, MetadataResponsePartition, MetadataResponseTopic,
 };
 use kafka_protocol::messages::{
-    ApiVersionsResponse, DescribeClusterResponse, MetadataRequest, MetadataResponse, TopicName,
+    ApiVersionsResponse, DescribeClusterResponse, FindCoordinatorRequest, FindCoordinatorResponse,
+    MetadataRequest, MetadataResponse, TopicName,
 };
 use kafka_protocol::protocol::StrBytes;
 
@@ -140,4 +142,62 @@ pub fn describe_cluster(broker: &Broker) -> DescribeClusterResponse {
             .with_broker_id(node.into())
             .with_host(StrBytes::from_string(host.clone()))
             .with_port(*port)])
+}
+
+/// FindCoordinator key types.
+const KEY_TYPE_GROUP: i8 = 0;
+/// COORDINATOR_NOT_AVAILABLE.
+const COORDINATOR_NOT_AVAILABLE: i16 = 15;
+
+/// Names the coordinator of consumer groups: with one agent, that agent. (Several agents will
+/// pick one by rendezvous hashing of the key over the live agents.) Transactions are not
+/// served yet, so their coordinator is reported unavailable.
+pub fn find_coordinator(
+    broker: &Broker,
+    version: i16,
+    req: FindCoordinatorRequest,
+) -> FindCoordinatorResponse {
+    let node = broker.config.node_id;
+    let (host, port) = &broker.advertised;
+    let refusal = (req.key_type != KEY_TYPE_GROUP).then(|| {
+        (
+            COORDINATOR_NOT_AVAILABLE,
+            StrBytes::from_static_str(
+                "only consumer-group coordinators are served; transactions are not supported yet",
+            ),
+        )
+    });
+    if version < 4 {
+        let resp = FindCoordinatorResponse::default();
+        return match refusal {
+            Some((code, message)) => resp
+                .with_error_code(code)
+                .with_error_message((version >= 1).then_some(message))
+                .with_node_id((-1).into())
+                .with_port(-1),
+            None => resp
+                .with_node_id(node.into())
+                .with_host(StrBytes::from_string(host.clone()))
+                .with_port(*port),
+        };
+    }
+    let coordinators = req
+        .coordinator_keys
+        .into_iter()
+        .map(|key| {
+            let c = Coordinator::default().with_key(key);
+            match &refusal {
+                Some((code, message)) => c
+                    .with_error_code(*code)
+                    .with_error_message(Some(message.clone()))
+                    .with_node_id((-1).into())
+                    .with_port(-1),
+                None => c
+                    .with_node_id(node.into())
+                    .with_host(StrBytes::from_string(host.clone()))
+                    .with_port(*port),
+            }
+        })
+        .collect();
+    FindCoordinatorResponse::default().with_coordinators(coordinators)
 }

@@ -72,6 +72,9 @@ pub async fn dispatch(
             ))
         }
         .boxed(),
+        RequestKind::FindCoordinator(req) => ready(ResponseKind::FindCoordinator(
+            metadata::find_coordinator(broker, version, req),
+        )),
         RequestKind::DescribeCluster(_) => ready(ResponseKind::DescribeCluster(
             metadata::describe_cluster(broker),
         )),
