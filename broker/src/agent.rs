@@ -15,6 +15,7 @@ use tokio_util::sync::CancellationToken;
 use crate::bucket::Bucket;
 use crate::cache::ChunkCache;
 use crate::config::BrokerConfig;
+use crate::groups::Coordinator;
 use crate::metrics::Metrics;
 use crate::store::{Metadata, StoreError, TopicMeta};
 use crate::writer::{SegmentWriter, WriterConfig};
@@ -34,6 +35,7 @@ pub struct Broker {
     pub bucket: Bucket,
     pub cache: ChunkCache,
     pub writer: SegmentWriter,
+    pub groups: Arc<Coordinator>,
     pub metrics: Metrics,
     pub cluster_id: String,
     pub agent_id: String,
@@ -221,12 +223,15 @@ pub async fn start(
         cluster_id = %cluster_id,
         "broker started"
     );
+    let groups = Coordinator::new(config.group_initial_rebalance_delay);
+    groups.start_ticker(cancel.child_token());
     let broker = Arc::new(Broker {
         config,
         meta,
         bucket,
         cache,
         writer,
+        groups,
         metrics,
         cluster_id,
         agent_id,

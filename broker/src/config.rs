@@ -19,6 +19,8 @@ pub struct BrokerConfig {
     /// Requests one connection may have in flight (read but not yet answered).
     pub max_inflight_per_connection: usize,
     pub node_id: i32,
+    /// How long the first rebalance of an empty group waits for more members.
+    pub group_initial_rebalance_delay: Duration,
 }
 
 impl BrokerConfig {
@@ -37,6 +39,7 @@ impl BrokerConfig {
             read_cache_bytes: 64 << 20,
             max_inflight_per_connection: 64,
             node_id: 1,
+            group_initial_rebalance_delay: Duration::from_millis(0),
         }
     }
 }

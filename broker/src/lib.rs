@@ -22,6 +22,7 @@ pub mod bucket;
 pub mod cache;
 pub mod clock;
 pub mod config;
+pub mod groups;
 pub mod handlers;
 pub mod metrics;
 pub mod protocol;

@@ -71,6 +71,11 @@ pub struct ServeArgs {
     #[arg(long, env = "SLUICE_MAX_FRAME_BYTES", default_value = "100MiB", value_parser = parse_size)]
     pub max_frame_bytes: u64,
 
+    /// How long the first rebalance of an empty consumer group waits for more members
+    /// (Kafka's group.initial.rebalance.delay.ms).
+    #[arg(long, env = "SLUICE_GROUP_INITIAL_REBALANCE_DELAY", default_value = "3s", value_parser = parse_duration)]
+    pub group_initial_rebalance_delay: Duration,
+
     /// Memory for the read-through cache of segment chunks.
     #[arg(long, env = "SLUICE_READ_CACHE_BYTES", default_value = "128MiB", value_parser = parse_size)]
     pub read_cache_bytes: u64,

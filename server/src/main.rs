@@ -70,6 +70,7 @@ fn broker_config(args: &ServeArgs) -> anyhow::Result<broker::BrokerConfig> {
         read_cache_bytes: args.read_cache_bytes,
         max_inflight_per_connection: 64,
         node_id: 1,
+        group_initial_rebalance_delay: args.group_initial_rebalance_delay,
     })
 }
 

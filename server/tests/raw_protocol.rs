@@ -6,7 +6,7 @@ use std::io::Write;
 use std::net::TcpStream;
 
 use bytes::{Buf, Bytes, BytesMut};
-use common::{closed_by_peer, decode, raw_on, raw_request, Server};
+use common::{closed_by_peer, decode, raw_on, raw_request, read_response, send_frame, Server};
 use kafka_protocol::messages::create_topics_request::{CreatableTopic, CreatableTopicConfig};
 use kafka_protocol::messages::metadata_request::MetadataRequestTopic;
 use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
@@ -316,5 +316,71 @@ fn find_coordinator_names_this_agent_for_groups_only() {
     assert_eq!(
         txn.coordinators[0].error_code, 15,
         "transactions are refused clearly, not faked"
+    );
+}
+
+#[test]
+fn acks_zero_gets_no_response_and_is_stored() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(dir.path(), &[]);
+    create_topic(&server.kafka, "fire", &[]);
+    let mut s = TcpStream::connect(&server.kafka).unwrap();
+    s.set_read_timeout(Some(std::time::Duration::from_secs(30)))
+        .unwrap();
+    let req = produce_req("fire", batch(3, 10, -1, -1)).with_acks(0);
+    send_frame(&mut s, ApiKey::Produce, 9, 1, &req);
+    send_frame(
+        &mut s,
+        ApiKey::ApiVersions,
+        0,
+        2,
+        &ApiVersionsRequest::default(),
+    );
+    // The first response on the wire belongs to the ApiVersions request.
+    let resp: ApiVersionsResponse = decode(read_response(&mut s, ApiKey::ApiVersions, 0, 2), 0);
+    assert_eq!(resp.error_code, 0);
+    // The fire-and-forget records were stored: the next produce lands after them.
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    assert_eq!(produce(&server.kafka, "fire", batch(1, 10, -1, -1)), (0, 3));
+}
+
+#[test]
+fn list_offsets_v0_for_old_clients() {
+    use bytes::BufMut;
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(dir.path(), &[]);
+    create_topic(&server.kafka, "old", &[]);
+    assert_eq!(produce(&server.kafka, "old", batch(4, 10, -1, -1)), (0, 0));
+    // ListOffsets v0 by hand: replica -1, topic "old", partition 0 latest (-1), max 1 offset.
+    let mut f = BytesMut::new();
+    f.put_i16(2);
+    f.put_i16(0);
+    f.put_i32(5);
+    f.put_i16(-1);
+    f.put_i32(-1);
+    f.put_i32(1);
+    f.put_i16(3);
+    f.put_slice(b"old");
+    f.put_i32(1);
+    f.put_i32(0);
+    f.put_i64(-1);
+    f.put_i32(1);
+    let mut s = TcpStream::connect(&server.kafka).unwrap();
+    s.write_all(&(f.len() as i32).to_be_bytes()).unwrap();
+    s.write_all(&f).unwrap();
+    let mut len = [0u8; 4];
+    std::io::Read::read_exact(&mut s, &mut len).unwrap();
+    let mut body = vec![0u8; i32::from_be_bytes(len) as usize];
+    std::io::Read::read_exact(&mut s, &mut body).unwrap();
+    let mut b = &body[..];
+    assert_eq!(b.get_i32(), 5, "correlation id");
+    assert_eq!(b.get_i32(), 1, "one topic");
+    assert_eq!(b.get_i16(), 3);
+    b.advance(3);
+    assert_eq!(b.get_i32(), 1, "one partition");
+    assert_eq!(
+        (b.get_i32(), b.get_i16(), b.get_i32(), b.get_i64()),
+        (0, 0, 1, 4),
+        "latest offset is 4"
     );
 }

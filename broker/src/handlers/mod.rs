@@ -6,6 +6,7 @@
 
 pub mod admin;
 pub mod fetch;
+pub mod groups;
 pub mod metadata;
 pub mod offsets;
 pub mod produce;
@@ -75,6 +76,67 @@ pub async fn dispatch(
         RequestKind::FindCoordinator(req) => ready(ResponseKind::FindCoordinator(
             metadata::find_coordinator(broker, version, req),
         )),
+        RequestKind::JoinGroup(req) => {
+            let client_id = header
+                .client_id
+                .as_deref()
+                .map(|c| c.to_string())
+                .unwrap_or_default();
+            async move {
+                Some(ResponseKind::JoinGroup(
+                    groups::join_group(&b, &s, &client_id, version, req).await,
+                ))
+            }
+            .boxed()
+        }
+        RequestKind::SyncGroup(req) => async move {
+            Some(ResponseKind::SyncGroup(
+                groups::sync_group(&b, &s, version, req).await,
+            ))
+        }
+        .boxed(),
+        RequestKind::Heartbeat(req) => ready(ResponseKind::Heartbeat(groups::heartbeat(
+            broker, session, req,
+        ))),
+        RequestKind::LeaveGroup(req) => ready(ResponseKind::LeaveGroup(groups::leave_group(
+            broker, session, version, req,
+        ))),
+        RequestKind::OffsetCommit(req) => async move {
+            Some(ResponseKind::OffsetCommit(
+                groups::offset_commit(&b, &s, req).await,
+            ))
+        }
+        .boxed(),
+        RequestKind::OffsetFetch(req) => async move {
+            Some(ResponseKind::OffsetFetch(
+                groups::offset_fetch(&b, &s, version, req).await,
+            ))
+        }
+        .boxed(),
+        RequestKind::ListGroups(req) => async move {
+            Some(ResponseKind::ListGroups(
+                groups::list_groups(&b, &s, req).await,
+            ))
+        }
+        .boxed(),
+        RequestKind::DescribeGroups(req) => async move {
+            Some(ResponseKind::DescribeGroups(
+                groups::describe_groups(&b, &s, req).await,
+            ))
+        }
+        .boxed(),
+        RequestKind::DeleteGroups(req) => async move {
+            Some(ResponseKind::DeleteGroups(
+                groups::delete_groups(&b, &s, req).await,
+            ))
+        }
+        .boxed(),
+        RequestKind::OffsetDelete(req) => async move {
+            Some(ResponseKind::OffsetDelete(
+                groups::offset_delete(&b, &s, req).await,
+            ))
+        }
+        .boxed(),
         RequestKind::DescribeCluster(_) => ready(ResponseKind::DescribeCluster(
             metadata::describe_cluster(broker),
         )),

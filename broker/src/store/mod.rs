@@ -13,7 +13,54 @@
 //! * Offsets come only from `partitions.next_offset` inside that transaction, so they have
 //!   no gaps and no duplicates whatever the number of agents.
 
+// The dispatch macros come first so that every submodule below can use them.
+/// Runs `$body` once per backend with `$pool` bound to the concrete pool, `$lock` to the
+/// row-lock suffix of that dialect and `$db` to its sqlx database type.
+macro_rules! with_pool {
+    ($self:expr, |$pool:ident, $lock:ident, $db:ident| $body:expr) => {
+        match &$self.db {
+            Db::Sqlite($pool) => {
+                #[allow(unused, non_camel_case_types)]
+                type $db = sqlx::Sqlite;
+                #[allow(unused)]
+                let $lock = "";
+                $body
+            }
+            Db::Postgres($pool) => {
+                #[allow(unused, non_camel_case_types)]
+                type $db = sqlx::Postgres;
+                #[allow(unused)]
+                let $lock = " FOR UPDATE";
+                $body
+            }
+        }
+    };
+}
+
+/// Begins a write transaction: SQLite takes its write lock at once so two writers never
+/// deadlock upgrading read locks.
+/// Inserts partition rows `from..to` of a topic inside transaction `$tx`.
+macro_rules! insert_partitions {
+    ($tx:ident, $topic_id:expr, $from:expr, $to:expr) => {
+        for p in $from..$to {
+            sqlx::query("INSERT INTO partitions (topic_id, partition) VALUES ($1, $2)")
+                .bind($topic_id)
+                .bind(p as i64)
+                .execute(&mut *$tx)
+                .await?;
+        }
+    };
+}
+
+macro_rules! begin_write {
+    (sqlite $pool:ident) => {
+        $pool.begin_with("BEGIN IMMEDIATE")
+    };
+}
+
+mod offsets;
 pub mod plan;
 mod sql;
 
+pub use offsets::CommittedOffset;
 pub use sql::{BatchLocation, Metadata, PartitionState, StoreError, TopicMeta};

@@ -62,59 +62,15 @@ pub struct BatchLocation {
 }
 
 #[derive(Clone)]
-enum Db {
+pub(super) enum Db {
     Sqlite(SqlitePool),
     Postgres(PgPool),
-}
-
-/// Runs `$body` once per backend with `$pool` bound to the concrete pool, `$lock` to the
-/// row-lock suffix of that dialect and `$db` to its sqlx database type.
-macro_rules! with_pool {
-    ($self:expr, |$pool:ident, $lock:ident, $db:ident| $body:expr) => {
-        match &$self.db {
-            Db::Sqlite($pool) => {
-                #[allow(unused, non_camel_case_types)]
-                type $db = sqlx::Sqlite;
-                #[allow(unused)]
-                let $lock = "";
-                $body
-            }
-            Db::Postgres($pool) => {
-                #[allow(unused, non_camel_case_types)]
-                type $db = sqlx::Postgres;
-                #[allow(unused)]
-                let $lock = " FOR UPDATE";
-                $body
-            }
-        }
-    };
-}
-
-/// Begins a write transaction: SQLite takes its write lock at once so two writers never
-/// deadlock upgrading read locks.
-/// Inserts partition rows `from..to` of a topic inside transaction `$tx`.
-macro_rules! insert_partitions {
-    ($tx:ident, $topic_id:expr, $from:expr, $to:expr) => {
-        for p in $from..$to {
-            sqlx::query("INSERT INTO partitions (topic_id, partition) VALUES ($1, $2)")
-                .bind($topic_id)
-                .bind(p as i64)
-                .execute(&mut *$tx)
-                .await?;
-        }
-    };
-}
-
-macro_rules! begin_write {
-    (sqlite $pool:ident) => {
-        $pool.begin_with("BEGIN IMMEDIATE")
-    };
 }
 
 /// The metadata store handle; cheap to clone.
 #[derive(Clone)]
 pub struct Metadata {
-    db: Db,
+    pub(super) db: Db,
 }
 
 type TopicRow = (i64, String, String, String, i64, i64);
@@ -324,6 +280,11 @@ impl Metadata {
             }
             sqlx::query("DELETE FROM topics WHERE id = $1")
                 .bind(id)
+                .execute(&mut *tx)
+                .await?;
+            sqlx::query("DELETE FROM group_offsets WHERE cluster = $1 AND topic = $2")
+                .bind(cluster)
+                .bind(name)
                 .execute(&mut *tx)
                 .await?;
             tx.commit().await?;

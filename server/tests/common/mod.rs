@@ -199,12 +199,24 @@ pub fn raw_request(addr: &str, key: ApiKey, version: i16, body: &impl Encodable)
 }
 
 pub fn raw_on(s: &mut TcpStream, key: ApiKey, version: i16, body: &impl Encodable) -> Bytes {
+    send_frame(s, key, version, 99, body);
+    read_response(s, key, version, 99)
+}
+
+/// Writes one request frame.
+pub fn send_frame(
+    s: &mut TcpStream,
+    key: ApiKey,
+    version: i16,
+    correlation_id: i32,
+    body: &impl Encodable,
+) {
     let mut buf = BytesMut::new();
     buf.put_i32(0);
     RequestHeader::default()
         .with_request_api_key(key as i16)
         .with_request_api_version(version)
-        .with_correlation_id(99)
+        .with_correlation_id(correlation_id)
         .with_client_id(Some(StrBytes::from_static_str("raw-test")))
         .encode(&mut buf, key.request_header_version(version))
         .unwrap();
@@ -212,13 +224,17 @@ pub fn raw_on(s: &mut TcpStream, key: ApiKey, version: i16, body: &impl Encodabl
     let len = (buf.len() - 4) as i32;
     buf[..4].copy_from_slice(&len.to_be_bytes());
     s.write_all(&buf).expect("request written");
+}
+
+/// Reads one response frame and checks its correlation id; returns the body.
+pub fn read_response(s: &mut TcpStream, key: ApiKey, version: i16, correlation_id: i32) -> Bytes {
     let mut len = [0u8; 4];
     s.read_exact(&mut len).expect("response length");
     let mut resp = vec![0u8; i32::from_be_bytes(len) as usize];
     s.read_exact(&mut resp).expect("response body");
     let mut resp = Bytes::from(resp);
     let header = ResponseHeader::decode(&mut resp, key.response_header_version(version)).unwrap();
-    assert_eq!(header.correlation_id, 99);
+    assert_eq!(header.correlation_id, correlation_id);
     resp
 }
 

@@ -6,6 +6,8 @@
 //! are decoded by the kafka-protocol crate. ApiVersions is special: a client asking with a
 //! version newer than ours must get UNSUPPORTED_VERSION in the v0 layout so it can retry.
 
+mod legacy;
+
 use bytes::{Buf, BufMut, Bytes, BytesMut};
 use kafka_protocol::messages::{ApiKey, RequestHeader, RequestKind, ResponseHeader, ResponseKind};
 use kafka_protocol::protocol::{Decodable, Encodable};
@@ -21,10 +23,22 @@ pub const UNSUPPORTED_VERSION: i16 = 35;
 pub const SUPPORTED: &[(ApiKey, i16, i16)] = &[
     (ApiKey::Produce, 0, 13),
     (ApiKey::Fetch, 4, 17),
-    (ApiKey::ListOffsets, 1, 10),
+    // v0 (sarama 1.22, Burrow) has a hand-written codec in `legacy`.
+    (ApiKey::ListOffsets, 0, 10),
     (ApiKey::Metadata, 0, 12),
     // From v0: old librdkafka enables LZ4 only when FindCoordinator v0 is advertised.
     (ApiKey::FindCoordinator, 0, 6),
+    // Group APIs from v0: old librdkafka enables its balanced consumer only then.
+    (ApiKey::JoinGroup, 0, 9),
+    (ApiKey::SyncGroup, 0, 5),
+    (ApiKey::Heartbeat, 0, 4),
+    (ApiKey::LeaveGroup, 0, 5),
+    (ApiKey::OffsetCommit, 2, 9),
+    (ApiKey::OffsetFetch, 1, 9),
+    (ApiKey::ListGroups, 0, 5),
+    (ApiKey::DescribeGroups, 0, 5),
+    (ApiKey::DeleteGroups, 0, 2),
+    (ApiKey::OffsetDelete, 0, 0),
     (ApiKey::ApiVersions, 0, 4),
     (ApiKey::CreateTopics, 2, 7),
     (ApiKey::DeleteTopics, 1, 6),
@@ -36,9 +50,12 @@ pub const SUPPORTED: &[(ApiKey, i16, i16)] = &[
     (ApiKey::DescribeCluster, 0, 1),
 ];
 
-/// The lowest version of each API that the decoder can actually parse.
+/// The lowest version of each API that can actually be parsed (the crate's, or ours).
 fn decodable_min(key: ApiKey, advertised_min: i16) -> i16 {
-    advertised_min.max(key.valid_versions().min)
+    match key {
+        ApiKey::ListOffsets => advertised_min,
+        _ => advertised_min.max(key.valid_versions().min),
+    }
 }
 
 /// Why a frame could not be served; the connection is closed after logging it.
@@ -125,7 +142,17 @@ pub fn decode_request(mut frame: Bytes) -> Result<Decoded, ProtocolError> {
     };
     let header = RequestHeader::decode(&mut frame, api_key.request_header_version(version))
         .map_err(malformed)?;
-    let body = RequestKind::decode(api_key, &mut frame, version).map_err(malformed)?;
+    let body = if api_key == ApiKey::ListOffsets && version == 0 {
+        RequestKind::ListOffsets(legacy::decode_list_offsets_v0(frame).map_err(|reason| {
+            ProtocolError::Malformed {
+                api: api_key,
+                version,
+                reason,
+            }
+        })?)
+    } else {
+        RequestKind::decode(api_key, &mut frame, version).map_err(malformed)?
+    };
     Ok(Decoded::Request {
         header,
         api_key,
@@ -145,7 +172,10 @@ pub fn encode_response(
     ResponseHeader::default()
         .with_correlation_id(correlation_id)
         .encode(&mut buf, api_key.response_header_version(version))?;
-    response.encode(&mut buf, version)?;
+    match response {
+        ResponseKind::ListOffsets(r) if version == 0 => legacy::encode_list_offsets_v0(r, &mut buf),
+        _ => response.encode(&mut buf, version)?,
+    }
     let len = (buf.len() - 4) as i32;
     buf[..4].copy_from_slice(&len.to_be_bytes());
     Ok(buf)

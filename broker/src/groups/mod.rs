@@ -1,0 +1,259 @@
+//! Consumer groups: the coordinator that drives [`state::Group`] machines.
+//!
+//! Membership lives in memory on the coordinating agent (with one agent, this one; with
+//! several, the agent FindCoordinator names by hashing the group id over the live agents).
+//! Committed offsets live in the metadata database, so a coordinator change or a restart
+//! costs one rebalance, never an offset.
+//!
+//! The driver is thin: it keeps one machine per (cluster, group) behind a mutex (never held
+//! across an await), hands the machine a oneshot sender for requests that must wait, and a
+//! ticker expires sessions and rebalance deadlines.
+
+pub mod state;
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+use state::{codes, Answer, Group, Join, JoinAnswer, MemberView, Phase, SyncAnswer};
+
+type Waiter = oneshot::Sender<Answer>;
+type Key = (String, String);
+
+/// What DescribeGroups reports.
+#[derive(Debug, Clone)]
+pub struct GroupView {
+    pub phase: Phase,
+    pub generation: i32,
+    pub protocol_type: String,
+    pub protocol: String,
+    pub members: Vec<MemberView>,
+}
+
+pub struct Coordinator {
+    groups: Mutex<HashMap<Key, Group<Waiter>>>,
+    initial_delay_ms: u64,
+    epoch: Instant,
+}
+
+fn deliver(out: Vec<(Waiter, Answer)>) {
+    for (w, a) in out {
+        // The client may have gone away; its answer is simply dropped.
+        let _ = w.send(a);
+    }
+}
+
+fn key(cluster: &str, group: &str) -> Key {
+    (cluster.to_string(), group.to_string())
+}
+
+impl Coordinator {
+    pub fn new(initial_rebalance_delay: Duration) -> Arc<Self> {
+        Arc::new(Coordinator {
+            groups: Mutex::new(HashMap::new()),
+            initial_delay_ms: initial_rebalance_delay.as_millis() as u64,
+            epoch: Instant::now(),
+        })
+    }
+
+    fn now(&self) -> u64 {
+        self.epoch.elapsed().as_millis() as u64
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<Key, Group<Waiter>>> {
+        // A poisoned lock means a panic mid-update elsewhere; the map itself is intact.
+        self.groups.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Handles a JoinGroup, waiting until the rebalance completes.
+    pub async fn join(&self, cluster: &str, group: &str, req: Join) -> JoinAnswer {
+        let wait = Duration::from_millis(
+            req.rebalance_timeout_ms.max(req.session_timeout_ms).max(0) as u64,
+        ) + Duration::from_secs(5);
+        let (tx, rx) = oneshot::channel();
+        let now = self.now();
+        let out = {
+            let mut groups = self.lock();
+            let delay = self.initial_delay_ms;
+            groups
+                .entry(key(cluster, group))
+                .or_insert_with(|| Group::new(delay))
+                .join(req, tx, now)
+        };
+        deliver(out);
+        match tokio::time::timeout(wait, rx).await {
+            Ok(Ok(Answer::Join(j))) => j,
+            _ => JoinAnswer {
+                error: codes::REBALANCE_IN_PROGRESS,
+                generation: -1,
+                ..Default::default()
+            },
+        }
+    }
+
+    /// Handles a SyncGroup, waiting for the leader's assignment when needed.
+    pub async fn sync(
+        &self,
+        cluster: &str,
+        group: &str,
+        member_id: &str,
+        instance_id: Option<&str>,
+        generation: i32,
+        assignments: Vec<(String, Bytes)>,
+    ) -> SyncAnswer {
+        let (tx, rx) = oneshot::channel();
+        let now = self.now();
+        let out = {
+            let mut groups = self.lock();
+            match groups.get_mut(&key(cluster, group)) {
+                Some(g) => g.sync(member_id, instance_id, generation, assignments, tx, now),
+                None => {
+                    return SyncAnswer {
+                        error: codes::UNKNOWN_MEMBER_ID,
+                        ..Default::default()
+                    }
+                }
+            }
+        };
+        deliver(out);
+        match tokio::time::timeout(Duration::from_secs(300), rx).await {
+            Ok(Ok(Answer::Sync(s))) => s,
+            _ => SyncAnswer {
+                error: codes::REBALANCE_IN_PROGRESS,
+                ..Default::default()
+            },
+        }
+    }
+
+    pub fn heartbeat(
+        &self,
+        cluster: &str,
+        group: &str,
+        member_id: &str,
+        instance_id: Option<&str>,
+        generation: i32,
+    ) -> i16 {
+        let now = self.now();
+        match self.lock().get_mut(&key(cluster, group)) {
+            Some(g) => g.heartbeat(member_id, instance_id, generation, now),
+            None => codes::UNKNOWN_MEMBER_ID,
+        }
+    }
+
+    /// Removes members; returns one code per member (an unknown group answers every
+    /// member with UNKNOWN_MEMBER_ID).
+    pub fn leave(
+        &self,
+        cluster: &str,
+        group: &str,
+        members: &[(String, Option<String>)],
+    ) -> Vec<i16> {
+        let now = self.now();
+        let (codes_out, out) = match self.lock().get_mut(&key(cluster, group)) {
+            Some(g) => g.leave(members, now),
+            None => (vec![codes::UNKNOWN_MEMBER_ID; members.len()], Vec::new()),
+        };
+        deliver(out);
+        codes_out
+    }
+
+    /// Whether an OffsetCommit may be stored for this member and generation.
+    pub fn commit_allowed(
+        &self,
+        cluster: &str,
+        group: &str,
+        member_id: &str,
+        instance_id: Option<&str>,
+        generation: i32,
+    ) -> i16 {
+        match self.lock().get(&key(cluster, group)) {
+            Some(g) => g.commit_allowed(member_id, instance_id, generation),
+            // No live membership: only commits from outside the group protocol are valid.
+            None if generation < 0 => codes::NONE,
+            None => codes::ILLEGAL_GENERATION,
+        }
+    }
+
+    pub fn describe(&self, cluster: &str, group: &str) -> Option<GroupView> {
+        self.lock().get(&key(cluster, group)).map(|g| GroupView {
+            phase: g.phase(),
+            generation: g.generation(),
+            protocol_type: g.protocol_type().unwrap_or_default().to_string(),
+            protocol: g.protocol().unwrap_or_default().to_string(),
+            members: g.members(),
+        })
+    }
+
+    /// Live groups of a cluster: (group id, phase, protocol type).
+    pub fn list(&self, cluster: &str) -> Vec<(String, Phase, String)> {
+        self.lock()
+            .iter()
+            .filter(|((c, _), _)| c == cluster)
+            .map(|((_, g), grp)| {
+                (
+                    g.clone(),
+                    grp.phase(),
+                    grp.protocol_type().unwrap_or_default().to_string(),
+                )
+            })
+            .collect()
+    }
+
+    /// Forgets an empty group's membership; NON_EMPTY_GROUP (68) while members remain.
+    pub fn forget_if_empty(&self, cluster: &str, group: &str) -> Result<(), i16> {
+        let mut groups = self.lock();
+        match groups.get(&key(cluster, group)) {
+            Some(g) if !g.is_empty() => Err(68),
+            _ => {
+                groups.remove(&key(cluster, group));
+                Ok(())
+            }
+        }
+    }
+
+    /// Every (cluster, group, generation, members, phase) for metrics.
+    pub fn snapshot(&self) -> Vec<(String, String, i32, usize, Phase)> {
+        self.lock()
+            .iter()
+            .map(|((c, g), grp)| {
+                (
+                    c.clone(),
+                    g.clone(),
+                    grp.generation(),
+                    grp.member_count(),
+                    grp.phase(),
+                )
+            })
+            .collect()
+    }
+
+    /// Expires sessions and deadlines every 100 ms; empty groups are dropped from memory
+    /// (their offsets stay in the database).
+    pub fn start_ticker(self: &Arc<Self>, cancel: CancellationToken) -> JoinHandle<()> {
+        let me = self.clone();
+        tokio::spawn(async move {
+            let mut interval = tokio::time::interval(Duration::from_millis(100));
+            loop {
+                tokio::select! {
+                    _ = interval.tick() => {}
+                    _ = cancel.cancelled() => break,
+                }
+                let now = me.now();
+                let mut out = Vec::new();
+                {
+                    let mut groups = me.lock();
+                    for g in groups.values_mut() {
+                        out.extend(g.tick(now));
+                    }
+                    groups.retain(|_, g| !g.is_idle());
+                }
+                deliver(out);
+            }
+        })
+    }
+}
