@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use broker::store::plan::{AppendGroup, GroupOutcome, PendingBatch};
-use broker::store::{Metadata, StoreError};
+use broker::store::{CommittedOffset, Metadata, StoreError};
 
 fn cluster() -> String {
     format!("c-{}", uuid::Uuid::new_v4().simple())
@@ -352,6 +352,59 @@ async fn producer_ids_and_epochs(m: &Metadata) {
     assert_eq!(e2, e1 + 1);
 }
 
+async fn group_offsets_round_trip(m: &Metadata) {
+    let c = cluster();
+    m.create_topic(&c, "t", 2, &BTreeMap::new()).await.unwrap();
+    let o = |p: i32, offset: i64, md: Option<&str>| CommittedOffset {
+        topic: "t".into(),
+        partition: p,
+        offset,
+        leader_epoch: 3,
+        metadata: md.map(String::from),
+        commit_time_ms: 0,
+    };
+    m.commit_offsets(&c, "g1", &[o(0, 10, Some("meta")), o(1, 20, None)])
+        .await
+        .unwrap();
+    m.commit_offsets(&c, "g1", &[o(0, 11, Some(""))])
+        .await
+        .unwrap();
+    m.commit_offsets(&c, "g2", &[o(0, 5, None)]).await.unwrap();
+    let got = m.group_offsets(&c, "g1").await.unwrap();
+    assert_eq!(got.len(), 2);
+    assert_eq!(
+        (
+            got[0].offset,
+            got[0].metadata.as_deref(),
+            got[0].leader_epoch
+        ),
+        (11, Some(""), 3)
+    );
+    assert_eq!(
+        (got[1].offset, got[1].metadata.as_deref()),
+        (20, None),
+        "null metadata stays null"
+    );
+    assert!(got[0].commit_time_ms > 0);
+    assert_eq!(
+        m.groups_with_offsets(&c).await.unwrap(),
+        vec!["g1".to_string(), "g2".to_string()]
+    );
+    assert_eq!(
+        m.delete_group_offsets(&c, "g1", Some(("t", &[1])))
+            .await
+            .unwrap(),
+        1
+    );
+    assert_eq!(m.group_offsets(&c, "g1").await.unwrap().len(), 1);
+    assert_eq!(m.delete_group_offsets(&c, "g2", None).await.unwrap(), 1);
+    assert!(m.delete_topic(&c, "t").await.unwrap());
+    assert!(
+        m.group_offsets(&c, "g1").await.unwrap().is_empty(),
+        "a deleted topic takes its offsets along"
+    );
+}
+
 async fn sqlite() -> (Metadata, tempfile::TempDir) {
     let dir = tempfile::tempdir().unwrap();
     let url = format!("sqlite://{}", dir.path().join("meta.db").display());
@@ -400,4 +453,5 @@ conformance!(
     concurrent_commits_leave_no_gaps,
     producer_state_survives_between_commits,
     producer_ids_and_epochs,
+    group_offsets_round_trip,
 );
