@@ -36,6 +36,8 @@ pub struct Broker {
     pub cache: ChunkCache,
     pub writer: SegmentWriter,
     pub groups: Arc<Coordinator>,
+    /// The latest consumer-group lag, from the lag job.
+    pub lag: crate::lag::job::LagBoard,
     pub metrics: Metrics,
     pub cluster_id: String,
     pub agent_id: String,
@@ -232,6 +234,7 @@ pub async fn start(
         cache,
         writer,
         groups,
+        lag: Default::default(),
         metrics,
         cluster_id,
         agent_id,
@@ -239,6 +242,11 @@ pub async fn start(
         commits,
         topics: Mutex::new(HashMap::new()),
     });
+    crate::lag::job::start(
+        broker.clone(),
+        broker.config.lag_interval,
+        cancel.child_token(),
+    );
     let accept = tokio::spawn(crate::server::accept_loop(
         listener,
         broker.clone(),

@@ -21,6 +21,8 @@ pub struct BrokerConfig {
     pub node_id: i32,
     /// How long the first rebalance of an empty group waits for more members.
     pub group_initial_rebalance_delay: Duration,
+    /// How often the lag job computes consumer-group lag.
+    pub lag_interval: Duration,
 }
 
 impl BrokerConfig {
@@ -40,6 +42,7 @@ impl BrokerConfig {
             max_inflight_per_connection: 64,
             node_id: 1,
             group_initial_rebalance_delay: Duration::from_millis(0),
+            lag_interval: Duration::from_secs(15),
         }
     }
 }

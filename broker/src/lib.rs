@@ -24,6 +24,7 @@ pub mod clock;
 pub mod config;
 pub mod groups;
 pub mod handlers;
+pub mod lag;
 pub mod metrics;
 pub mod protocol;
 pub mod segment;

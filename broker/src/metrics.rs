@@ -1,8 +1,14 @@
 //! The agent's metrics, registered in one registry that `/metrics` exports.
 
+use std::collections::BTreeMap;
+
 use prometheus::{
-    Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, Opts, Registry,
+    GaugeVec, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge,
+    IntGaugeVec, Opts, Registry,
 };
+
+use crate::groups::state::Phase;
+use crate::lag::job::GroupLag;
 
 #[derive(Clone)]
 pub struct Metrics {
@@ -24,6 +30,13 @@ pub struct Metrics {
     pub requests: IntCounterVec,
     pub request_seconds: HistogramVec,
     pub protocol_errors: IntCounter,
+    pub group_time_lag: GaugeVec,
+    pub group_offset_lag: IntGaugeVec,
+    pub group_max_time_lag: GaugeVec,
+    pub group_max_offset_lag: IntGaugeVec,
+    pub group_generation: IntGaugeVec,
+    pub group_members: IntGaugeVec,
+    pub group_state: IntGaugeVec,
 }
 
 fn reg<T: prometheus::core::Collector + Clone + 'static>(r: &Registry, c: T) -> T {
@@ -97,7 +110,132 @@ impl Metrics {
                 "sluice_kafka_protocol_errors_total",
                 "Connections closed for malformed, oversized or unknown requests",
             ),
+            group_time_lag: reg(
+                &r,
+                GaugeVec::new(
+                    Opts::new(
+                        "sluice_consumer_group_time_lag_seconds",
+                        "Now minus the produce time of the group's first unconsumed record",
+                    ),
+                    &["cluster", "group", "topic", "partition"],
+                )
+                .expect("valid gauge vec"),
+            ),
+            group_offset_lag: reg(
+                &r,
+                IntGaugeVec::new(
+                    Opts::new(
+                        "sluice_consumer_group_offset_lag",
+                        "Log end offset minus committed offset",
+                    ),
+                    &["cluster", "group", "topic", "partition"],
+                )
+                .expect("valid gauge vec"),
+            ),
+            group_max_time_lag: reg(
+                &r,
+                GaugeVec::new(
+                    Opts::new(
+                        "sluice_consumer_group_max_time_lag_seconds",
+                        "The largest time lag over the group's partitions",
+                    ),
+                    &["cluster", "group"],
+                )
+                .expect("valid gauge vec"),
+            ),
+            group_max_offset_lag: reg(
+                &r,
+                IntGaugeVec::new(
+                    Opts::new(
+                        "sluice_consumer_group_max_offset_lag",
+                        "The largest offset lag over the group's partitions",
+                    ),
+                    &["cluster", "group"],
+                )
+                .expect("valid gauge vec"),
+            ),
+            group_generation: reg(
+                &r,
+                IntGaugeVec::new(
+                    Opts::new(
+                        "sluice_consumer_group_generation_id",
+                        "Current generation of the group",
+                    ),
+                    &["cluster", "group"],
+                )
+                .expect("valid gauge vec"),
+            ),
+            group_members: reg(
+                &r,
+                IntGaugeVec::new(
+                    Opts::new("sluice_consumer_group_members", "Members of the group"),
+                    &["cluster", "group"],
+                )
+                .expect("valid gauge vec"),
+            ),
+            group_state: reg(
+                &r,
+                IntGaugeVec::new(
+                    Opts::new(
+                        "sluice_consumer_group_state",
+                        "1 for the group's current state",
+                    ),
+                    &["cluster", "group", "state"],
+                )
+                .expect("valid gauge vec"),
+            ),
             registry: r,
+        }
+    }
+
+    /// Replaces the lag series with a fresh pass (groups that vanished disappear).
+    pub fn publish_lag(&self, groups: &BTreeMap<(String, String), GroupLag>) {
+        self.group_time_lag.reset();
+        self.group_offset_lag.reset();
+        self.group_max_time_lag.reset();
+        self.group_max_offset_lag.reset();
+        for ((cluster, group), lag) in groups {
+            let mut max_offset_lag = 0;
+            for p in &lag.partitions {
+                let partition = p.partition.to_string();
+                let labels = [
+                    cluster.as_str(),
+                    group.as_str(),
+                    p.topic.as_str(),
+                    partition.as_str(),
+                ];
+                self.group_time_lag
+                    .with_label_values(&labels)
+                    .set(p.time_lag_seconds);
+                self.group_offset_lag
+                    .with_label_values(&labels)
+                    .set(p.offset_lag);
+                max_offset_lag = max_offset_lag.max(p.offset_lag);
+            }
+            self.group_max_time_lag
+                .with_label_values(&[cluster, group])
+                .set(lag.max_time_lag_seconds);
+            self.group_max_offset_lag
+                .with_label_values(&[cluster, group])
+                .set(max_offset_lag);
+        }
+    }
+
+    /// Replaces the membership series with the coordinator's current view.
+    pub fn publish_groups(&self, groups: &[(String, String, i32, usize, Phase)]) {
+        self.group_generation.reset();
+        self.group_members.reset();
+        self.group_state.reset();
+        for (cluster, group, generation, members, phase) in groups {
+            self.group_generation
+                .with_label_values(&[cluster, group])
+                .set(*generation as i64);
+            self.group_members
+                .with_label_values(&[cluster, group])
+                .set(*members as i64);
+            self.group_state
+                .with_label_values(&[cluster.as_str(), group.as_str(), phase.name()])
+                .set(1);
         }
     }
 

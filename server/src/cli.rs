@@ -76,6 +76,10 @@ pub struct ServeArgs {
     #[arg(long, env = "SLUICE_GROUP_INITIAL_REBALANCE_DELAY", default_value = "3s", value_parser = parse_duration)]
     pub group_initial_rebalance_delay: Duration,
 
+    /// How often consumer-group lag (offset and time lag) is computed.
+    #[arg(long, env = "SLUICE_LAG_INTERVAL", default_value = "15s", value_parser = parse_duration)]
+    pub lag_interval: Duration,
+
     /// Memory for the read-through cache of segment chunks.
     #[arg(long, env = "SLUICE_READ_CACHE_BYTES", default_value = "128MiB", value_parser = parse_size)]
     pub read_cache_bytes: u64,

@@ -71,6 +71,7 @@ fn broker_config(args: &ServeArgs) -> anyhow::Result<broker::BrokerConfig> {
         max_inflight_per_connection: 64,
         node_id: 1,
         group_initial_rebalance_delay: args.group_initial_rebalance_delay,
+        lag_interval: args.lag_interval,
     })
 }
 

@@ -1,10 +1,15 @@
 """Fixtures that run the real `sluice` binary for black-box tests.
 
-* ``sluice``          - one server per test module (fresh temp data dir).
+* ``sluice``          - one server per test module (fresh temp data dir). A module can
+                        give it extra flags with a module-level ``SLUICE_SERVER_ARGS``
+                        list, e.g. ``["--group-initial-rebalance-delay", "200ms"]``.
 * ``bootstrap``       - that server's Kafka address, "127.0.0.1:PORT".
 * ``start_sluice``    - factory: start extra servers with extra flags for one test.
 * ``admin``           - a kafka-python KafkaAdminClient on the module server.
 * ``kcat``            - path of the kcat binary (fails clearly when missing).
+
+``SluiceServer.restart()`` stops a server (SIGTERM or, e.g., SIGKILL) and starts it
+again on the same data dir, database and bucket; it listens on new ports afterwards.
 
 Environment:
 * ``SLUICE_BIN``                 - the binary (default <repo>/target/debug/sluice).
@@ -136,6 +141,7 @@ class SluiceServer:
         self._pg: _PostgresDatabase | None = None
         self._stdout_thread: threading.Thread | None = None
         self.stopped = False
+        self.starts = 0
 
     # -- helpers
     @property
@@ -174,9 +180,13 @@ class SluiceServer:
 
     def start(self):
         db = os.environ.get("SLUICE_PYTEST_DATABASE_URL")
-        if db and db.startswith(("postgres://", "postgresql://")):
+        # A restart keeps the database of the first start (see restart()).
+        if self._pg is None and db and db.startswith(("postgres://", "postgresql://")):
             self._pg = _PostgresDatabase(db)
             self._pg.create()
+        self.starts += 1
+        # The first start truncates the logs, restarts append to them.
+        log_mode = "wb" if self.starts == 1 else "ab"
         env = dict(os.environ)
         env.setdefault("RUST_BACKTRACE", "1")
         # The SLUICE_* variables are the binary's own configuration; the test
@@ -184,7 +194,10 @@ class SluiceServer:
         for k in list(env):
             if k.startswith("SLUICE_PYTEST_") or k.startswith("SLUICE_TEST_") or k == "SLUICE_BIN":
                 env.pop(k)
-        stderr_f = open(self.stderr_path, "wb")
+        stderr_f = open(self.stderr_path, log_mode)
+        if self.starts > 1:
+            stderr_f.write(f"\n===== sluice start #{self.starts} (restart) =====\n".encode())
+            stderr_f.flush()
         try:
             self.proc = subprocess.Popen(self.args(), stdin=subprocess.DEVNULL,
                                          stdout=subprocess.PIPE, stderr=stderr_f,
@@ -196,7 +209,7 @@ class SluiceServer:
 
         def pump():
             # Keeps draining stdout for the server's whole life so it never blocks.
-            with open(self.stdout_path, "wb") as out:
+            with open(self.stdout_path, log_mode) as out:
                 for raw in iter(self.proc.stdout.readline, b""):
                     out.write(raw)
                     out.flush()
@@ -235,8 +248,12 @@ class SluiceServer:
     def alive(self) -> bool:
         return self.proc is not None and self.proc.poll() is None
 
-    def stop(self) -> int | None:
-        """Stops the server; returns its exit code if it had already exited by itself."""
+    def stop(self, sig: int = signal.SIGTERM, _keep_database: bool = False) -> int | None:
+        """Stops the server; returns its exit code if it had already exited by itself.
+
+        ``sig`` is the first signal sent (SIGKILL follows if SIGTERM is not obeyed in
+        time). ``_keep_database`` is for restart(): the Postgres database is not dropped.
+        """
         if self.stopped:
             return None
         self.stopped = True
@@ -247,7 +264,7 @@ class SluiceServer:
             died_early = self.proc.poll()
             if died_early is None:
                 try:
-                    os.killpg(self.proc.pid, signal.SIGTERM)
+                    os.killpg(self.proc.pid, sig)
                 except ProcessLookupError:
                     pass
                 try:
@@ -262,9 +279,27 @@ class SluiceServer:
                 self._stdout_thread.join(timeout=5)
             if self.proc.stdout:
                 self.proc.stdout.close()
-        if self._pg is not None:
+        if self._pg is not None and not _keep_database:
             self._pg.drop()
         return died_early
+
+    def restart(self, sig: int = signal.SIGTERM) -> "SluiceServer":
+        """Stops the server with ``sig`` and starts it again with the same arguments on the
+        same data dir, metadata database and bucket.
+
+        The new process binds new ports: read ``bootstrap`` / ``http_url`` again and make
+        new clients. Fails the test if the server had already exited by itself.
+        """
+        died_early = self.stop(sig, _keep_database=True)
+        if died_early is not None:
+            if self._pg is not None:
+                self._pg.drop()
+            pytest.fail(f"{self.describe()} had exited by itself with code {died_early} "
+                        f"before the restart.\n--- stderr (tail) ---\n{self.stderr_tail()}",
+                        pytrace=False)
+        self.stopped = False
+        self.kafka_addr = self.http_addr = None
+        return self.start()
 
 
 @atexit.register
@@ -305,7 +340,8 @@ def sluice_bin() -> Path:
 def sluice(sluice_bin, tmp_path_factory, request):
     """One server per test module, default flags, fresh data dir."""
     tmp = tmp_path_factory.mktemp(f"sluice-{request.module.__name__}")
-    server = _start_checked(sluice_bin, tmp, [], f"module {request.module.__name__}")
+    extra = [str(a) for a in getattr(request.module, "SLUICE_SERVER_ARGS", ())]
+    server = _start_checked(sluice_bin, tmp, extra, f"module {request.module.__name__}")
     yield server
     _teardown(server)
 

@@ -11,6 +11,8 @@ implemented:
 * Metadata v4
 * Produce v3 (magic-2 record batches, uncompressed)
 * Fetch v4
+* Consumer groups: FindCoordinator v0, JoinGroup v1, SyncGroup v1, Heartbeat v1,
+  LeaveGroup v1, OffsetCommit v2, OffsetFetch v1
 """
 
 from __future__ import annotations
@@ -24,13 +26,23 @@ API_PRODUCE = 0
 API_FETCH = 1
 API_LIST_OFFSETS = 2
 API_METADATA = 3
+API_OFFSET_COMMIT = 8
+API_OFFSET_FETCH = 9
 API_FIND_COORDINATOR = 10
+API_JOIN_GROUP = 11
+API_HEARTBEAT = 12
+API_LEAVE_GROUP = 13
+API_SYNC_GROUP = 14
 API_API_VERSIONS = 18
 API_INIT_PRODUCER_ID = 22
 
 ERR_NONE = 0
 ERR_UNKNOWN_TOPIC_OR_PARTITION = 3
 ERR_MESSAGE_TOO_LARGE = 10
+ERR_OFFSET_METADATA_TOO_LARGE = 12
+ERR_ILLEGAL_GENERATION = 22
+ERR_UNKNOWN_MEMBER_ID = 25
+ERR_REBALANCE_IN_PROGRESS = 27
 ERR_UNSUPPORTED_VERSION = 35
 
 CODEC_NAMES = {0: "none", 1: "gzip", 2: "snappy", 3: "lz4", 4: "zstd"}
@@ -490,6 +502,95 @@ class RawConn:
         part = _only_partition("Fetch", topics, topic, partition)
         part["batches"] = decode_batches(part["records"])
         return part
+
+
+    # -- consumer groups (non-flexible versions; see the Kafka protocol guide)
+    def find_coordinator_v0(self, group):
+        r = self.request(API_FIND_COORDINATOR, 0, string(group))
+        return {"error_code": r.i16(), "node_id": r.i32(), "host": r.string(), "port": r.i32()}
+
+    def join_group_v1(self, group, member_id="", protocols=(), session_timeout_ms=10000,
+                      rebalance_timeout_ms=10000, protocol_type="consumer"):
+        """protocols: [(name, metadata bytes)]. Waits for the rebalance to complete."""
+        body = (string(group) + i32(session_timeout_ms) + i32(rebalance_timeout_ms)
+                + string(member_id) + string(protocol_type)
+                + array(list(protocols), lambda p: string(p[0]) + nbytes(p[1])))
+        r = self.request(API_JOIN_GROUP, 1, body)
+        return {"error_code": r.i16(), "generation_id": r.i32(), "protocol_name": r.string(),
+                "leader": r.string(), "member_id": r.string(),
+                "members": r.array(lambda r: (r.string(), r.nbytes()))}
+
+    def sync_group_v1(self, group, generation_id, member_id, assignments=()):
+        """assignments: [(member id, assignment bytes)] (the leader's only)."""
+        body = (string(group) + i32(generation_id) + string(member_id)
+                + array(list(assignments), lambda a: string(a[0]) + nbytes(a[1])))
+        r = self.request(API_SYNC_GROUP, 1, body)
+        return {"throttle_time_ms": r.i32(), "error_code": r.i16(), "assignment": r.nbytes()}
+
+    def heartbeat_v1(self, group, generation_id, member_id):
+        r = self.request(API_HEARTBEAT, 1, string(group) + i32(generation_id) + string(member_id))
+        r.i32()  # throttle
+        return r.i16()
+
+    def leave_group_v1(self, group, member_id):
+        r = self.request(API_LEAVE_GROUP, 1, string(group) + string(member_id))
+        r.i32()  # throttle
+        return r.i16()
+
+    def offset_commit_v2(self, group, generation_id, member_id, offsets, retention_ms=-1):
+        """offsets: {(topic, partition): (offset, metadata str or None)}.
+
+        Returns {(topic, partition): error code}.
+        """
+        by_topic = {}
+        for (t, p), (off, md) in offsets.items():
+            by_topic.setdefault(t, []).append((p, off, md))
+        body = (string(group) + i32(generation_id) + string(member_id) + i64(retention_ms)
+                + array(list(by_topic.items()), lambda t: string(t[0]) + array(
+                    t[1], lambda p: i32(p[0]) + i64(p[1]) + string(p[2]))))
+        r = self.request(API_OFFSET_COMMIT, 2, body)
+        out = {}
+        for name, parts in r.array(lambda r: (r.string(), r.array(lambda r: (r.i32(), r.i16())))):
+            for p, err in parts:
+                out[(name, p)] = err
+        return out
+
+    def offset_fetch_v1(self, group, partitions):
+        """partitions: [(topic, partition)]. Returns {(topic, partition): (offset, metadata,
+        error code)}."""
+        by_topic = {}
+        for t, p in partitions:
+            by_topic.setdefault(t, []).append(p)
+        body = string(group) + array(list(by_topic.items()),
+                                     lambda t: string(t[0]) + array(t[1], i32))
+        r = self.request(API_OFFSET_FETCH, 1, body)
+        out = {}
+        for name, parts in r.array(lambda r: (r.string(), r.array(
+                lambda r: (r.i32(), r.i64(), r.string(), r.i16())))):
+            for p, off, md, err in parts:
+                out[(name, p)] = (off, md, err)
+        return out
+
+
+def consumer_subscription(topics, user_data=None) -> bytes:
+    """ConsumerProtocolSubscription v0 (JoinGroup metadata of protocol type "consumer")."""
+    return i16(0) + array(list(topics), string) + nbytes(user_data)
+
+
+def consumer_assignment(partitions, user_data=None) -> bytes:
+    """ConsumerProtocolAssignment v0; partitions: {topic: [partition, ...]}."""
+    return (i16(0) + array(list(partitions.items()),
+                           lambda t: string(t[0]) + array(list(t[1]), i32))
+            + nbytes(user_data))
+
+
+def parse_consumer_assignment(data: bytes | None) -> dict:
+    """{topic: [partition, ...]} from a ConsumerProtocolAssignment (any version)."""
+    if not data:
+        return {}
+    r = Reader(data)
+    r.i16()  # version
+    return dict(r.array(lambda r: (r.string(), r.array(lambda r: r.i32()))))
 
 
 def _only_partition(api, topics, topic, partition):

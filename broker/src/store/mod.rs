@@ -58,9 +58,11 @@ macro_rules! begin_write {
     };
 }
 
+mod lag;
 mod offsets;
 pub mod plan;
 mod sql;
 
+pub use lag::GroupPosition;
 pub use offsets::CommittedOffset;
 pub use sql::{BatchLocation, Metadata, PartitionState, StoreError, TopicMeta};

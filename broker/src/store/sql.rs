@@ -272,7 +272,13 @@ impl Metadata {
                     .fetch_optional(&mut *tx)
                     .await?;
             let Some((id,)) = id else { return Ok(false) };
-            for table in ["batches", "producer_state", "partitions", "topic_configs"] {
+            for table in [
+                "batches",
+                "producer_state",
+                "timestamp_index",
+                "partitions",
+                "topic_configs",
+            ] {
                 sqlx::query(&format!("DELETE FROM {table} WHERE topic_id = $1"))
                     .bind(id)
                     .execute(&mut *tx)
@@ -655,6 +661,29 @@ impl Metadata {
                             .push_bind(now);
                     });
                     qb.build().execute(&mut *$tx).await?;
+                }
+                // Timestamp index: this flush's offsets were committed in the current minute.
+                let mut spans: HashMap<(i64, i32), (i64, i64)> = HashMap::new();
+                for r in &planned.rows {
+                    let e = spans.entry((r.topic_id, r.partition)).or_insert((r.base_offset, 0));
+                    e.0 = e.0.min(r.base_offset);
+                    e.1 += r.batch.offset_count;
+                }
+                let minute = crate::lag::index::minute_of(now);
+                for ((topic_id, partition), (base, count)) in spans {
+                    sqlx::query(
+                        "INSERT INTO timestamp_index (topic_id, partition, minute_start, base_offset, \
+                         offset_count, minute_count) VALUES ($1, $2, $3, $4, $5, 1) \
+                         ON CONFLICT (topic_id, partition, minute_start) DO UPDATE SET \
+                         offset_count = timestamp_index.offset_count + excluded.offset_count",
+                    )
+                    .bind(topic_id)
+                    .bind(partition as i64)
+                    .bind(minute)
+                    .bind(base)
+                    .bind(count)
+                    .execute(&mut *$tx)
+                    .await?;
                 }
                 for ((topic_id, partition, producer_id), entry) in &planned.producers {
                     sqlx::query(

@@ -1,0 +1,158 @@
+//! The lag job: every interval, computes offset lag and time lag for every group and
+//! partition with committed offsets, publishes them (metrics and [`LagBoard`]), records a
+//! one-minute history for charts, and now and then folds old timestamp-index rows.
+//!
+//! Runs on agents with the `jobs` role (today: every agent). Each pass is independent, so
+//! a failed pass is logged and the next one starts from scratch.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+
+use serde::Serialize;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+use super::index::{self, minute_of, MINUTE_MS};
+use super::{compute, PartitionLag};
+use crate::agent::Broker;
+use crate::clock::now_ms;
+use crate::store::StoreError;
+
+/// History kept for charts (a little over a day at one-minute resolution).
+pub const HISTORY_MS: i64 = 25 * 60 * MINUTE_MS;
+/// Merge and prune once every this many passes.
+const MAINTENANCE_EVERY: u64 = 20;
+
+/// A group's lag at one instant.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct GroupLag {
+    pub computed_at_ms: i64,
+    pub max_time_lag_seconds: f64,
+    pub total_offset_lag: i64,
+    pub partitions: Vec<PartitionLag>,
+}
+
+/// The latest lag of every group, as the last pass computed it.
+#[derive(Default)]
+pub struct LagBoard {
+    groups: RwLock<HashMap<(String, String), GroupLag>>,
+}
+
+impl LagBoard {
+    pub fn get(&self, cluster: &str, group: &str) -> Option<GroupLag> {
+        self.groups
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(&(cluster.to_string(), group.to_string()))
+            .cloned()
+    }
+
+    fn replace(&self, all: HashMap<(String, String), GroupLag>) {
+        *self.groups.write().unwrap_or_else(|p| p.into_inner()) = all;
+    }
+}
+
+pub fn start(broker: Arc<Broker>, interval: Duration, cancel: CancellationToken) -> JoinHandle<()> {
+    tokio::spawn(async move {
+        let mut passes: u64 = 0;
+        loop {
+            // The first pass waits one interval too: nothing has lag at start-up.
+            tokio::select! {
+                _ = tokio::time::sleep(interval) => {}
+                _ = cancel.cancelled() => break,
+            }
+            passes += 1;
+            let now = now_ms();
+            if let Err(e) = run_once(&broker, now).await {
+                tracing::warn!(error = %e, "lag pass failed; retrying next interval");
+                continue;
+            }
+            if passes % MAINTENANCE_EVERY == 1 {
+                if let Err(e) = maintain(&broker, now).await {
+                    tracing::warn!(error = %e, "timestamp index maintenance failed");
+                }
+            }
+        }
+    })
+}
+
+/// Computes, publishes and records every group's lag at `now`.
+pub async fn run_once(broker: &Broker, now: i64) -> Result<(), StoreError> {
+    let positions = broker.meta.group_positions().await?;
+    let mut groups: BTreeMap<(String, String), GroupLag> = BTreeMap::new();
+    for p in positions {
+        let rows = broker
+            .meta
+            .index_rows_from(p.topic_id, p.partition, p.committed_offset.max(0))
+            .await?;
+        let (offset_lag, time_lag) = compute(now, p.committed_offset, p.log_end_offset, &rows);
+        let g = groups
+            .entry((p.cluster.clone(), p.group_id.clone()))
+            .or_insert_with(|| GroupLag {
+                computed_at_ms: now,
+                max_time_lag_seconds: 0.0,
+                total_offset_lag: 0,
+                partitions: Vec::new(),
+            });
+        g.max_time_lag_seconds = g.max_time_lag_seconds.max(time_lag);
+        g.total_offset_lag += offset_lag;
+        g.partitions.push(PartitionLag {
+            topic: p.topic,
+            partition: p.partition,
+            committed_offset: p.committed_offset,
+            log_end_offset: p.log_end_offset,
+            offset_lag,
+            time_lag_seconds: time_lag,
+        });
+    }
+    broker.metrics.publish_lag(&groups);
+    let minute = minute_of(now);
+    for ((cluster, group), lag) in &groups {
+        broker
+            .meta
+            .record_lag(
+                cluster,
+                group,
+                minute,
+                (lag.max_time_lag_seconds * 1000.0) as i64,
+                lag.total_offset_lag,
+            )
+            .await?;
+    }
+    broker.lag.replace(groups.into_iter().collect());
+    Ok(())
+}
+
+/// Folds old index rows and prunes old history.
+pub async fn maintain(broker: &Broker, now: i64) -> Result<(), StoreError> {
+    let pruned = broker.meta.prune_lag_history(now - HISTORY_MS).await?;
+    let mut folded = 0;
+    for (topic_id, partition) in broker
+        .meta
+        .partitions_with_old_index_rows(now - 60 * MINUTE_MS)
+        .await?
+    {
+        let rows = broker.meta.index_rows(topic_id, partition).await?;
+        if let Some(merged) = index::merge(&rows, now) {
+            // Only rows that changed are rewritten.
+            let old: Vec<_> = rows
+                .iter()
+                .filter(|r| !merged.contains(r))
+                .copied()
+                .collect();
+            let new: Vec<_> = merged
+                .iter()
+                .filter(|r| !rows.contains(r))
+                .copied()
+                .collect();
+            broker
+                .meta
+                .replace_index_rows(topic_id, partition, &old, &new)
+                .await?;
+            folded += old.len();
+        }
+    }
+    tracing::debug!(pruned, folded, "lag maintenance done");
+    Ok(())
+}
