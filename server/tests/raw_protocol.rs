@@ -384,3 +384,107 @@ fn list_offsets_v0_for_old_clients() {
         "latest offset is 4"
     );
 }
+
+/// sarama 1.22 style: JoinGroup v1, SyncGroup v0, then OffsetCommit v1 (hand-encoded, as
+/// the codec crate no longer speaks it) with the generation and member id handed out, and
+/// OffsetFetch v1 reading it back with its metadata string.
+#[test]
+fn old_group_protocol_versions_commit_and_fetch() {
+    use bytes::BufMut;
+    use kafka_protocol::messages::join_group_request::JoinGroupRequestProtocol;
+    use kafka_protocol::messages::offset_fetch_request::OffsetFetchRequestTopic;
+    use kafka_protocol::messages::{
+        GroupId, JoinGroupRequest, JoinGroupResponse, OffsetFetchRequest, OffsetFetchResponse,
+        SyncGroupRequest, SyncGroupResponse,
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(dir.path(), &["--group-initial-rebalance-delay", "0ms"]);
+    create_topic(&server.kafka, "legacy", &[]);
+    let group = GroupId(StrBytes::from_static_str("old-group"));
+    let join: JoinGroupResponse = decode(
+        raw_request(
+            &server.kafka,
+            ApiKey::JoinGroup,
+            1,
+            &JoinGroupRequest::default()
+                .with_group_id(group.clone())
+                .with_session_timeout_ms(10_000)
+                .with_rebalance_timeout_ms(10_000)
+                .with_protocol_type(StrBytes::from_static_str("consumer"))
+                .with_protocols(vec![JoinGroupRequestProtocol::default()
+                    .with_name(StrBytes::from_static_str("range"))
+                    .with_metadata(Bytes::from_static(b"\0\0"))]),
+        ),
+        1,
+    );
+    assert_eq!(join.error_code, 0, "v1 never gets MEMBER_ID_REQUIRED");
+    assert_eq!(join.generation_id, 1);
+    let sync: SyncGroupResponse = decode(
+        raw_request(
+            &server.kafka,
+            ApiKey::SyncGroup,
+            0,
+            &SyncGroupRequest::default()
+                .with_group_id(group.clone())
+                .with_generation_id(1)
+                .with_member_id(join.member_id.clone()),
+        ),
+        0,
+    );
+    assert_eq!(sync.error_code, 0);
+
+    // OffsetCommit v1: group, generation, member, [topic [partition, offset, timestamp, metadata]].
+    let mut f = BytesMut::new();
+    f.put_i16(8);
+    f.put_i16(1);
+    f.put_i32(77);
+    f.put_i16(-1);
+    f.put_i16(9);
+    f.put_slice(b"old-group");
+    f.put_i32(join.generation_id);
+    f.put_i16(join.member_id.len() as i16);
+    f.put_slice(join.member_id.as_bytes());
+    f.put_i32(1);
+    f.put_i16(6);
+    f.put_slice(b"legacy");
+    f.put_i32(1);
+    f.put_i32(0);
+    f.put_i64(42);
+    f.put_i64(-1);
+    f.put_i16(4);
+    f.put_slice(b"meta");
+    let mut s = TcpStream::connect(&server.kafka).unwrap();
+    s.write_all(&(f.len() as i32).to_be_bytes()).unwrap();
+    s.write_all(&f).unwrap();
+    let mut len = [0u8; 4];
+    std::io::Read::read_exact(&mut s, &mut len).unwrap();
+    let mut body = vec![0u8; i32::from_be_bytes(len) as usize];
+    std::io::Read::read_exact(&mut s, &mut body).unwrap();
+    let mut b = &body[..];
+    assert_eq!(b.get_i32(), 77);
+    assert_eq!(b.get_i32(), 1);
+    assert_eq!(b.get_i16(), 6);
+    b.advance(6);
+    assert_eq!(b.get_i32(), 1);
+    assert_eq!((b.get_i32(), b.get_i16()), (0, 0), "partition 0 committed");
+
+    let fetched: OffsetFetchResponse = decode(
+        raw_request(
+            &server.kafka,
+            ApiKey::OffsetFetch,
+            1,
+            &OffsetFetchRequest::default()
+                .with_group_id(group)
+                .with_topics(Some(vec![OffsetFetchRequestTopic::default()
+                    .with_name(TopicName(StrBytes::from_static_str("legacy")))
+                    .with_partition_indexes(vec![0, 1])])),
+        ),
+        1,
+    );
+    let parts = &fetched.topics[0].partitions;
+    assert_eq!(
+        (parts[0].committed_offset, parts[0].metadata.as_deref()),
+        (42, Some("meta"))
+    );
+    assert_eq!(parts[1].committed_offset, -1, "no commit: -1");
+}

@@ -7,7 +7,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use common::{producer, Server};
+use common::{metric, producer, Server};
 use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
 use rdkafka::producer::FutureRecord;
@@ -125,6 +125,32 @@ async fn group_scenario(strategy: &str) {
         .unwrap()
         .expect("the newcomer got partitions");
     eprintln!("[{strategy}] newcomer assigned after {took:?} (rebalance of a 3-member group)");
+    let group_label = format!("group=\"{group}\"");
+    assert_eq!(
+        metric(
+            &server.http,
+            "sluice_consumer_group_members",
+            &[&group_label]
+        ),
+        Some(3.0)
+    );
+    assert_eq!(
+        metric(
+            &server.http,
+            "sluice_consumer_group_state",
+            &[&group_label, "state=\"Stable\""]
+        ),
+        Some(1.0)
+    );
+    assert!(
+        metric(
+            &server.http,
+            "sluice_consumer_group_generation_id",
+            &[&group_label]
+        )
+        .unwrap()
+            >= 2.0
+    );
     // Let the last commits land, then stop everyone.
     tokio::time::sleep(Duration::from_millis(500)).await;
     stop.store(true, Ordering::Relaxed);

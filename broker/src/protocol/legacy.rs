@@ -1,13 +1,18 @@
 //! Hand-written codecs for request versions the kafka-protocol crate no longer decodes but
-//! real clients still send (shared/COMPAT.md): ListOffsets v0, used by sarama 1.22 and by
-//! monitoring tools such as Burrow.
+//! real clients still send (shared/COMPAT.md): ListOffsets v0 and OffsetCommit v0/v1, used
+//! by sarama 1.22 and by monitoring tools such as Burrow.
 //!
 //! Element counts are checked against the bytes left in the frame before anything is
 //! reserved, so a hostile count cannot make the decoder allocate.
 
 use bytes::{Buf, BufMut, Bytes, BytesMut};
 use kafka_protocol::messages::list_offsets_request::{ListOffsetsPartition, ListOffsetsTopic};
-use kafka_protocol::messages::{ListOffsetsRequest, ListOffsetsResponse, TopicName};
+use kafka_protocol::messages::offset_commit_request::{
+    OffsetCommitRequestPartition, OffsetCommitRequestTopic,
+};
+use kafka_protocol::messages::{
+    GroupId, ListOffsetsRequest, ListOffsetsResponse, OffsetCommitRequest, TopicName,
+};
 use kafka_protocol::protocol::StrBytes;
 
 fn need(buf: &Bytes, n: usize) -> Result<(), String> {
@@ -47,6 +52,70 @@ fn string(buf: &mut Bytes) -> Result<StrBytes, String> {
     need(buf, len as usize)?;
     StrBytes::from_utf8(buf.split_to(len as usize))
         .map_err(|e| format!("topic name is not utf-8: {e}"))
+}
+
+fn nullable_string(buf: &mut Bytes) -> Result<Option<StrBytes>, String> {
+    need(buf, 2)?;
+    let len = buf.get_i16();
+    if len < 0 {
+        return Ok(None);
+    }
+    need(buf, len as usize)?;
+    StrBytes::from_utf8(buf.split_to(len as usize))
+        .map(Some)
+        .map_err(|e| format!("string is not utf-8: {e}"))
+}
+
+/// Decodes an OffsetCommit v0 or v1 body into the v2 request shape. v0 commits from
+/// outside the group protocol (generation -1); v1 carries the generation and member id that
+/// JoinGroup handed out, and a per-partition timestamp that Kafka has ignored since 0.10.
+/// The v2 response layout equals v0/v1's, so responses are encoded as v2.
+pub fn decode_offset_commit_v0_v1(
+    mut buf: Bytes,
+    version: i16,
+) -> Result<OffsetCommitRequest, String> {
+    let group_id = string(&mut buf)?;
+    let (generation, member_id) = if version >= 1 {
+        need(&buf, 4)?;
+        let generation = buf.get_i32();
+        (generation, string(&mut buf)?)
+    } else {
+        (-1, StrBytes::default())
+    };
+    let topics_n = count(&mut buf, 6)?;
+    let mut topics = Vec::with_capacity(topics_n);
+    for _ in 0..topics_n {
+        let name = string(&mut buf)?;
+        let min_partition = if version >= 1 { 22 } else { 14 };
+        let parts_n = count(&mut buf, min_partition)?;
+        let mut partitions = Vec::with_capacity(parts_n);
+        for _ in 0..parts_n {
+            need(&buf, 12)?;
+            let partition_index = buf.get_i32();
+            let committed_offset = buf.get_i64();
+            if version >= 1 {
+                need(&buf, 8)?;
+                let _timestamp = buf.get_i64();
+            }
+            let committed_metadata = nullable_string(&mut buf)?;
+            partitions.push(
+                OffsetCommitRequestPartition::default()
+                    .with_partition_index(partition_index)
+                    .with_committed_offset(committed_offset)
+                    .with_committed_metadata(committed_metadata),
+            );
+        }
+        topics.push(
+            OffsetCommitRequestTopic::default()
+                .with_name(TopicName(name))
+                .with_partitions(partitions),
+        );
+    }
+    Ok(OffsetCommitRequest::default()
+        .with_group_id(GroupId(group_id))
+        .with_generation_id_or_member_epoch(generation)
+        .with_member_id(member_id)
+        .with_topics(topics))
 }
 
 /// Decodes a ListOffsets v0 body into the v1 request shape (v0's `max_num_offsets` is

@@ -33,7 +33,8 @@ pub const SUPPORTED: &[(ApiKey, i16, i16)] = &[
     (ApiKey::SyncGroup, 0, 5),
     (ApiKey::Heartbeat, 0, 4),
     (ApiKey::LeaveGroup, 0, 5),
-    (ApiKey::OffsetCommit, 2, 9),
+    // v0/v1 (sarama 1.22) have a hand-written decoder in `legacy`.
+    (ApiKey::OffsetCommit, 0, 9),
     (ApiKey::OffsetFetch, 1, 9),
     (ApiKey::ListGroups, 0, 5),
     (ApiKey::DescribeGroups, 0, 5),
@@ -53,7 +54,7 @@ pub const SUPPORTED: &[(ApiKey, i16, i16)] = &[
 /// The lowest version of each API that can actually be parsed (the crate's, or ours).
 fn decodable_min(key: ApiKey, advertised_min: i16) -> i16 {
     match key {
-        ApiKey::ListOffsets => advertised_min,
+        ApiKey::ListOffsets | ApiKey::OffsetCommit => advertised_min,
         _ => advertised_min.max(key.valid_versions().min),
     }
 }
@@ -150,6 +151,14 @@ pub fn decode_request(mut frame: Bytes) -> Result<Decoded, ProtocolError> {
                 reason,
             }
         })?)
+    } else if api_key == ApiKey::OffsetCommit && version < 2 {
+        RequestKind::OffsetCommit(legacy::decode_offset_commit_v0_v1(frame, version).map_err(
+            |reason| ProtocolError::Malformed {
+                api: api_key,
+                version,
+                reason,
+            },
+        )?)
     } else {
         RequestKind::decode(api_key, &mut frame, version).map_err(malformed)?
     };
@@ -174,6 +183,8 @@ pub fn encode_response(
         .encode(&mut buf, api_key.response_header_version(version))?;
     match response {
         ResponseKind::ListOffsets(r) if version == 0 => legacy::encode_list_offsets_v0(r, &mut buf),
+        // v0 and v1 share v2's layout.
+        ResponseKind::OffsetCommit(r) if version < 2 => r.encode(&mut buf, 2)?,
         _ => response.encode(&mut buf, version)?,
     }
     let len = (buf.len() - 4) as i32;
