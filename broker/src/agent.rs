@@ -15,6 +15,7 @@ use tokio_util::sync::CancellationToken;
 use crate::bucket::Bucket;
 use crate::cache::ChunkCache;
 use crate::config::BrokerConfig;
+use crate::gate::Gate;
 use crate::groups::Coordinator;
 use crate::metrics::Metrics;
 use crate::store::{Metadata, StoreError, TopicMeta};
@@ -36,6 +37,8 @@ pub struct Broker {
     pub cache: ChunkCache,
     pub writer: SegmentWriter,
     pub groups: Arc<Coordinator>,
+    pub produce_gate: Arc<Gate>,
+    pub fetch_gate: Arc<Gate>,
     /// The latest consumer-group lag, from the lag job.
     pub lag: crate::lag::job::LagBoard,
     pub metrics: Metrics,
@@ -225,6 +228,16 @@ pub async fn start(
         cluster_id = %cluster_id,
         "broker started"
     );
+    let produce_gate = Gate::new(
+        "produce",
+        config.produce_inflight_bytes,
+        Some(metrics.gate_gauges("produce", config.produce_inflight_bytes)),
+    );
+    let fetch_gate = Gate::new(
+        "fetch",
+        config.fetch_inflight_bytes,
+        Some(metrics.gate_gauges("fetch", config.fetch_inflight_bytes)),
+    );
     let groups = Coordinator::new(config.group_initial_rebalance_delay);
     groups.start_ticker(cancel.child_token());
     let broker = Arc::new(Broker {
@@ -234,6 +247,8 @@ pub async fn start(
         cache,
         writer,
         groups,
+        produce_gate,
+        fetch_gate,
         lag: Default::default(),
         metrics,
         cluster_id,

@@ -16,6 +16,12 @@ pub struct BrokerConfig {
     pub default_partitions: i32,
     pub max_frame_bytes: usize,
     pub read_cache_bytes: u64,
+    /// Produce request bytes in flight before connections stop being read.
+    pub produce_inflight_bytes: u64,
+    /// Fetch response bytes in flight before fetches wait.
+    pub fetch_inflight_bytes: u64,
+    /// Open Kafka connections before accepting pauses.
+    pub max_connections: usize,
     /// Requests one connection may have in flight (read but not yet answered).
     pub max_inflight_per_connection: usize,
     pub node_id: i32,
@@ -39,6 +45,9 @@ impl BrokerConfig {
             default_partitions: 1,
             max_frame_bytes: 100 << 20,
             read_cache_bytes: 64 << 20,
+            produce_inflight_bytes: 256 << 20,
+            fetch_inflight_bytes: 256 << 20,
+            max_connections: 10_000,
             max_inflight_per_connection: 64,
             node_id: 1,
             group_initial_rebalance_delay: Duration::from_millis(0),

@@ -22,8 +22,6 @@ pub struct Metrics {
     pub produce_bytes: IntCounter,
     pub produce_records: IntCounter,
     pub fetch_bytes: IntCounter,
-    /// Fetch response bytes built and not yet written to a socket.
-    pub fetch_inflight_bytes: IntGauge,
     pub read_cache_bytes: IntGauge,
     pub read_cache_misses: IntCounter,
     pub open_connections: IntGauge,
@@ -37,6 +35,11 @@ pub struct Metrics {
     pub group_generation: IntGaugeVec,
     pub group_members: IntGaugeVec,
     pub group_state: IntGaugeVec,
+    pub gate_inflight: IntGaugeVec,
+    pub gate_waiting: IntGaugeVec,
+    pub gate_limit: IntGaugeVec,
+    /// 1 while the accept loop waits for a gate to open or a connection slot.
+    pub accept_paused: IntGauge,
 }
 
 fn reg<T: prometheus::core::Collector + Clone + 'static>(r: &Registry, c: T) -> T {
@@ -76,10 +79,6 @@ impl Metrics {
             fetch_bytes: counter(
                 "sluice_fetch_bytes_total",
                 "Record batch bytes served by fetch",
-            ),
-            fetch_inflight_bytes: gauge(
-                "sluice_fetch_inflight_bytes",
-                "Fetch response bytes built but not yet sent",
             ),
             read_cache_bytes: gauge("sluice_read_cache_bytes", "Bytes held by the read cache"),
             read_cache_misses: counter(
@@ -184,7 +183,41 @@ impl Metrics {
                 )
                 .expect("valid gauge vec"),
             ),
+            gate_inflight: reg(
+                &r,
+                IntGaugeVec::new(
+                    Opts::new("sluice_gate_inflight_bytes", "Bytes held by requests in flight, per backpressure gate"),
+                    &["gate"],
+                )
+                .expect("valid gauge vec"),
+            ),
+            gate_waiting: reg(
+                &r,
+                IntGaugeVec::new(
+                    Opts::new("sluice_gate_waiting", "Requests waiting for their gate to open"),
+                    &["gate"],
+                )
+                .expect("valid gauge vec"),
+            ),
+            gate_limit: reg(
+                &r,
+                IntGaugeVec::new(Opts::new("sluice_gate_limit_bytes", "Byte budget of each gate"), &["gate"])
+                    .expect("valid gauge vec"),
+            ),
+            accept_paused: gauge(
+                "sluice_accept_paused",
+                "1 while new connections are not accepted (a gate is closed or the connection limit is reached)",
+            ),
             registry: r,
+        }
+    }
+
+    /// Gauges for one gate.
+    pub fn gate_gauges(&self, gate: &str, limit: u64) -> crate::gate::GateGauges {
+        self.gate_limit.with_label_values(&[gate]).set(limit as i64);
+        crate::gate::GateGauges {
+            inflight: self.gate_inflight.with_label_values(&[gate]),
+            waiting: self.gate_waiting.with_label_values(&[gate]),
         }
     }
 

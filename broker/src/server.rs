@@ -14,16 +14,17 @@ use std::time::Instant;
 
 use bytes::{Bytes, BytesMut};
 use futures::future::BoxFuture;
-use kafka_protocol::messages::{ApiKey, ResponseKind};
+use kafka_protocol::messages::ApiKey;
 use tokio::io::{AsyncReadExt, AsyncWriteExt, BufWriter};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, OwnedSemaphorePermit, Semaphore};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
 use crate::agent::{Broker, DEFAULT_CLUSTER};
-use crate::handlers;
+use crate::gate::Permit;
+use crate::handlers::{self, Reply};
 use crate::protocol::{self, Decoded};
 
 /// What a connection knows about its client.
@@ -36,7 +37,14 @@ pub struct Session {
 
 pub async fn accept_loop(listener: TcpListener, broker: Arc<Broker>, cancel: CancellationToken) {
     let tracker = tokio_util::task::TaskTracker::new();
+    let slots = Arc::new(Semaphore::new(broker.config.max_connections));
     loop {
+        // Accept only while the produce gate has room and a connection slot is free: an
+        // overloaded agent lets new clients wait in the listen backlog.
+        let slot = tokio::select! {
+            s = wait_for_capacity(&broker, &slots) => s,
+            _ = cancel.cancelled() => break,
+        };
         let accepted = tokio::select! {
             a = listener.accept() => a,
             _ = cancel.cancelled() => break,
@@ -55,6 +63,7 @@ pub async fn accept_loop(listener: TcpListener, broker: Arc<Broker>, cancel: Can
                         broker.metrics.open_connections.inc();
                         serve_connection(socket, broker.clone(), session, cancel).await;
                         broker.metrics.open_connections.dec();
+                        drop(slot);
                     }
                     .instrument(tracing::debug_span!("conn", %peer)),
                 );
@@ -70,10 +79,27 @@ pub async fn accept_loop(listener: TcpListener, broker: Arc<Broker>, cancel: Can
     tracker.wait().await;
 }
 
-/// A response slot in request order: the spawned handler yields the encoded frame (and
-/// whether it counts as fetch bytes in flight), or None for requests that get no response
-/// (acks=0 produce).
-type Pending = JoinHandle<Option<(Bytes, bool)>>;
+/// Waits until a new connection may be accepted: the produce gate has room (new clients
+/// mostly bring produce data) and a connection slot is free. A closed fetch gate only
+/// delays fetches: it must not keep producers from connecting.
+async fn wait_for_capacity(broker: &Broker, slots: &Arc<Semaphore>) -> OwnedSemaphorePermit {
+    if !broker.produce_gate.is_open() || slots.available_permits() == 0 {
+        broker.metrics.accept_paused.set(1);
+    }
+    broker.produce_gate.wait_open().await;
+    let slot = slots
+        .clone()
+        .acquire_owned()
+        .await
+        .expect("the connection semaphore is never closed");
+    broker.metrics.accept_paused.set(0);
+    slot
+}
+
+/// A response slot in request order: the spawned handler yields the encoded frame with the
+/// gate bytes it holds until the frame is written, or None for requests that get no
+/// response (acks=0 produce). Dropping a slot (closed connection) releases its bytes.
+type Pending = JoinHandle<Option<(Bytes, Option<Permit>)>>;
 
 async fn serve_connection(
     socket: TcpStream,
@@ -81,13 +107,17 @@ async fn serve_connection(
     session: Session,
     cancel: CancellationToken,
 ) {
+    // Accepted just as the gate closed: read nothing until it opens again.
+    tokio::select! {
+        _ = broker.produce_gate.wait_open() => {}
+        _ = cancel.cancelled() => return,
+    }
     let (mut rd, wr) = socket.into_split();
     let (tx, mut rx) = mpsc::channel::<Pending>(broker.config.max_inflight_per_connection);
-    let metrics = broker.metrics.clone();
     let writer = tokio::spawn(async move {
         let mut wr = BufWriter::with_capacity(64 << 10, wr);
         while let Some(pending) = rx.recv().await {
-            let (frame, is_fetch) = match pending.await {
+            let (frame, permit) = match pending.await {
                 Ok(Some(done)) => done,
                 Ok(None) => continue,
                 Err(e) => {
@@ -96,21 +126,13 @@ async fn serve_connection(
                 }
             };
             let res = wr.write_all(&frame).await;
-            if is_fetch {
-                metrics.fetch_inflight_bytes.sub(frame.len() as i64);
-            }
+            // Written to the socket (or failed): its bytes no longer count as in flight.
+            drop(permit);
             if res.is_err() {
                 break;
             }
             if rx.is_empty() && wr.flush().await.is_err() {
                 break;
-            }
-        }
-        // The socket is gone: settle the accounting of responses that will never be sent.
-        rx.close();
-        while let Some(pending) = rx.recv().await {
-            if let Ok(Some((frame, true))) = pending.await {
-                metrics.fetch_inflight_bytes.sub(frame.len() as i64);
             }
         }
     });
@@ -133,8 +155,21 @@ async fn serve_connection(
                 break;
             }
         };
+        // Read the api key and version first: a produce request waits for room in the
+        // produce gate *before* its payload leaves the socket, so TCP pushes back.
         let mut frame = BytesMut::zeroed(len);
-        if rd.read_exact(&mut frame).await.is_err() {
+        if rd.read_exact(&mut frame[..4]).await.is_err() {
+            break;
+        }
+        let produce_permit = if i16::from_be_bytes([frame[0], frame[1]]) == ApiKey::Produce as i16 {
+            tokio::select! {
+                p = broker.produce_gate.acquire(len as u64) => Some(p),
+                _ = cancel.cancelled() => break,
+            }
+        } else {
+            None
+        };
+        if rd.read_exact(&mut frame[4..]).await.is_err() {
             tracing::debug!(peer = %session.peer, "connection closed mid-frame");
             break;
         }
@@ -155,7 +190,7 @@ async fn serve_connection(
         let pending: Pending = match decoded {
             Decoded::ApiVersionsTooNew { correlation_id } => {
                 let frame = protocol::encode_api_versions_too_new(correlation_id);
-                tokio::spawn(async move { Some((frame, false)) })
+                tokio::spawn(async move { Some((frame, None)) })
             }
             Decoded::Request {
                 header,
@@ -177,14 +212,15 @@ async fn serve_connection(
                 );
                 // The first stage runs here, in arrival order (produce appends happen in
                 // it, so a connection's batches keep their order); the rest runs detached.
-                let respond: BoxFuture<'static, Option<ResponseKind>> =
+                let respond: BoxFuture<'static, Option<Reply>> =
                     handlers::dispatch(&broker, &session, &header, body)
                         .instrument(span.clone())
                         .await;
                 let broker = broker.clone();
                 tokio::spawn(
                     async move {
-                        let response = respond.await?;
+                        let Reply { response, permit } = respond.await?;
+                        let permit = permit.or(produce_permit);
                         broker
                             .metrics
                             .request_seconds
@@ -192,13 +228,7 @@ async fn serve_connection(
                             .observe(started.elapsed().as_secs_f64());
                         match protocol::encode_response(correlation_id, api_key, version, &response)
                         {
-                            Ok(buf) => {
-                                let is_fetch = api_key == ApiKey::Fetch;
-                                if is_fetch {
-                                    broker.metrics.fetch_inflight_bytes.add(buf.len() as i64);
-                                }
-                                Some((buf.freeze(), is_fetch))
-                            }
+                            Ok(buf) => Some((buf.freeze(), permit)),
                             Err(e) => {
                                 tracing::error!(error = %e, "encoding response failed");
                                 None

@@ -80,9 +80,27 @@ pub struct ServeArgs {
     #[arg(long, env = "SLUICE_LAG_INTERVAL", default_value = "15s", value_parser = parse_duration)]
     pub lag_interval: Duration,
 
-    /// Memory for the read-through cache of segment chunks.
-    #[arg(long, env = "SLUICE_READ_CACHE_BYTES", default_value = "128MiB", value_parser = parse_size)]
-    pub read_cache_bytes: u64,
+    /// Memory budget of the process; the read cache and the backpressure gates are sized
+    /// from it [default: half of the memory available (cgroup limit or physical memory)].
+    #[arg(long, env = "SLUICE_MEMORY_LIMIT", value_parser = parse_size)]
+    pub memory_limit: Option<u64>,
+
+    /// Memory for the read-through cache of segment chunks [default: 15% of --memory-limit].
+    #[arg(long, env = "SLUICE_READ_CACHE_BYTES", value_parser = parse_size)]
+    pub read_cache_bytes: Option<u64>,
+
+    /// Produce bytes in flight (read, not yet committed) before connections stop being
+    /// read [default: 20% of --memory-limit].
+    #[arg(long, env = "SLUICE_MAX_PRODUCE_INFLIGHT_BYTES", value_parser = parse_size)]
+    pub max_produce_inflight_bytes: Option<u64>,
+
+    /// Fetch response bytes in flight before fetches wait [default: 15% of --memory-limit].
+    #[arg(long, env = "SLUICE_MAX_FETCH_INFLIGHT_BYTES", value_parser = parse_size)]
+    pub max_fetch_inflight_bytes: Option<u64>,
+
+    /// Open Kafka connections before new ones wait in the listen backlog.
+    #[arg(long, env = "SLUICE_MAX_CONNECTIONS", default_value_t = 10_000)]
+    pub max_connections: usize,
 }
 
 /// Parses `250ms`, `2s`, `1m` or a bare number of milliseconds.

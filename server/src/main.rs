@@ -51,6 +51,23 @@ fn broker_config(args: &ServeArgs) -> anyhow::Result<broker::BrokerConfig> {
             .with_context(|| format!("creating data dir {}", data_dir.display()))?;
     }
     let abs = std::fs::canonicalize(data_dir).unwrap_or_else(|_| data_dir.clone());
+    let memory_limit = args
+        .memory_limit
+        .unwrap_or_else(broker::limits::default_memory_limit);
+    let budget = broker::limits::Budget::from_limit(memory_limit);
+    tracing::info!(
+        memory_limit_mib = memory_limit >> 20,
+        read_cache_mib = args.read_cache_bytes.unwrap_or(budget.read_cache) >> 20,
+        produce_inflight_mib = args
+            .max_produce_inflight_bytes
+            .unwrap_or(budget.produce_inflight)
+            >> 20,
+        fetch_inflight_mib = args
+            .max_fetch_inflight_bytes
+            .unwrap_or(budget.fetch_inflight)
+            >> 20,
+        "memory budget"
+    );
     Ok(broker::BrokerConfig {
         database_url: args
             .database_url
@@ -67,7 +84,14 @@ fn broker_config(args: &ServeArgs) -> anyhow::Result<broker::BrokerConfig> {
         auto_create_topics: args.auto_create_topics,
         default_partitions: args.default_partitions,
         max_frame_bytes: args.max_frame_bytes as usize,
-        read_cache_bytes: args.read_cache_bytes,
+        read_cache_bytes: args.read_cache_bytes.unwrap_or(budget.read_cache),
+        produce_inflight_bytes: args
+            .max_produce_inflight_bytes
+            .unwrap_or(budget.produce_inflight),
+        fetch_inflight_bytes: args
+            .max_fetch_inflight_bytes
+            .unwrap_or(budget.fetch_inflight),
+        max_connections: args.max_connections.max(1),
         max_inflight_per_connection: 64,
         node_id: 1,
         group_initial_rebalance_delay: args.group_initial_rebalance_delay,

@@ -12,6 +12,7 @@ use kafka_protocol::messages::{FetchRequest, FetchResponse};
 use super::{codes, store_error_code};
 use crate::agent::Broker;
 use crate::batch;
+use crate::gate::Permit;
 use crate::server::Session;
 use crate::store::TopicMeta;
 
@@ -22,12 +23,17 @@ const MAX_WAIT: Duration = Duration::from_secs(30);
 /// With a shared database other agents commit too: re-check at least this often.
 const SHARED_DB_POLL: Duration = Duration::from_millis(250);
 
+/// Answers a fetch, holding fetch-gate bytes for the response it builds.
+///
+/// The long-poll wait happens *before* any bytes are reserved (an idle tailing consumer
+/// holds nothing); once there is something to read, the response is capped by the bytes
+/// the gate grants, so the gate's count is an upper bound on fetch memory in flight.
 pub async fn fetch(
     broker: &Arc<Broker>,
     session: &Session,
     version: i16,
     req: FetchRequest,
-) -> FetchResponse {
+) -> (FetchResponse, Permit) {
     let deadline =
         Instant::now() + Duration::from_millis(req.max_wait_ms.max(0) as u64).min(MAX_WAIT);
     let min_bytes = req.min_bytes.max(0) as usize;
@@ -41,17 +47,34 @@ pub async fn fetch(
     for t in &req.topics {
         topics.push(resolve(broker, session, version, t).await);
     }
+    // One fetch may hold at most a quarter of the gate, so several consumers progress.
+    let cap = (broker.fetch_gate.limit() / 4).max(1 << 20);
     let mut commits = broker.subscribe_commits();
     loop {
         commits.borrow_and_update();
-        let (responses, bytes) = read_all(broker, version, &req.topics, &topics, max_bytes).await;
+        if Instant::now() >= deadline || anything_to_read(broker, &req.topics, &topics).await {
+            let mut permit = broker.fetch_gate.acquire((max_bytes as u64).min(cap)).await;
+            let (responses, bytes) = read_all(
+                broker,
+                version,
+                &req.topics,
+                &topics,
+                permit.bytes() as usize,
+            )
+            .await;
+            let has_error = responses
+                .iter()
+                .any(|t| t.partitions.iter().any(|p| p.error_code != codes::NONE));
+            if bytes >= min_bytes || has_error || Instant::now() >= deadline {
+                broker.metrics.fetch_bytes.inc_by(bytes as u64);
+                // Keep what the response holds (plus room for its framing).
+                permit.shrink_to(bytes as u64 + 4096);
+                return (FetchResponse::default().with_responses(responses), permit);
+            }
+        }
         let now = Instant::now();
-        let has_error = responses
-            .iter()
-            .any(|t| t.partitions.iter().any(|p| p.error_code != codes::NONE));
-        if bytes >= min_bytes || has_error || now >= deadline {
-            broker.metrics.fetch_bytes.inc_by(bytes as u64);
-            return FetchResponse::default().with_responses(responses);
+        if now >= deadline {
+            continue;
         }
         let mut wait = deadline - now;
         if broker.meta.backend() != "sqlite" {
@@ -62,6 +85,23 @@ pub async fn fetch(
 }
 
 type Resolved = Result<Option<Arc<TopicMeta>>, i16>;
+
+/// Whether any requested partition has records past its fetch offset or an error to report
+/// (cheap: partition heads only).
+async fn anything_to_read(broker: &Broker, requested: &[FetchTopic], topics: &[Resolved]) -> bool {
+    for (t, resolved) in requested.iter().zip(topics) {
+        let Ok(Some(topic)) = resolved else {
+            return true;
+        };
+        for p in &t.partitions {
+            match broker.meta.partition_state(topic.id, p.partition).await {
+                Ok(Some(state)) if state.next_offset == p.fetch_offset => {}
+                _ => return true,
+            }
+        }
+    }
+    false
+}
 
 async fn resolve(broker: &Broker, session: &Session, version: i16, t: &FetchTopic) -> Resolved {
     let found = if version >= 13 {

@@ -18,6 +18,7 @@ use futures::FutureExt;
 use kafka_protocol::messages::{RequestHeader, RequestKind, ResponseKind};
 
 use crate::agent::Broker;
+use crate::gate::Permit;
 use crate::server::Session;
 use crate::store::StoreError;
 
@@ -55,7 +56,42 @@ fn ready(r: ResponseKind) -> BoxFuture<'static, Option<ResponseKind>> {
     futures::future::ready(Some(r)).boxed()
 }
 
+/// A response with the gate bytes it holds until it is written.
+pub struct Reply {
+    pub response: ResponseKind,
+    pub permit: Option<Permit>,
+}
+
+/// Starts handling a request: the first stage runs now, the rest in the returned future.
 pub async fn dispatch(
+    broker: &Arc<Broker>,
+    session: &Session,
+    header: &RequestHeader,
+    body: RequestKind,
+) -> BoxFuture<'static, Option<Reply>> {
+    if let RequestKind::Fetch(req) = body {
+        let (b, s, version) = (broker.clone(), session.clone(), header.request_api_version);
+        return async move {
+            let (response, permit) = fetch::fetch(&b, &s, version, req).await;
+            Some(Reply {
+                response: ResponseKind::Fetch(response),
+                permit: Some(permit),
+            })
+        }
+        .boxed();
+    }
+    dispatch_plain(broker, session, header, body)
+        .await
+        .map(|r| {
+            r.map(|response| Reply {
+                response,
+                permit: None,
+            })
+        })
+        .boxed()
+}
+
+async fn dispatch_plain(
     broker: &Arc<Broker>,
     session: &Session,
     header: &RequestHeader,
@@ -140,12 +176,6 @@ pub async fn dispatch(
         RequestKind::DescribeCluster(_) => ready(ResponseKind::DescribeCluster(
             metadata::describe_cluster(broker),
         )),
-        RequestKind::Fetch(req) => async move {
-            Some(ResponseKind::Fetch(
-                fetch::fetch(&b, &s, version, req).await,
-            ))
-        }
-        .boxed(),
         RequestKind::ListOffsets(req) => async move {
             Some(ResponseKind::ListOffsets(
                 offsets::list_offsets(&b, &s, version, req).await,
