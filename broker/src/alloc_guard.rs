@@ -10,12 +10,19 @@
 //! committed until pages are touched), so the decoder runs out of input after a few
 //! elements, returns an error, and the mapping is unmapped: the frame is refused and the
 //! connection closed like any other malformed frame. Everything smaller goes to the system
-//! allocator unchanged, so the hot path is untouched. (The proper fix belongs in the
+//! allocator, jemalloc, so the hot path is untouched. (The proper fix belongs in the
 //! decoder: bound the reservation by the bytes left in the frame.)
+//!
+//! jemalloc rather than the C library's allocator: segment buffers and request frames are
+//! megabytes each and come and go many times a second; jemalloc keeps freed pages for
+//! reuse instead of returning them to the kernel at once, which saves a page fault and a
+//! page clear for every 4 KiB produced (a third of the produce path's CPU before).
 
 #![allow(unsafe_code)]
 
-use std::alloc::{GlobalAlloc, Layout, System};
+use std::alloc::{GlobalAlloc, Layout};
+
+use tikv_jemallocator::Jemalloc;
 
 /// Allocations at least this big are served by `mmap`.
 pub const LARGE: usize = 1 << 30;
@@ -28,7 +35,7 @@ fn is_large(layout: &Layout) -> bool {
 }
 
 // SAFETY: every method upholds the GlobalAlloc contract:
-// * small layouts are forwarded to `System` untouched, with the same layout on both sides
+// * small layouts are forwarded to jemalloc untouched, with the same layout on both sides
 //   (the contract guarantees `dealloc`/`realloc` get the layout used to allocate, so
 //   `is_large` routes a pointer back to the allocator that made it);
 // * large layouts get a fresh private anonymous mapping, page-aligned (hence aligned for
@@ -38,7 +45,7 @@ fn is_large(layout: &Layout) -> bool {
 unsafe impl GlobalAlloc for GuardedAlloc {
     unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
         if !is_large(&layout) {
-            return unsafe { System.alloc(layout) };
+            return unsafe { Jemalloc.alloc(layout) };
         }
         let p = unsafe {
             libc::mmap(
@@ -59,7 +66,7 @@ unsafe impl GlobalAlloc for GuardedAlloc {
 
     unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
         if !is_large(&layout) {
-            return unsafe { System.alloc_zeroed(layout) };
+            return unsafe { Jemalloc.alloc_zeroed(layout) };
         }
         // Anonymous mappings are zero-filled by the kernel.
         unsafe { self.alloc(layout) }
@@ -67,7 +74,7 @@ unsafe impl GlobalAlloc for GuardedAlloc {
 
     unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
         if !is_large(&layout) {
-            return unsafe { System.dealloc(ptr, layout) };
+            return unsafe { Jemalloc.dealloc(ptr, layout) };
         }
         unsafe {
             libc::munmap(ptr.cast(), layout.size());
@@ -79,7 +86,7 @@ unsafe impl GlobalAlloc for GuardedAlloc {
             return std::ptr::null_mut();
         };
         if !is_large(&layout) && !is_large(&new_layout) {
-            return unsafe { System.realloc(ptr, layout, new_size) };
+            return unsafe { Jemalloc.realloc(ptr, layout, new_size) };
         }
         // Crossing the threshold (or staying above it): move between allocators.
         let new = unsafe { self.alloc(new_layout) };
@@ -99,7 +106,7 @@ mod tests {
 
     #[test]
     fn huge_reservations_do_not_abort() {
-        // ~128 GB of address space: refused by the system allocator, granted lazily here.
+        // ~128 GB of address space: refused by the regular allocators, granted lazily here.
         let mut v: Vec<u64> = Vec::with_capacity(16 << 30);
         v.push(1);
         v.push(2);

@@ -25,10 +25,17 @@ pub fn detect_available_memory() -> Option<u64> {
     }
 }
 
-/// The default budget when `--memory-limit` is not given: half of what is available
-/// (1 GiB if nothing can be detected).
+/// Budget used when `--memory-limit` is not given and memory is plentiful.
+pub const DEFAULT_MEMORY_CAP: u64 = 512 << 20;
+
+/// The default budget when `--memory-limit` is not given: half of what is available, at
+/// most [`DEFAULT_MEMORY_CAP`] (the design's default footprint; large deployments raise it
+/// with `--memory-limit`).
 pub fn default_memory_limit() -> u64 {
-    detect_available_memory().map(|m| m / 2).unwrap_or(1 << 30)
+    detect_available_memory()
+        .map(|m| m / 2)
+        .unwrap_or(DEFAULT_MEMORY_CAP)
+        .min(DEFAULT_MEMORY_CAP)
 }
 
 /// How a memory budget is spent.

@@ -29,6 +29,14 @@ pub struct SegmentBuilder {
 }
 
 impl SegmentBuilder {
+    /// A builder with room for `capacity` bytes before it has to grow.
+    pub fn with_capacity(capacity: usize) -> Self {
+        SegmentBuilder {
+            data: BytesMut::with_capacity(capacity),
+            entries: Vec::new(),
+        }
+    }
+
     pub fn len(&self) -> usize {
         self.data.len()
     }

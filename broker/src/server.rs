@@ -15,7 +15,7 @@ use std::time::Instant;
 use bytes::{Bytes, BytesMut};
 use futures::future::BoxFuture;
 use kafka_protocol::messages::ApiKey;
-use tokio::io::{AsyncReadExt, AsyncWriteExt, BufWriter};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt, BufWriter};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{mpsc, OwnedSemaphorePermit, Semaphore};
 use tokio::task::JoinHandle;
@@ -138,6 +138,7 @@ async fn serve_connection(
     });
 
     let max = broker.config.max_frame_bytes;
+    let mut read_buf = BytesMut::with_capacity(64 << 10);
     loop {
         let mut len_buf = [0u8; 4];
         let read = tokio::select! {
@@ -157,11 +158,11 @@ async fn serve_connection(
         };
         // Read the api key and version first: a produce request waits for room in the
         // produce gate *before* its payload leaves the socket, so TCP pushes back.
-        let mut frame = BytesMut::zeroed(len);
-        if rd.read_exact(&mut frame[..4]).await.is_err() {
+        let mut head = [0u8; 4];
+        if rd.read_exact(&mut head).await.is_err() {
             break;
         }
-        let produce_permit = if i16::from_be_bytes([frame[0], frame[1]]) == ApiKey::Produce as i16 {
+        let produce_permit = if i16::from_be_bytes([head[0], head[1]]) == ApiKey::Produce as i16 {
             tokio::select! {
                 p = broker.produce_gate.acquire(len as u64) => Some(p),
                 _ = cancel.cancelled() => break,
@@ -169,11 +170,18 @@ async fn serve_connection(
         } else {
             None
         };
-        if rd.read_exact(&mut frame[4..]).await.is_err() {
+        // Frames are read into one buffer per connection: once a frame's last user is gone
+        // its memory is reused for the next one, without new allocations and page faults.
+        read_buf.reserve(len);
+        read_buf.extend_from_slice(&head);
+        if read_exact_into(&mut rd, &mut read_buf, len - 4)
+            .await
+            .is_err()
+        {
             tracing::debug!(peer = %session.peer, "connection closed mid-frame");
             break;
         }
-        let frame = frame.freeze();
+        let frame = read_buf.split_to(len).freeze();
         let decoded = match protocol::decode_request(frame.clone()) {
             Ok(d) => d,
             Err(e) => {
@@ -245,6 +253,22 @@ async fn serve_connection(
     }
     drop(tx);
     let _ = writer.await;
+}
+
+/// Appends exactly `n` bytes from `rd` to `buf` (without zero-filling first).
+async fn read_exact_into<R: AsyncRead + Unpin>(
+    rd: &mut R,
+    buf: &mut BytesMut,
+    n: usize,
+) -> std::io::Result<()> {
+    let mut limited = rd.take(n as u64);
+    let target = buf.len() + n;
+    while buf.len() < target {
+        if limited.read_buf(buf).await? == 0 {
+            return Err(std::io::ErrorKind::UnexpectedEof.into());
+        }
+    }
+    Ok(())
 }
 
 fn api_name(key: ApiKey) -> &'static str {

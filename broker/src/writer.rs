@@ -33,7 +33,7 @@ use crate::cache::ChunkCache;
 use crate::metrics::Metrics;
 use crate::segment::SegmentBuilder;
 use crate::store::plan::{AppendGroup, GroupOutcome, PendingBatch};
-use crate::store::Metadata;
+use crate::store::{Metadata, SegmentCommit};
 
 /// KAFKA_STORAGE_ERROR: retriable; the data was not stored.
 pub const KAFKA_STORAGE_ERROR: i16 = 56;
@@ -67,9 +67,10 @@ struct Open {
 }
 
 impl Open {
-    fn new() -> Self {
+    /// A segment sized for a full flush, so appends never copy it to grow.
+    fn sized(max_file_bytes: usize) -> Self {
         Open {
-            builder: SegmentBuilder::default(),
+            builder: SegmentBuilder::with_capacity(max_file_bytes + (1 << 20)),
             groups: Vec::new(),
             waiters: Vec::new(),
             opened_at: None,
@@ -111,7 +112,7 @@ impl SegmentWriter {
     ) -> (Self, JoinHandle<()>) {
         let (sealed_tx, sealed_rx) = mpsc::channel(MAX_CONCURRENT_UPLOADS);
         let writer = SegmentWriter {
-            open: Arc::new(Mutex::new(Open::new())),
+            open: Arc::new(Mutex::new(Open::sized(config.max_file_bytes))),
             opened: Arc::new(Notify::new()),
             sealed_tx,
             config: config.clone(),
@@ -181,7 +182,7 @@ impl SegmentWriter {
                 receivers.push(rx);
             }
             if open.builder.len() >= self.config.max_file_bytes {
-                sealed = Some(seal(&mut open));
+                sealed = Some(seal(&mut open, self.config.max_file_bytes));
             } else if was_empty && !open.builder.is_empty() {
                 open.opened_at = Some(Instant::now());
                 self.opened.notify_one();
@@ -206,7 +207,7 @@ impl SegmentWriter {
     pub async fn flush(&self) {
         let sealed = {
             let mut open = self.open.lock().await;
-            (!open.builder.is_empty()).then(|| seal(&mut open))
+            (!open.builder.is_empty()).then(|| seal(&mut open, self.config.max_file_bytes))
         };
         if let Some(s) = sealed {
             self.send_sealed(s).await;
@@ -231,7 +232,8 @@ impl SegmentWriter {
                     let sealed = {
                         let mut open = self.open.lock().await;
                         // Sealed by size meanwhile, and maybe reopened: only seal the same one.
-                        (open.opened_at == Some(at)).then(|| seal(&mut open))
+                        (open.opened_at == Some(at))
+                            .then(|| seal(&mut open, self.config.max_file_bytes))
                     };
                     if let Some(s) = sealed {
                         self.send_sealed(s).await;
@@ -243,8 +245,8 @@ impl SegmentWriter {
     }
 }
 
-fn seal(open: &mut Open) -> Sealed {
-    let taken = std::mem::replace(open, Open::new());
+fn seal(open: &mut Open, max_file_bytes: usize) -> Sealed {
+    let taken = std::mem::replace(open, Open::sized(max_file_bytes));
     Sealed {
         builder: taken.builder,
         groups: taken.groups,
@@ -296,10 +298,19 @@ impl Pipeline {
                 }
                 done = async { uploads.front_mut().expect("guarded by is_empty").await }, if !uploads.is_empty() => {
                     uploads.pop_front();
-                    match done {
-                        Ok(u) => self.commit(u).await,
-                        Err(e) => tracing::error!(error = %e, "segment upload task failed"),
+                    let mut batch = Vec::new();
+                    let mut next = Some(done);
+                    while let Some(done) = next.take() {
+                        match done {
+                            Ok(u) => batch.push(u),
+                            Err(e) => tracing::error!(error = %e, "segment upload task failed"),
+                        }
+                        if uploads.front().is_some_and(|h| h.is_finished()) {
+                            let h = uploads.pop_front().expect("front exists");
+                            next = Some(h.await);
+                        }
                     }
+                    self.commit(batch).await;
                 }
                 sealed = rx.recv(), if can_take => {
                     let Some(sealed) = sealed else { break };
@@ -317,43 +328,63 @@ impl Pipeline {
         // Channel closed: finish what was sealed.
         while let Some(h) = uploads.pop_front() {
             if let Ok(u) = h.await {
-                self.commit(u).await;
+                self.commit(vec![u]).await;
             }
         }
     }
 
-    async fn commit(&self, u: Uploaded) {
-        self.metrics.segments_pending.dec();
-        if !u.ok {
-            fail_all(u.waiters, &self.metrics, u.data_len);
+    /// Commits uploaded segments, in sealing order, in one transaction: when uploads finish
+    /// faster than commits, the ones waiting are committed together (group commit), so a
+    /// durable metadata write is paid once for all of them.
+    async fn commit(&self, uploaded: Vec<Uploaded>) {
+        let mut ready = Vec::with_capacity(uploaded.len());
+        for u in uploaded {
+            self.metrics.segments_pending.dec();
+            if u.ok {
+                ready.push(u);
+            } else {
+                fail_all(u.waiters, &self.metrics, u.data_len);
+            }
+        }
+        if ready.is_empty() {
             return;
         }
+        let segments: Vec<SegmentCommit<'_>> = ready
+            .iter()
+            .map(|u| SegmentCommit {
+                object_key: &u.key,
+                size_bytes: u.object.len() as u64,
+                groups: &u.groups,
+            })
+            .collect();
         let result = self
             .meta
-            .commit_segment(
-                &u.key,
-                u.object.len() as u64,
-                &self.config.agent_id,
-                &u.groups,
-            )
+            .commit_segments(&self.config.agent_id, &segments)
             .await;
-        self.metrics.produce_pending_bytes.sub(u.data_len as i64);
+        drop(segments);
+        for u in &ready {
+            self.metrics.produce_pending_bytes.sub(u.data_len as i64);
+        }
         match result {
-            Ok(outcomes) => {
-                self.cache.insert_object(&u.key, u.object);
-                self.metrics.segments_committed.inc();
-                self.metrics
-                    .segment_flush_seconds
-                    .observe(u.sealed_at.elapsed().as_secs_f64());
+            Ok(all) => {
                 self.commits.send_modify(|n| *n += 1);
-                for (w, o) in u.waiters.into_iter().zip(outcomes) {
-                    let _ = w.send(o);
+                for (u, outcomes) in ready.into_iter().zip(all) {
+                    self.cache.insert_object(&u.key, u.object);
+                    self.metrics.segments_committed.inc();
+                    self.metrics
+                        .segment_flush_seconds
+                        .observe(u.sealed_at.elapsed().as_secs_f64());
+                    for (w, o) in u.waiters.into_iter().zip(outcomes) {
+                        let _ = w.send(o);
+                    }
                 }
             }
             Err(e) => {
-                tracing::error!(error = %e, key = %u.key, "committing segment failed; its requests get a retriable error");
-                for w in u.waiters {
-                    let _ = w.send(GroupOutcome::Failed(KAFKA_STORAGE_ERROR));
+                tracing::error!(error = %e, segments = ready.len(), "committing segments failed; their requests get a retriable error");
+                for u in ready {
+                    for w in u.waiters {
+                        let _ = w.send(GroupOutcome::Failed(KAFKA_STORAGE_ERROR));
+                    }
                 }
             }
         }

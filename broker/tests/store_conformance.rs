@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use broker::store::plan::{AppendGroup, GroupOutcome, PendingBatch};
-use broker::store::{CommittedOffset, Metadata, StoreError};
+use broker::store::{CommittedOffset, Metadata, SegmentCommit, StoreError};
 
 fn cluster() -> String {
     format!("c-{}", uuid::Uuid::new_v4().simple())
@@ -405,6 +405,70 @@ async fn group_offsets_round_trip(m: &Metadata) {
     );
 }
 
+async fn group_commit_keeps_segment_order_and_files(m: &Metadata) {
+    let c = cluster();
+    let t = m.create_topic(&c, "gc", 1, &BTreeMap::new()).await.unwrap();
+    let (k1, k2) = (seg(), seg());
+    let g1 = vec![AppendGroup {
+        topic_id: t.id,
+        partition: 0,
+        batches: vec![plain(2, 1)],
+    }];
+    let g2 = vec![
+        AppendGroup {
+            topic_id: t.id,
+            partition: 0,
+            batches: vec![plain(3, 2)],
+        },
+        AppendGroup {
+            topic_id: t.id,
+            partition: 9,
+            batches: vec![plain(1, 2)],
+        },
+    ];
+    let out = m
+        .commit_segments(
+            "agent",
+            &[
+                SegmentCommit {
+                    object_key: &k1,
+                    size_bytes: 10,
+                    groups: &g1,
+                },
+                SegmentCommit {
+                    object_key: &k2,
+                    size_bytes: 20,
+                    groups: &g2,
+                },
+            ],
+        )
+        .await
+        .unwrap();
+    assert_eq!(out.len(), 2);
+    assert_eq!(
+        out[0],
+        vec![GroupOutcome::Appended {
+            base_offset: 0,
+            log_start_offset: 0
+        }]
+    );
+    assert_eq!(
+        out[1][0],
+        GroupOutcome::Appended {
+            base_offset: 2,
+            log_start_offset: 0
+        }
+    );
+    assert_eq!(out[1][1], GroupOutcome::Failed(3));
+    let rows = m.batches_from(t.id, 0, 0, 10).await.unwrap();
+    assert_eq!(
+        rows.iter()
+            .map(|r| (r.base_offset, &*r.object_key))
+            .collect::<Vec<_>>(),
+        vec![(0, k1.as_str()), (2, k2.as_str())]
+    );
+}
+
 async fn sqlite() -> (Metadata, tempfile::TempDir) {
     let dir = tempfile::tempdir().unwrap();
     let url = format!("sqlite://{}", dir.path().join("meta.db").display());
@@ -454,4 +518,5 @@ conformance!(
     producer_state_survives_between_commits,
     producer_ids_and_epochs,
     group_offsets_round_trip,
+    group_commit_keeps_segment_order_and_files,
 );

@@ -81,7 +81,8 @@ pub struct ServeArgs {
     pub lag_interval: Duration,
 
     /// Memory budget of the process; the read cache and the backpressure gates are sized
-    /// from it [default: half of the memory available (cgroup limit or physical memory)].
+    /// from it [default: half of the memory available (cgroup limit or physical memory),
+    /// at most 512MiB].
     #[arg(long, env = "SLUICE_MEMORY_LIMIT", value_parser = parse_size)]
     pub memory_limit: Option<u64>,
 

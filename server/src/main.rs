@@ -92,7 +92,9 @@ fn broker_config(args: &ServeArgs) -> anyhow::Result<broker::BrokerConfig> {
             .max_fetch_inflight_bytes
             .unwrap_or(budget.fetch_inflight),
         max_connections: args.max_connections.max(1),
-        max_inflight_per_connection: 64,
+        // Memory is bounded by the gates; this only caps bookkeeping per connection. Produce
+        // requests wait up to --batch-timeout, so pipelining depth is what gives throughput.
+        max_inflight_per_connection: 1024,
         node_id: 1,
         group_initial_rebalance_delay: args.group_initial_rebalance_delay,
         lag_interval: args.lag_interval,

@@ -221,7 +221,13 @@ async fn read_partition(
         Ok(r) => r,
         Err(e) => return Err((store_error_code(&e), hw, lso)),
     };
-    let mut buf = BytesMut::new();
+    // Size the buffer for what the limits let through, so it is allocated once.
+    let wanted: usize = rows.iter().map(|r| r.byte_len as usize).sum();
+    let first = rows.first().map(|r| r.byte_len as usize).unwrap_or(0);
+    let room = partition_limit
+        .min(max_bytes.saturating_sub(*total))
+        .max(first);
+    let mut buf = BytesMut::with_capacity(wanted.min(room));
     for row in rows {
         let len = row.byte_len as usize;
         // Always return at least one batch per response, even over the limits, so a client

@@ -176,7 +176,13 @@ pub fn encode_response(
     version: i16,
     response: &ResponseKind,
 ) -> anyhow::Result<BytesMut> {
-    let mut buf = BytesMut::with_capacity(256);
+    // Fetch responses carry record data: size the buffer once instead of growing it by
+    // copying the records again and again.
+    let capacity = match response {
+        ResponseKind::Fetch(r) => r.compute_size(version).unwrap_or(0) + 64,
+        _ => 256,
+    };
+    let mut buf = BytesMut::with_capacity(capacity);
     buf.put_i32(0);
     ResponseHeader::default()
         .with_correlation_id(correlation_id)

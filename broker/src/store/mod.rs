@@ -65,4 +65,4 @@ mod sql;
 
 pub use lag::GroupPosition;
 pub use offsets::CommittedOffset;
-pub use sql::{BatchLocation, Metadata, PartitionState, StoreError, TopicMeta};
+pub use sql::{BatchLocation, Metadata, PartitionState, SegmentCommit, StoreError, TopicMeta};

@@ -102,6 +102,8 @@ pub enum GroupOutcome {
 /// A batch row to insert.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PlannedBatch {
+    /// Index of the append group (in the planner's input) the batch belongs to.
+    pub group: usize,
     pub topic_id: i64,
     pub partition: i32,
     pub base_offset: i64,
@@ -172,7 +174,7 @@ pub fn plan(
     mut producers: HashMap<(i64, i32, i64), ProducerEntry>,
 ) -> Plan {
     let mut out = Plan::default();
-    for group in groups {
+    for (group_index, group) in groups.iter().enumerate() {
         let key = (group.topic_id, group.partition);
         let Some(head) = heads.get(&key).copied() else {
             out.outcomes
@@ -223,6 +225,7 @@ pub fn plan(
                 }
             }
             rows.push(PlannedBatch {
+                group: group_index,
                 topic_id: group.topic_id,
                 partition: group.partition,
                 base_offset: next,

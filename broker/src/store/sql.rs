@@ -67,6 +67,13 @@ pub(super) enum Db {
     Postgres(PgPool),
 }
 
+/// One flushed segment file to commit.
+pub struct SegmentCommit<'a> {
+    pub object_key: &'a str,
+    pub size_bytes: u64,
+    pub groups: &'a [AppendGroup],
+}
+
 /// The metadata store handle; cheap to clone.
 #[derive(Clone)]
 pub struct Metadata {
@@ -554,7 +561,39 @@ impl Metadata {
         agent_id: &str,
         groups: &[AppendGroup],
     ) -> Result<Vec<GroupOutcome>, StoreError> {
+        let mut out = self
+            .commit_segments(
+                agent_id,
+                &[SegmentCommit {
+                    object_key,
+                    size_bytes,
+                    groups,
+                }],
+            )
+            .await?;
+        Ok(out.pop().unwrap_or_default())
+    }
+
+    /// Commits several flushed segment files, in order, in one transaction (group commit:
+    /// one durable write for all the segments that finished uploading meanwhile). Returns
+    /// the outcomes of each segment's groups.
+    pub async fn commit_segments(
+        &self,
+        agent_id: &str,
+        segments: &[SegmentCommit<'_>],
+    ) -> Result<Vec<Vec<GroupOutcome>>, StoreError> {
         let now = now_ms();
+        // All groups in segment order; each remembers which file it lives in.
+        let groups: Vec<AppendGroup> = segments
+            .iter()
+            .flat_map(|s| s.groups.iter().cloned())
+            .collect();
+        let group_segment: Vec<usize> = segments
+            .iter()
+            .enumerate()
+            .flat_map(|(i, s)| std::iter::repeat_n(i, s.groups.len()))
+            .collect();
+        let groups = &groups[..];
         let mut partitions: Vec<(i64, i32)> =
             groups.iter().map(|g| (g.topic_id, g.partition)).collect();
         partitions.sort_unstable();
@@ -573,16 +612,20 @@ impl Metadata {
 
         macro_rules! commit_body {
             ($tx:ident, $lock:ident, $db:ident) => {{
-                let (file_id,): (i64,) = sqlx::query_as(
-                    "INSERT INTO segment_files (object_key, size_bytes, agent_id, created_at_ms) \
-                     VALUES ($1, $2, $3, $4) RETURNING id",
-                )
-                .bind(object_key)
-                .bind(size_bytes as i64)
-                .bind(agent_id)
-                .bind(now)
-                .fetch_one(&mut *$tx)
-                .await?;
+                let mut file_ids = Vec::with_capacity(segments.len());
+                for seg in segments {
+                    let (file_id,): (i64,) = sqlx::query_as(
+                        "INSERT INTO segment_files (object_key, size_bytes, agent_id, created_at_ms) \
+                         VALUES ($1, $2, $3, $4) RETURNING id",
+                    )
+                    .bind(seg.object_key)
+                    .bind(seg.size_bytes as i64)
+                    .bind(agent_id)
+                    .bind(now)
+                    .fetch_one(&mut *$tx)
+                    .await?;
+                    file_ids.push(file_id);
+                }
                 let mut heads = HashMap::new();
                 for &(topic_id, partition) in &partitions {
                     let row: Option<(i64, i64)> = sqlx::query_as(&format!(
@@ -651,7 +694,7 @@ impl Metadata {
                             .push_bind(r.partition as i64)
                             .push_bind(r.base_offset)
                             .push_bind(r.base_offset + r.batch.offset_count - 1)
-                            .push_bind(file_id)
+                            .push_bind(file_ids[group_segment[r.group]])
                             .push_bind(r.batch.byte_offset as i64)
                             .push_bind(r.batch.byte_len as i64)
                             .push_bind(r.batch.record_count)
@@ -723,7 +766,15 @@ impl Metadata {
                 outcomes
             }
         };
-        Ok(outcomes)
+        // Hand each segment its own groups' outcomes.
+        let mut per_segment: Vec<Vec<GroupOutcome>> = segments
+            .iter()
+            .map(|s| Vec::with_capacity(s.groups.len()))
+            .collect();
+        for (outcome, seg) in outcomes.into_iter().zip(group_segment) {
+            per_segment[seg].push(outcome);
+        }
+        Ok(per_segment)
     }
 }
 
