@@ -12,27 +12,38 @@
 //! 5. print a summary table; exit non-zero on any error or missing record.
 //!
 //! Every wait is bounded by a timeout. See `bench/README.md` for how to run it.
+//!
+//! `sluice-bench overload ...` runs the overload benchmark instead (module `overload`).
+//!
+//! Modules: `server` (spawned `sluice serve`), `rss` (memory/CPU from `/proc`), `topic`
+//! (topic creation), `util` (size/duration parsing), `overload` (the overload benchmark).
 
-use std::collections::VecDeque;
-use std::io::{BufRead, BufReader, Read};
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, ExitCode, Stdio};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::mpsc;
+mod overload;
+mod rss;
+mod server;
+mod topic;
+mod util;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
-use std::thread::{self, JoinHandle};
+use std::thread;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use anyhow::{anyhow, bail, Context, Result};
-use clap::Parser;
-use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
-use rdkafka::client::DefaultClientContext;
+use anyhow::{bail, Context, Result};
+use clap::{Parser, Subcommand};
 use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext};
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::Message;
 use rdkafka::producer::{BaseRecord, DeliveryResult, Producer, ProducerContext, ThreadedProducer};
 use rdkafka::{ClientContext, Offset, TopicPartitionList};
+
+use crate::rss::{RssReport, RssSampler};
+use crate::server::{Server, SpawnOptions};
+use crate::topic::{create_topic, wait_for_topic};
+use crate::util::{mib, parse_duration};
 
 /// Bytes of extra random data beyond one payload; payloads are windows into this pool
 /// so consecutive records differ without generating fresh random bytes per record.
@@ -46,8 +57,27 @@ const RSS_TARGET_MIB: f64 = 512.0;
 #[command(
     name = "sluice-bench",
     version,
-    about = "Produce/consume throughput and latency benchmark for Sluice (any Kafka broker works)"
+    about = "Produce/consume throughput and latency benchmark for Sluice (any Kafka broker works)",
+    args_conflicts_with_subcommands = true
 )]
+struct Cli {
+    #[command(subcommand)]
+    command: Option<BenchCommand>,
+
+    #[command(flatten)]
+    run: Args,
+}
+
+#[derive(Subcommand, Debug)]
+enum BenchCommand {
+    /// Overload benchmark (DESIGN.md section 7): measure the peak with a normal load, drive
+    /// 10x that plus a fetch storm, drop back, and check memory, throughput, recovery and
+    /// that every acknowledged record reads back.
+    Overload(overload::OverloadArgs),
+}
+
+// The default benchmark: produce `--records` records, then consume them back.
+#[derive(clap::Args, Debug)]
 struct Args {
     /// Broker to benchmark (ignored when --spawn is given).
     #[arg(long, env = "SLUICE_BENCH_BOOTSTRAP", default_value = "127.0.0.1:9092")]
@@ -134,7 +164,11 @@ struct Args {
 }
 
 fn main() -> ExitCode {
-    let args = Args::parse();
+    let cli = Cli::parse();
+    if let Some(BenchCommand::Overload(args)) = &cli.command {
+        return overload::main(args);
+    }
+    let args = cli.run;
     match run(&args) {
         Ok(failures) if failures.is_empty() => ExitCode::SUCCESS,
         Ok(failures) => {
@@ -167,7 +201,15 @@ fn run(args: &Args) -> Result<Vec<String>> {
     let mut sampler = None;
     let bootstrap = match &args.spawn {
         Some(path) => {
-            let (srv, kafka, http) = Server::spawn(args, path)?;
+            let (srv, kafka, http) = Server::spawn(&SpawnOptions {
+                path: path.clone(),
+                batch_timeout: args.batch_timeout.clone(),
+                bucket_url: args.bucket_url.clone(),
+                extra_args: args.server_args.clone(),
+                forward_log: args.server_log,
+                keep_data: args.keep_data,
+                startup_timeout: Duration::from_secs(args.startup_timeout_secs),
+            })?;
             eprintln!(
                 "spawned {} (pid {}) kafka={} http={} data-dir={}",
                 path.display(),
@@ -176,7 +218,7 @@ fn run(args: &Args) -> Result<Vec<String>> {
                 http.as_deref().unwrap_or("?"),
                 srv.data_dir.display()
             );
-            sampler = Some(RssSampler::start(srv.pid));
+            sampler = Some(RssSampler::start(srv.pid, Duration::from_secs(1)));
             server = Some(srv);
             kafka
         }
@@ -272,46 +314,6 @@ fn run(args: &Args) -> Result<Vec<String>> {
         srv.stop();
     }
     Ok(failures)
-}
-
-// =========================================================================================
-// Topic creation
-// =========================================================================================
-
-fn create_topic(bootstrap: &str, topic: &str, partitions: i32, timeout: Duration) -> Result<()> {
-    let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
-        .set("bootstrap.servers", bootstrap)
-        .set("client.id", "sluice-bench-admin")
-        .create()
-        .context("creating the admin client")?;
-    let new_topic = NewTopic::new(topic, partitions, TopicReplication::Fixed(1));
-    let opts = AdminOptions::new()
-        .operation_timeout(Some(timeout))
-        .request_timeout(Some(timeout));
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .context("building the tokio runtime")?;
-    let results = rt
-        .block_on(async {
-            tokio::time::timeout(
-                timeout + Duration::from_secs(5),
-                admin.create_topics([&new_topic], &opts),
-            )
-            .await
-        })
-        .map_err(|_| anyhow!("CreateTopics for {topic} timed out after {timeout:?}"))?
-        .with_context(|| format!("CreateTopics for {topic}"))?;
-    for result in results {
-        match result {
-            Ok(name) => eprintln!("created topic {name} with {partitions} partitions"),
-            Err((name, RDKafkaErrorCode::TopicAlreadyExists)) => bail!(
-                "topic {name} already exists; pass a fresh --topic (the consume check needs an empty topic)"
-            ),
-            Err((name, code)) => bail!("creating topic {name} failed: {code}"),
-        }
-    }
-    Ok(())
 }
 
 // =========================================================================================
@@ -439,7 +441,12 @@ fn produce_phase(args: &Args, bootstrap: &str, topic: &str) -> Result<ProduceRep
         .create_with_context(ctx)
         .context("creating the producer")?;
 
-    wait_for_topic(&producer, topic, args.partitions, Duration::from_secs(30))?;
+    wait_for_topic(
+        producer.client(),
+        topic,
+        args.partitions,
+        Duration::from_secs(30),
+    )?;
 
     // Random-ish payload pool (xorshift64*), so compression and the broker see realistic bytes.
     let mut pool = vec![0u8; record_bytes + POOL_SLACK];
@@ -571,41 +578,6 @@ fn produce_phase(args: &Args, bootstrap: &str, topic: &str) -> Result<ProduceRep
         latencies_us,
         queue_full_waits,
     })
-}
-
-/// Waits until the broker's metadata shows the topic with all its partitions, so that
-/// explicit-partition sends are not rejected as unknown partitions.
-fn wait_for_topic(
-    producer: &ThreadedProducer<ProduceContext>,
-    topic: &str,
-    partitions: i32,
-    timeout: Duration,
-) -> Result<()> {
-    let deadline = Instant::now() + timeout;
-    let mut last = String::new();
-    while Instant::now() < deadline {
-        match producer
-            .client()
-            .fetch_metadata(Some(topic), Duration::from_secs(5))
-        {
-            Ok(md) => match md.topics().iter().find(|t| t.name() == topic) {
-                Some(t) if t.error().is_none() && t.partitions().len() == partitions as usize => {
-                    return Ok(());
-                }
-                Some(t) => {
-                    last = format!(
-                        "topic error {:?}, {} of {partitions} partitions",
-                        t.error(),
-                        t.partitions().len()
-                    )
-                }
-                None => last = "topic missing from metadata".to_string(),
-            },
-            Err(e) => last = format!("metadata request failed: {e}"),
-        }
-        thread::sleep(Duration::from_millis(200));
-    }
-    bail!("topic {topic} not ready after {timeout:?}: {last}")
 }
 
 // =========================================================================================
@@ -848,366 +820,6 @@ fn consume_phase(
 }
 
 // =========================================================================================
-// Spawned server
-// =========================================================================================
-
-struct Server {
-    child: Child,
-    pid: u32,
-    data_dir: PathBuf,
-    keep_data: bool,
-    stopped: bool,
-    log_tail: Arc<Mutex<VecDeque<String>>>,
-}
-
-impl Server {
-    /// Starts `PATH serve ...` and waits for its "sluice listening kafka=... http=..." line.
-    /// Returns the server, its Kafka address and its HTTP address (if printed).
-    fn spawn(args: &Args, path: &Path) -> Result<(Server, String, Option<String>)> {
-        let nanos = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map(|d| d.subsec_nanos())
-            .unwrap_or(0);
-        let data_dir =
-            std::env::temp_dir().join(format!("sluice-bench-{}-{nanos:x}", std::process::id()));
-        std::fs::create_dir_all(&data_dir)
-            .with_context(|| format!("creating {}", data_dir.display()))?;
-
-        let mut cmd = Command::new(path);
-        cmd.arg("serve")
-            .arg("--data-dir")
-            .arg(&data_dir)
-            .args(["--kafka-addr", "127.0.0.1:0", "--http-addr", "127.0.0.1:0"])
-            .arg("--batch-timeout")
-            .arg(&args.batch_timeout);
-        if let Some(url) = &args.bucket_url {
-            cmd.arg("--bucket-url").arg(url);
-        }
-        cmd.args(&args.server_args)
-            .env("NO_COLOR", "1")
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped());
-        let mut child = match cmd.spawn() {
-            Ok(c) => c,
-            Err(e) => {
-                let _ = std::fs::remove_dir_all(&data_dir);
-                return Err(e).with_context(|| format!("starting {}", path.display()));
-            }
-        };
-        let pid = child.id();
-        let log_tail = Arc::new(Mutex::new(VecDeque::new()));
-        let (tx, rx) = mpsc::channel::<String>();
-        if let Some(out) = child.stdout.take() {
-            pump_lines(
-                out,
-                "stdout",
-                Arc::clone(&log_tail),
-                args.server_log,
-                tx.clone(),
-            );
-        }
-        if let Some(err) = child.stderr.take() {
-            pump_lines(
-                err,
-                "stderr",
-                Arc::clone(&log_tail),
-                args.server_log,
-                tx.clone(),
-            );
-        }
-        drop(tx);
-
-        let mut server = Server {
-            child,
-            pid,
-            data_dir,
-            keep_data: args.keep_data,
-            stopped: false,
-            log_tail,
-        };
-        let deadline = Instant::now() + Duration::from_secs(args.startup_timeout_secs);
-        loop {
-            match rx.recv_timeout(Duration::from_millis(100)) {
-                Ok(line) => {
-                    if let Some((kafka, http)) = parse_listening_line(&line) {
-                        return Ok((server, kafka, http));
-                    }
-                }
-                Err(mpsc::RecvTimeoutError::Timeout) => {}
-                Err(mpsc::RecvTimeoutError::Disconnected) => {
-                    // Both pipes closed: the process is exiting. Give it a moment to be reaped.
-                    thread::sleep(Duration::from_millis(200));
-                }
-            }
-            if let Some(status) = server.exited() {
-                server.print_tail();
-                bail!(
-                    "{} exited before it was listening ({status})",
-                    path.display()
-                );
-            }
-            if Instant::now() > deadline {
-                server.print_tail();
-                bail!(
-                    "{} printed no \"sluice listening kafka=...\" line within {}s",
-                    path.display(),
-                    args.startup_timeout_secs
-                );
-            }
-        }
-    }
-
-    /// Exit status if the process has ended.
-    fn exited(&mut self) -> Option<String> {
-        match self.child.try_wait() {
-            Ok(Some(status)) => Some(status.to_string()),
-            Ok(None) => None,
-            Err(e) => Some(format!("wait failed: {e}")),
-        }
-    }
-
-    fn print_tail(&self) {
-        if let Ok(tail) = self.log_tail.lock() {
-            if tail.is_empty() {
-                return;
-            }
-            eprintln!("--- last {} lines of server output ---", tail.len());
-            for line in tail.iter() {
-                eprintln!("{line}");
-            }
-            eprintln!("---");
-        }
-    }
-
-    /// SIGTERM (through `kill`, as this crate forbids unsafe code), then SIGKILL after 10 s.
-    fn stop(&mut self) {
-        if self.stopped {
-            return;
-        }
-        self.stopped = true;
-        if self.exited().is_none() {
-            let _ = Command::new("kill")
-                .args(["-TERM", &self.pid.to_string()])
-                .stdout(Stdio::null())
-                .stderr(Stdio::null())
-                .status();
-            let deadline = Instant::now() + Duration::from_secs(10);
-            while self.exited().is_none() && Instant::now() < deadline {
-                thread::sleep(Duration::from_millis(50));
-            }
-            if self.exited().is_none() {
-                eprintln!("server did not stop within 10s of SIGTERM; killing it");
-                let _ = self.child.kill();
-                let _ = self.child.wait();
-            }
-        }
-        if self.keep_data {
-            eprintln!("kept server data in {}", self.data_dir.display());
-        } else {
-            let _ = std::fs::remove_dir_all(&self.data_dir);
-        }
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        self.stop();
-    }
-}
-
-/// Drains one output pipe of the server until EOF (so it never blocks on a full pipe),
-/// keeps the last lines for diagnostics, optionally forwards them, and sends lines that
-/// look like the "listening" announcement to `tx`.
-fn pump_lines<R: Read + Send + 'static>(
-    pipe: R,
-    label: &'static str,
-    tail: Arc<Mutex<VecDeque<String>>>,
-    forward: bool,
-    tx: mpsc::Sender<String>,
-) {
-    let _ = thread::Builder::new()
-        .name(format!("server-{label}"))
-        .spawn(move || {
-            let mut reader = BufReader::new(pipe);
-            let mut buf = Vec::new();
-            let mut announced = false;
-            loop {
-                buf.clear();
-                match reader.read_until(b'\n', &mut buf) {
-                    Ok(0) | Err(_) => break,
-                    Ok(_) => {}
-                }
-                let line = strip_ansi(String::from_utf8_lossy(&buf).trim_end());
-                if forward {
-                    eprintln!("[sluice {label}] {line}");
-                }
-                if !announced && line.contains("sluice listening") {
-                    announced = true;
-                    let _ = tx.send(line.clone());
-                }
-                if let Ok(mut t) = tail.lock() {
-                    if t.len() >= 40 {
-                        t.pop_front();
-                    }
-                    t.push_back(line);
-                }
-            }
-        });
-}
-
-/// Parses `sluice listening kafka=HOST:PORT http=HOST:PORT` (tolerating a log prefix,
-/// quotes and trailing commas) into (kafka, http).
-fn parse_listening_line(line: &str) -> Option<(String, Option<String>)> {
-    let mut kafka = None;
-    let mut http = None;
-    for token in line.split_whitespace() {
-        let token = token.trim_matches(|c: char| c == '"' || c == ',' || c == '\'');
-        if let Some(v) = token.strip_prefix("kafka=") {
-            kafka = Some(v.trim_matches('"').to_string());
-        } else if let Some(v) = token.strip_prefix("http=") {
-            http = Some(v.trim_matches('"').to_string());
-        }
-    }
-    kafka.filter(|k| k.contains(':')).map(|k| (k, http))
-}
-
-/// Removes ANSI escape sequences (ESC '[' ... final byte) from a log line.
-fn strip_ansi(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    let mut chars = s.chars().peekable();
-    while let Some(c) = chars.next() {
-        if c == '\u{1b}' {
-            if chars.peek() == Some(&'[') {
-                chars.next();
-                for c2 in chars.by_ref() {
-                    if ('@'..='~').contains(&c2) {
-                        break;
-                    }
-                }
-            }
-            continue;
-        }
-        out.push(c);
-    }
-    out
-}
-
-// =========================================================================================
-// RSS sampling of the spawned server
-// =========================================================================================
-
-struct RssStats {
-    pid: u32,
-    peak_rss_kb: AtomicU64,
-    phase_peak_kb: AtomicU64,
-    hwm_kb: AtomicU64,
-    samples: AtomicU64,
-}
-
-impl RssStats {
-    /// Reads /proc/PID/status once; false if the process is gone.
-    fn sample(&self) -> bool {
-        let Ok(status) = std::fs::read_to_string(format!("/proc/{}/status", self.pid)) else {
-            return false;
-        };
-        let field = |name: &str| -> Option<u64> {
-            status
-                .lines()
-                .find(|l| l.starts_with(name))
-                .and_then(|l| l[name.len()..].split_whitespace().next())
-                .and_then(|v| v.parse().ok())
-        };
-        if let Some(rss) = field("VmRSS:") {
-            self.peak_rss_kb.fetch_max(rss, Ordering::Relaxed);
-            self.phase_peak_kb.fetch_max(rss, Ordering::Relaxed);
-            self.samples.fetch_add(1, Ordering::Relaxed);
-        }
-        if let Some(hwm) = field("VmHWM:") {
-            self.hwm_kb.fetch_max(hwm, Ordering::Relaxed);
-        }
-        true
-    }
-
-    /// Starts a phase; returns the current RSS in KiB.
-    fn begin_phase(&self) -> Option<u64> {
-        self.phase_peak_kb.store(0, Ordering::Relaxed);
-        self.sample();
-        Some(self.phase_peak_kb.load(Ordering::Relaxed)).filter(|&v| v > 0)
-    }
-
-    /// Ends a phase; returns the peak sampled RSS during it in KiB.
-    fn end_phase(&self) -> Option<u64> {
-        self.sample();
-        Some(self.phase_peak_kb.load(Ordering::Relaxed)).filter(|&v| v > 0)
-    }
-}
-
-struct RssSampler {
-    stats: Arc<RssStats>,
-    stop: Arc<AtomicBool>,
-    handle: Option<JoinHandle<()>>,
-}
-
-struct RssReport {
-    peak_rss_kb: u64,
-    hwm_kb: u64,
-    samples: u64,
-}
-
-impl RssSampler {
-    fn start(pid: u32) -> RssSampler {
-        let stats = Arc::new(RssStats {
-            pid,
-            peak_rss_kb: AtomicU64::new(0),
-            phase_peak_kb: AtomicU64::new(0),
-            hwm_kb: AtomicU64::new(0),
-            samples: AtomicU64::new(0),
-        });
-        let stop = Arc::new(AtomicBool::new(false));
-        let handle = {
-            let stats = Arc::clone(&stats);
-            let stop = Arc::clone(&stop);
-            thread::Builder::new()
-                .name("rss-sampler".to_string())
-                .spawn(move || {
-                    while !stop.load(Ordering::Relaxed) {
-                        if !stats.sample() {
-                            break;
-                        }
-                        // Once per second, in short sleeps so `finish` returns quickly.
-                        for _ in 0..10 {
-                            if stop.load(Ordering::Relaxed) {
-                                break;
-                            }
-                            thread::sleep(Duration::from_millis(100));
-                        }
-                    }
-                })
-                .ok()
-        };
-        RssSampler {
-            stats,
-            stop,
-            handle,
-        }
-    }
-
-    fn finish(mut self) -> RssReport {
-        self.stats.sample();
-        self.stop.store(true, Ordering::Relaxed);
-        if let Some(h) = self.handle.take() {
-            let _ = h.join();
-        }
-        RssReport {
-            peak_rss_kb: self.stats.peak_rss_kb.load(Ordering::Relaxed),
-            hwm_kb: self.stats.hwm_kb.load(Ordering::Relaxed),
-            samples: self.stats.samples.load(Ordering::Relaxed),
-        }
-    }
-}
-
-// =========================================================================================
 // Reporting
 // =========================================================================================
 
@@ -1225,26 +837,6 @@ fn fmt_ms(us: Option<u32>) -> String {
         || "-".to_string(),
         |v| format!("{:.2}", f64::from(v) / 1000.0),
     )
-}
-
-fn mib(kb: u64) -> f64 {
-    kb as f64 / 1024.0
-}
-
-/// Parses durations like `250ms`, `1s`, `1.5s`, `2m`; a bare number is milliseconds.
-fn parse_duration(s: &str) -> Option<Duration> {
-    let s = s.trim();
-    let (num, scale_ms) = if let Some(v) = s.strip_suffix("ms") {
-        (v, 1.0)
-    } else if let Some(v) = s.strip_suffix('s') {
-        (v, 1000.0)
-    } else if let Some(v) = s.strip_suffix('m') {
-        (v, 60_000.0)
-    } else {
-        (s, 1.0)
-    };
-    let v: f64 = num.trim().parse().ok()?;
-    (v.is_finite() && v >= 0.0).then(|| Duration::from_secs_f64(v * scale_ms / 1000.0))
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -1390,34 +982,11 @@ mod tests {
     use super::*;
 
     #[test]
-    fn listening_line() {
-        let (k, h) =
-            parse_listening_line("sluice listening kafka=127.0.0.1:40001 http=127.0.0.1:40002")
-                .unwrap();
-        assert_eq!(k, "127.0.0.1:40001");
-        assert_eq!(h.as_deref(), Some("127.0.0.1:40002"));
-        let (k, _) = parse_listening_line(&strip_ansi(
-            "\u{1b}[2m2024\u{1b}[0m INFO sluice listening kafka=\"127.0.0.1:1\"",
-        ))
-        .unwrap();
-        assert_eq!(k, "127.0.0.1:1");
-        assert!(parse_listening_line("sluice starting").is_none());
-    }
-
-    #[test]
     fn percentiles() {
         let v: Vec<u32> = (1..=100).collect();
         assert_eq!(percentile(&v, 0.5), Some(50));
         assert_eq!(percentile(&v, 0.99), Some(99));
         assert_eq!(percentile(&v, 1.0), Some(100));
         assert_eq!(percentile(&[], 0.5), None);
-    }
-
-    #[test]
-    fn durations() {
-        assert_eq!(parse_duration("250ms"), Some(Duration::from_millis(250)));
-        assert_eq!(parse_duration("1s"), Some(Duration::from_secs(1)));
-        assert_eq!(parse_duration("1.5s"), Some(Duration::from_millis(1500)));
-        assert_eq!(parse_duration("x"), None);
     }
 }

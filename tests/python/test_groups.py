@@ -43,10 +43,29 @@ KCAT_TIMEOUT_S = 60
 # --------------------------------------------------------------------------
 # helpers
 # --------------------------------------------------------------------------
-def group_consumer(bootstrap, group, **overrides):
+def group_consumer(bootstrap, group, topics=(), **overrides):
+    """A kafka-python group member, subscribed to ``topics``.
+
+    It learns the topics' partitions before subscribing. Otherwise its first JoinGroup may
+    go out before its first Metadata answer, the leader assigns nothing, and the
+    metadata-triggered rejoin hits a kafka-python 3.0.12 race: when poll()'s timer ends
+    while that JoinGroup/SyncGroup task is in flight, the next poll() finds
+    need_rejoin() False (the leader's assignment snapshot already matches) and never
+    completes the join. Heartbeats stay off, the assignment is never applied, and the
+    broker rightly expires the member after session.timeout.ms.
+    """
     cfg = dict(GROUP_CFG, group_id=group, client_id=overrides.pop("client_id", "grp-pytest"))
     cfg.update(overrides)
-    return make_consumer(bootstrap, **cfg)
+    consumer = make_consumer(bootstrap, **cfg)
+    try:
+        for t in topics:
+            assert consumer.partitions_for_topic(t), f"no partitions known for topic {t}"
+        if topics:
+            consumer.subscribe(list(topics))
+    except BaseException:
+        consumer.close()
+        raise
+    return consumer
 
 
 def new_admin(bootstrap):
@@ -128,9 +147,8 @@ class GroupWorker(threading.Thread):
     def run(self):
         consumer = None
         try:
-            consumer = group_consumer(self.bootstrap, self.group,
+            consumer = group_consumer(self.bootstrap, self.group, [self.topic],
                                       client_id=f"grp-worker-{self.label}")
-            consumer.subscribe([self.topic])
             while not self.stop_evt.is_set():
                 batch = consumer.poll(timeout_ms=200, max_records=250)
                 got = [(tp.partition, r.offset, r.key) for tp, recs in batch.items()
@@ -300,9 +318,8 @@ def test_restarted_consumer_resumes_from_committed_offset(bootstrap, admin):
     try:
         send_all(producer, topic, [{"key": b"k", "value": f"v{i}".encode()} for i in range(20)])
 
-        c1 = group_consumer(bootstrap, group, max_poll_records=7)
+        c1 = group_consumer(bootstrap, group, [topic], max_poll_records=7)
         try:
-            c1.subscribe([topic])
             got = poll_until(c1, lambda g: g, 30, "the first records")
             assert [r.offset for r in got] == list(range(len(got))), [r.offset for r in got]
             last = got[-1].offset
@@ -315,9 +332,8 @@ def test_restarted_consumer_resumes_from_committed_offset(bootstrap, admin):
         send_all(producer, topic, [{"key": b"k", "value": f"v{i}".encode()}
                                    for i in range(20, 30)])
 
-        c2 = group_consumer(bootstrap, group)
+        c2 = group_consumer(bootstrap, group, [topic])
         try:
-            c2.subscribe([topic])
             got = poll_until(c2, lambda g: g and g[-1].offset >= 29, 30, "offsets up to 29")
             assert got[0].offset == last + 1, (
                 f"restarted consumer started at offset {got[0].offset}, committed was "
@@ -331,9 +347,8 @@ def test_restarted_consumer_resumes_from_committed_offset(bootstrap, admin):
         finally:
             c2.close()
 
-        c3 = group_consumer(bootstrap, group)
+        c3 = group_consumer(bootstrap, group, [topic])
         try:
-            c3.subscribe([topic])
             got = poll_until(c3, lambda g: g, 30, "records after the rewind")
             assert got[0].offset == 3 and got[0].value == b"v3", (got[0].offset, got[0].value)
         finally:
@@ -364,9 +379,8 @@ def test_committed_offsets_survive_server_restart(start_sluice, sig):
         create_topic(admin, topic, 3)
         send_all(producer, topic, [{"partition": p, "key": b"k", "value": f"p{p}-{i}".encode()}
                                    for p in range(3) for i in range(10)])
-        consumer = group_consumer(server.bootstrap, group)
+        consumer = group_consumer(server.bootstrap, group, [topic])
         try:
-            consumer.subscribe([topic])
             wait_until(lambda: (consumer.poll(timeout_ms=100, max_records=1) is not None
                                 and len(consumer.assignment()) == 3),
                        30, "the consumer to be assigned all 3 partitions")
@@ -408,9 +422,8 @@ def test_committed_offsets_survive_server_restart(start_sluice, sig):
         admin.close()
 
     # A member of the restarted server's group resumes from the committed offsets.
-    consumer = group_consumer(server.bootstrap, group)
+    consumer = group_consumer(server.bootstrap, group, [topic])
     try:
-        consumer.subscribe([topic])
         expected = {p: 10 - COMMITS[p] for p in range(3)}  # records after the commit
         got = poll_until(consumer, lambda g: len(g) >= sum(expected.values()), 30,
                          "the records after the committed offsets")
@@ -699,3 +712,37 @@ def test_raw_rebalance_fences_old_generation(bootstrap, admin):
 
         assert b.leave_group_v1(group, mb) == 0
         assert a.leave_group_v1(group, ma) == 0
+
+
+def test_raw_session_timeout_expires_member(bootstrap, admin):
+    """A member that stops heartbeating is removed after its session timeout; a JoinGroup
+    with a session timeout below the broker's minimum is refused."""
+    topic = unique_name("grp-raw-exp")
+    group = unique_name("g-raw-exp")
+    create_topic(admin, topic, 1)
+    sub = kafka_wire.consumer_subscription([topic])
+    with kafka_wire.RawConn(bootstrap, timeout=20) as conn:
+        bad = conn.join_group_v1(group, "", [("range", sub)], session_timeout_ms=10)
+        assert bad["error_code"] == kafka_wire.ERR_INVALID_SESSION_TIMEOUT, (
+            f"session timeout 10 ms accepted: {bad}")
+
+        join = conn.join_group_v1(group, "", [("range", sub)], session_timeout_ms=1500,
+                                  rebalance_timeout_ms=1500)
+        assert join["error_code"] == 0, join
+        gen, me = join["generation_id"], join["member_id"]
+        sync = conn.sync_group_v1(group, gen, me, [(me, kafka_wire.consumer_assignment(
+            {topic: [0]}))])
+        assert sync["error_code"] == 0, sync
+        # Heartbeats within the session keep the member.
+        for _ in range(4):
+            time.sleep(0.5)
+            assert conn.heartbeat_v1(group, gen, me) == 0
+        assert admin.describe_groups([group])[group]["group_state"] == "Stable"
+        started = time.monotonic()
+        wait_until(lambda: admin.describe_groups([group])[group]["group_state"] != "Stable",
+                   10, "the silent member to expire", lambda: str(admin.describe_groups([group])))
+        waited = time.monotonic() - started
+        assert waited >= 1.0, f"member expired {waited:.2f}s after its last heartbeat (< 1.5 s)"
+        desc = admin.describe_groups([group])[group]
+        assert desc["group_state"] in ("Empty", "Dead") and desc["members"] == [], desc
+        assert conn.heartbeat_v1(group, gen, me) == kafka_wire.ERR_UNKNOWN_MEMBER_ID

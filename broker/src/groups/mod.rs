@@ -205,14 +205,12 @@ impl Coordinator {
     }
 
     /// Forgets an empty group's membership; NON_EMPTY_GROUP (68) while members remain.
-    pub fn forget_if_empty(&self, cluster: &str, group: &str) -> Result<(), i16> {
+    /// Returns whether the group was known in memory.
+    pub fn forget_if_empty(&self, cluster: &str, group: &str) -> Result<bool, i16> {
         let mut groups = self.lock();
         match groups.get(&key(cluster, group)) {
             Some(g) if !g.is_empty() => Err(68),
-            _ => {
-                groups.remove(&key(cluster, group));
-                Ok(())
-            }
+            _ => Ok(groups.remove(&key(cluster, group)).is_some()),
         }
     }
 

@@ -849,11 +849,12 @@ impl<W> Group<W> {
         generation: i32,
     ) -> i16 {
         if generation < 0 && member_id.is_empty() {
-            // A commit from outside the group protocol (assign() with a group id).
+            // A commit from outside the group protocol (assign() with a group id): fine for
+            // an empty group; an active group does not know this committer (as Kafka says).
             return if self.members.is_empty() {
                 codes::NONE
             } else {
-                codes::ILLEGAL_GENERATION
+                codes::UNKNOWN_MEMBER_ID
             };
         }
         if let Err(code) = self.resolve(member_id, instance_id) {

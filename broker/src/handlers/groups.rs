@@ -519,12 +519,12 @@ pub async fn delete_groups(
     for g in req.groups_names {
         let code = match broker.groups.forget_if_empty(&session.cluster, &g) {
             Err(code) => code,
-            Ok(()) => match broker
+            Ok(known) => match broker
                 .meta
                 .delete_group_offsets(&session.cluster, &g, None)
                 .await
             {
-                Ok(0) => GROUP_ID_NOT_FOUND,
+                Ok(0) if !known => GROUP_ID_NOT_FOUND,
                 Ok(_) => codes::NONE,
                 Err(e) => store_error_code(&e),
             },
