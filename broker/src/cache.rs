@@ -39,18 +39,24 @@ impl ChunkCache {
         }
     }
 
-    /// Caches a whole object just written (slices share its memory).
+    /// Caches a whole object just written. Each chunk gets its own copy: a slice would keep
+    /// the whole multi-megabyte segment allocation alive for as long as any one chunk of it
+    /// stays cached, and the cache's byte count would no longer bound its memory.
     pub fn insert_object(&self, key: &str, object: Bytes) {
         let key: Arc<str> = Arc::from(key);
         let mut start = 0u64;
         while start < object.len() as u64 {
             let end = (start + CHUNK_BYTES).min(object.len() as u64);
-            let chunk = object.slice(start as usize..end as usize);
+            let chunk = Bytes::copy_from_slice(&object[start as usize..end as usize]);
             self.metrics.read_cache_bytes.add(chunk.len() as i64);
             let cache = self.cache.clone();
             let k = (key.clone(), start / CHUNK_BYTES);
             // moka's insert is async only to run eviction work; do it off the hot path.
-            tokio::spawn(async move { cache.insert(k, chunk).await });
+            tokio::spawn(async move {
+                cache.insert(k, chunk).await;
+                // Evict now rather than eventually: the capacity is a memory budget.
+                cache.run_pending_tasks().await;
+            });
             start = end;
         }
     }

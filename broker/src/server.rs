@@ -138,7 +138,6 @@ async fn serve_connection(
     });
 
     let max = broker.config.max_frame_bytes;
-    let mut read_buf = BytesMut::with_capacity(64 << 10);
     loop {
         let mut len_buf = [0u8; 4];
         let read = tokio::select! {
@@ -170,18 +169,16 @@ async fn serve_connection(
         } else {
             None
         };
-        // Frames are read into one buffer per connection: once a frame's last user is gone
-        // its memory is reused for the next one, without new allocations and page faults.
-        read_buf.reserve(len);
-        read_buf.extend_from_slice(&head);
-        if read_exact_into(&mut rd, &mut read_buf, len - 4)
-            .await
-            .is_err()
-        {
+        // One allocation of exactly the frame's size, filled straight from the socket (no
+        // zeroing first). A buffer kept per connection would hold on to its largest frame
+        // for the connection's lifetime; the allocator recycles freed frames anyway.
+        let mut frame = BytesMut::with_capacity(len);
+        frame.extend_from_slice(&head);
+        if read_exact_into(&mut rd, &mut frame, len - 4).await.is_err() {
             tracing::debug!(peer = %session.peer, "connection closed mid-frame");
             break;
         }
-        let frame = read_buf.split_to(len).freeze();
+        let frame = frame.freeze();
         let decoded = match protocol::decode_request(frame.clone()) {
             Ok(d) => d,
             Err(e) => {
@@ -236,7 +233,14 @@ async fn serve_connection(
                             .observe(started.elapsed().as_secs_f64());
                         match protocol::encode_response(correlation_id, api_key, version, &response)
                         {
-                            Ok(buf) => Some((buf.freeze(), permit)),
+                            Ok(buf) => {
+                                // The records now live only in the frame.
+                                let mut permit = permit;
+                                if let Some(p) = permit.as_mut() {
+                                    p.shrink_to(buf.len() as u64);
+                                }
+                                Some((buf.freeze(), permit))
+                            }
                             Err(e) => {
                                 tracing::error!(error = %e, "encoding response failed");
                                 None

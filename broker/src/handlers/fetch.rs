@@ -53,13 +53,16 @@ pub async fn fetch(
     loop {
         commits.borrow_and_update();
         if Instant::now() >= deadline || anything_to_read(broker, &req.topics, &topics).await {
-            let mut permit = broker.fetch_gate.acquire((max_bytes as u64).min(cap)).await;
+            // Records exist twice while the response is encoded (partition buffers, then
+            // the frame): reserve for both, read at most half.
+            let reserve = (max_bytes as u64).saturating_mul(2).min(cap);
+            let mut permit = broker.fetch_gate.acquire(reserve).await;
             let (responses, bytes) = read_all(
                 broker,
                 version,
                 &req.topics,
                 &topics,
-                permit.bytes() as usize,
+                (permit.bytes() / 2) as usize,
             )
             .await;
             let has_error = responses
@@ -67,8 +70,8 @@ pub async fn fetch(
                 .any(|t| t.partitions.iter().any(|p| p.error_code != codes::NONE));
             if bytes >= min_bytes || has_error || Instant::now() >= deadline {
                 broker.metrics.fetch_bytes.inc_by(bytes as u64);
-                // Keep what the response holds (plus room for its framing).
-                permit.shrink_to(bytes as u64 + 4096);
+                // Keep what encoding it will hold; the writer shrinks it to the frame.
+                permit.shrink_to(2 * bytes as u64 + 4096);
                 return (FetchResponse::default().with_responses(responses), permit);
             }
         }
