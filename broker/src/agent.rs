@@ -262,6 +262,11 @@ pub async fn start(
         broker.config.lag_interval,
         cancel.child_token(),
     );
+    crate::retention::start(
+        broker.clone(),
+        broker.config.retention_interval,
+        cancel.child_token(),
+    );
     let accept = tokio::spawn(crate::server::accept_loop(
         listener,
         broker.clone(),

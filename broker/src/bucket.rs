@@ -114,7 +114,32 @@ impl Bucket {
     }
 
     pub async fn delete(&self, key: &str) -> Result<(), BucketError> {
-        Ok(self.store.delete(&self.path(key)).await?)
+        match self.store.delete(&self.path(key)).await {
+            // Already gone (a previous pass or another agent): that is what we wanted.
+            Err(object_store::Error::NotFound { .. }) => Ok(()),
+            other => Ok(other?),
+        }
+    }
+
+    /// Objects under `prefix`: (key relative to the bucket's prefix, last modified ms).
+    pub async fn list(&self, prefix: &str) -> Result<Vec<(String, i64)>, BucketError> {
+        use futures::TryStreamExt;
+        let full = self.path(prefix);
+        let strip = if self.prefix.is_empty() {
+            String::new()
+        } else {
+            format!("{}/", self.prefix)
+        };
+        let metas: Vec<object_store::ObjectMeta> =
+            self.store.list(Some(&full)).try_collect().await?;
+        Ok(metas
+            .into_iter()
+            .map(|m| {
+                let key = m.location.to_string();
+                let key = key.strip_prefix(&strip).unwrap_or(&key).to_string();
+                (key, m.last_modified.timestamp_millis())
+            })
+            .collect())
     }
 }
 
@@ -140,8 +165,14 @@ mod tests {
             Bytes::from_static(b"world")
         );
         assert_eq!(bucket.get(&key).await.unwrap().len(), 11);
+        let listed = bucket.list("test").await.unwrap();
+        assert!(
+            listed.iter().any(|(k, _)| *k == key),
+            "{listed:?} lists {key}"
+        );
         bucket.delete(&key).await.unwrap();
         assert!(bucket.get(&key).await.is_err());
+        bucket.delete(&key).await.expect("deleting twice is fine");
     }
 
     #[tokio::test]

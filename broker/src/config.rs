@@ -29,6 +29,8 @@ pub struct BrokerConfig {
     pub group_initial_rebalance_delay: Duration,
     /// How often the lag job computes consumer-group lag.
     pub lag_interval: Duration,
+    /// How often retention and segment garbage collection run.
+    pub retention_interval: Duration,
 }
 
 impl BrokerConfig {
@@ -52,6 +54,7 @@ impl BrokerConfig {
             node_id: 1,
             group_initial_rebalance_delay: Duration::from_millis(0),
             lag_interval: Duration::from_secs(15),
+            retention_interval: Duration::from_secs(60),
         }
     }
 }

@@ -29,6 +29,7 @@ pub mod lag;
 pub mod limits;
 pub mod metrics;
 pub mod protocol;
+pub mod retention;
 pub mod segment;
 pub mod server;
 pub mod store;

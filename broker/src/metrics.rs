@@ -28,6 +28,8 @@ pub struct Metrics {
     pub requests: IntCounterVec,
     pub request_seconds: HistogramVec,
     pub protocol_errors: IntCounter,
+    pub retention_batches_deleted: IntCounter,
+    pub segments_deleted: IntCounter,
     pub group_time_lag: GaugeVec,
     pub group_offset_lag: IntGaugeVec,
     pub group_max_time_lag: GaugeVec,
@@ -108,6 +110,14 @@ impl Metrics {
             protocol_errors: counter(
                 "sluice_kafka_protocol_errors_total",
                 "Connections closed for malformed, oversized or unknown requests",
+            ),
+            retention_batches_deleted: counter(
+                "sluice_retention_batches_deleted_total",
+                "Batch rows removed by retention",
+            ),
+            segments_deleted: counter(
+                "sluice_segments_deleted_total",
+                "Segment objects deleted from the bucket (unreferenced or orphaned)",
             ),
             group_time_lag: reg(
                 &r,

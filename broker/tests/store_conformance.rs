@@ -469,6 +469,72 @@ async fn group_commit_keeps_segment_order_and_files(m: &Metadata) {
     );
 }
 
+async fn retention_and_file_collection(m: &Metadata) {
+    let c = cluster();
+    let t = m.create_topic(&c, "r", 1, &BTreeMap::new()).await.unwrap();
+    let (k1, k2) = (seg(), seg());
+    let g = |ts: i64| {
+        vec![AppendGroup {
+            topic_id: t.id,
+            partition: 0,
+            batches: vec![plain(10, ts)],
+        }]
+    };
+    m.commit_segment(&k1, 100, "a", &g(100)).await.unwrap();
+    m.commit_segment(&k2, 100, "a", &g(200)).await.unwrap();
+    assert_eq!(
+        m.first_offset_at_or_after(t.id, 0, 150).await.unwrap(),
+        Some(10)
+    );
+    assert_eq!(
+        m.first_offset_at_or_after(t.id, 0, 999).await.unwrap(),
+        None
+    );
+    assert_eq!(
+        m.start_for_size_limit(t.id, 0, 100).await.unwrap(),
+        Some(10),
+        "one 100-byte batch fits"
+    );
+    assert_eq!(m.start_for_size_limit(t.id, 0, 500).await.unwrap(), None);
+    assert!(m
+        .unreferenced_files(i64::MAX)
+        .await
+        .unwrap()
+        .iter()
+        .all(|(_, k)| *k != k1));
+    assert_eq!(m.advance_log_start(t.id, 0, 10).await.unwrap(), 1);
+    assert_eq!(
+        m.advance_log_start(t.id, 0, 5).await.unwrap(),
+        0,
+        "never backwards"
+    );
+    assert_eq!(
+        m.advance_log_start(t.id, 0, 99).await.unwrap(),
+        0,
+        "never past the end"
+    );
+    let s = m.partition_state(t.id, 0).await.unwrap().unwrap();
+    assert_eq!((s.log_start_offset, s.next_offset), (10, 20));
+    let unref = m.unreferenced_files(i64::MAX).await.unwrap();
+    let (id, _) = unref
+        .iter()
+        .find(|(_, k)| *k == k1)
+        .expect("the expired batch's file is unreferenced")
+        .clone();
+    assert!(!unref.iter().any(|(_, k)| *k == k2));
+    let known = m
+        .known_object_keys(&[k1.clone(), k2.clone(), "segments/none".to_string()])
+        .await
+        .unwrap();
+    assert!(known.contains(&k1) && known.contains(&k2) && known.len() == 2);
+    m.delete_file_row(id).await.unwrap();
+    assert!(!m
+        .known_object_keys(std::slice::from_ref(&k1))
+        .await
+        .unwrap()
+        .contains(&k1));
+}
+
 async fn sqlite() -> (Metadata, tempfile::TempDir) {
     let dir = tempfile::tempdir().unwrap();
     let url = format!("sqlite://{}", dir.path().join("meta.db").display());
@@ -519,4 +585,5 @@ conformance!(
     producer_ids_and_epochs,
     group_offsets_round_trip,
     group_commit_keeps_segment_order_and_files,
+    retention_and_file_collection,
 );

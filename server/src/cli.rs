@@ -76,6 +76,11 @@ pub struct ServeArgs {
     #[arg(long, env = "SLUICE_GROUP_INITIAL_REBALANCE_DELAY", default_value = "3s", value_parser = parse_duration)]
     pub group_initial_rebalance_delay: Duration,
 
+    /// How often retention (retention.ms / retention.bytes) and the deletion of unreferenced
+    /// segment objects run.
+    #[arg(long, env = "SLUICE_RETENTION_INTERVAL", default_value = "60s", value_parser = parse_duration)]
+    pub retention_interval: Duration,
+
     /// How often consumer-group lag (offset and time lag) is computed.
     #[arg(long, env = "SLUICE_LAG_INTERVAL", default_value = "15s", value_parser = parse_duration)]
     pub lag_interval: Duration,

@@ -98,6 +98,7 @@ fn broker_config(args: &ServeArgs) -> anyhow::Result<broker::BrokerConfig> {
         node_id: 1,
         group_initial_rebalance_delay: args.group_initial_rebalance_delay,
         lag_interval: args.lag_interval,
+        retention_interval: args.retention_interval,
     })
 }
 

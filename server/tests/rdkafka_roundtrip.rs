@@ -279,3 +279,64 @@ async fn idempotent_producer_has_no_duplicates() {
     )
     .is_empty());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn offsets_for_times_and_max_timestamp() {
+    use kafka_protocol::messages::list_offsets_request::{ListOffsetsPartition, ListOffsetsTopic};
+    use kafka_protocol::messages::{ApiKey, ListOffsetsRequest, ListOffsetsResponse, TopicName};
+    use kafka_protocol::protocol::StrBytes;
+    use rdkafka::consumer::Consumer;
+    use rdkafka::TopicPartitionList;
+
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(dir.path(), &[]);
+    create_topic(&server.kafka, "times", 1, &[]).await;
+    let p = producer(&server.kafka, &[("linger.ms", "0")]);
+    let base = 1_750_000_000_000i64;
+    // One batch per record: each awaited before the next is sent.
+    for i in 0..10i64 {
+        p.send(
+            FutureRecord::to("times")
+                .key("k")
+                .payload("v")
+                .timestamp(base + i * 1000),
+            Duration::from_secs(30),
+        )
+        .await
+        .unwrap();
+    }
+    let c = consumer(&server.kafka, &[]);
+    let lookup = |ts: i64| {
+        let mut tpl = TopicPartitionList::new();
+        tpl.add_partition_offset("times", 0, Offset::Offset(ts))
+            .unwrap();
+        let found = c.offsets_for_times(tpl, Duration::from_secs(10)).unwrap();
+        found.elements()[0].offset()
+    };
+    assert_eq!(lookup(base), Offset::Offset(0));
+    assert_eq!(lookup(base + 5000), Offset::Offset(5));
+    assert_eq!(
+        lookup(base + 4500),
+        Offset::Offset(5),
+        "the first record at or after the time"
+    );
+    assert_eq!(lookup(base + 60_000), Offset::End, "nothing that late: -1");
+
+    // Max timestamp (-3, ListOffsets v7+): the offset holding the largest timestamp.
+    let req = ListOffsetsRequest::default()
+        .with_replica_id((-1).into())
+        .with_topics(vec![ListOffsetsTopic::default()
+            .with_name(TopicName(StrBytes::from_static_str("times")))
+            .with_partitions(vec![ListOffsetsPartition::default()
+                .with_partition_index(0)
+                .with_timestamp(-3)])]);
+    let resp: ListOffsetsResponse = common::decode(
+        common::raw_request(&server.kafka, ApiKey::ListOffsets, 7, &req),
+        7,
+    );
+    let part = &resp.topics[0].partitions[0];
+    assert_eq!(
+        (part.error_code, part.offset, part.timestamp),
+        (0, 9, base + 9000)
+    );
+}

@@ -61,6 +61,7 @@ macro_rules! begin_write {
 mod lag;
 mod offsets;
 pub mod plan;
+mod retention;
 mod sql;
 
 pub use lag::GroupPosition;
