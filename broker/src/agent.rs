@@ -38,6 +38,8 @@ pub struct Broker {
     pub writer: SegmentWriter,
     pub groups: Arc<Coordinator>,
     pub produce_gate: Arc<Gate>,
+    /// API keys for SASL, cached.
+    pub credentials: crate::auth::CredentialCache,
     pub fetch_gate: Arc<Gate>,
     /// The latest consumer-group lag, from the lag job.
     pub lag: crate::lag::job::LagBoard,
@@ -98,19 +100,26 @@ impl Broker {
         if let Some(t) = self.topic(cluster, name).await? {
             return Ok(TopicLookup::Found(t));
         }
-        if !(allow_create && self.config.auto_create_topics)
+        // The built-in cluster follows the agent's flags; a virtual cluster its own settings.
+        let (auto_create, partitions) = if cluster == DEFAULT_CLUSTER {
+            (
+                self.config.auto_create_topics,
+                self.config.default_partitions,
+            )
+        } else {
+            match self.meta.virtual_cluster(cluster).await? {
+                Some(vc) => (vc.auto_create_topics, vc.default_partitions.max(1)),
+                None => (false, 1),
+            }
+        };
+        if !(allow_create && auto_create)
             || crate::handlers::admin::validate_topic_name(name).is_err()
         {
             return Ok(TopicLookup::Missing);
         }
         match self
             .meta
-            .create_topic(
-                cluster,
-                name,
-                self.config.default_partitions,
-                &BTreeMap::new(),
-            )
+            .create_topic(cluster, name, partitions, &BTreeMap::new())
             .await
         {
             Ok(t) => {
@@ -240,6 +249,7 @@ pub async fn start(
     );
     let groups = Coordinator::new(config.group_initial_rebalance_delay);
     groups.start_ticker(cancel.child_token());
+    let credentials = crate::auth::CredentialCache::new(meta.clone());
     let broker = Arc::new(Broker {
         config,
         meta,
@@ -249,6 +259,7 @@ pub async fn start(
         groups,
         produce_gate,
         fetch_gate,
+        credentials,
         lag: Default::default(),
         metrics,
         cluster_id,

@@ -3,8 +3,19 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
+/// Who may use the Kafka port.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum KafkaAuth {
+    /// Plaintext: every connection acts in the built-in `default` cluster.
+    #[default]
+    None,
+    /// SASL (PLAIN, SCRAM-SHA-256/512) with an API key before anything else.
+    Sasl,
+}
+
 #[derive(Debug, Clone)]
 pub struct BrokerConfig {
+    pub kafka_auth: KafkaAuth,
     pub database_url: String,
     pub bucket_url: String,
     pub kafka_addr: SocketAddr,
@@ -37,6 +48,7 @@ impl BrokerConfig {
     /// Defaults suitable for tests: in-memory everything, ephemeral port, short timeout.
     pub fn for_tests(database_url: String) -> Self {
         BrokerConfig {
+            kafka_auth: KafkaAuth::None,
             database_url,
             bucket_url: "memory://".to_string(),
             kafka_addr: "127.0.0.1:0".parse().expect("valid literal address"),

@@ -17,6 +17,7 @@
 
 pub mod agent;
 pub mod alloc_guard;
+pub mod auth;
 pub mod batch;
 pub mod bucket;
 pub mod cache;

@@ -14,7 +14,10 @@ use std::time::Instant;
 
 use bytes::{Bytes, BytesMut};
 use futures::future::BoxFuture;
-use kafka_protocol::messages::ApiKey;
+use kafka_protocol::messages::{
+    ApiKey, RequestKind, ResponseKind, SaslAuthenticateResponse, SaslHandshakeResponse,
+};
+use kafka_protocol::protocol::StrBytes;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt, BufWriter};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{mpsc, OwnedSemaphorePermit, Semaphore};
@@ -23,6 +26,8 @@ use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
 use crate::agent::{Broker, DEFAULT_CLUSTER};
+use crate::auth::{self, Sasl, Step};
+use crate::config::KafkaAuth;
 use crate::gate::Permit;
 use crate::handlers::{self, Reply};
 use crate::protocol::{self, Decoded};
@@ -104,9 +109,11 @@ type Pending = JoinHandle<Option<(Bytes, Option<Permit>)>>;
 async fn serve_connection(
     socket: TcpStream,
     broker: Arc<Broker>,
-    session: Session,
+    mut session: Session,
     cancel: CancellationToken,
 ) {
+    let require_auth = broker.config.kafka_auth == KafkaAuth::Sasl;
+    let mut sasl = Sasl::default();
     // Accepted just as the gate closed: read nothing until it opens again.
     tokio::select! {
         _ = broker.produce_gate.wait_open() => {}
@@ -201,6 +208,47 @@ async fn serve_connection(
                 header,
                 api_key,
                 body,
+            } if matches!(
+                body,
+                RequestKind::SaslHandshake(_) | RequestKind::SaslAuthenticate(_)
+            ) =>
+            {
+                // Authentication changes the connection's state, so it runs here, in order,
+                // before the next request is read.
+                let version = header.request_api_version;
+                let (response, keep_open) =
+                    authenticate(&broker, &mut sasl, &mut session, body).await;
+                let pending = match protocol::encode_response(
+                    header.correlation_id,
+                    api_key,
+                    version,
+                    &response,
+                ) {
+                    Ok(frame) => {
+                        let frame = frame.freeze();
+                        tokio::spawn(async move { Some((frame, None)) })
+                    }
+                    Err(e) => {
+                        tracing::error!(error = %e, "encoding sasl response failed");
+                        break;
+                    }
+                };
+                if tx.send(pending).await.is_err() || !keep_open {
+                    break; // a failed authentication closes the connection after its answer
+                }
+                continue;
+            }
+            Decoded::Request { api_key, .. }
+                if require_auth && sasl.principal().is_none() && api_key != ApiKey::ApiVersions =>
+            {
+                broker.metrics.protocol_errors.inc();
+                tracing::warn!(peer = %session.peer, api = api_name(api_key), "closing connection: request before SASL authentication");
+                break;
+            }
+            Decoded::Request {
+                header,
+                api_key,
+                body,
             } => {
                 let version = header.request_api_version;
                 let correlation_id = header.correlation_id;
@@ -257,6 +305,62 @@ async fn serve_connection(
     }
     drop(tx);
     let _ = writer.await;
+}
+
+/// Runs one SaslHandshake or SaslAuthenticate; returns the response and whether the
+/// connection stays open.
+async fn authenticate(
+    broker: &Broker,
+    sasl: &mut Sasl,
+    session: &mut Session,
+    body: RequestKind,
+) -> (ResponseKind, bool) {
+    match body {
+        RequestKind::SaslHandshake(req) => {
+            let code = sasl.handshake(req.mechanism.as_str()).err().unwrap_or(0);
+            let response = SaslHandshakeResponse::default()
+                .with_error_code(code)
+                .with_mechanisms(
+                    auth::MECHANISMS
+                        .iter()
+                        .map(|m| StrBytes::from_static_str(m))
+                        .collect(),
+                );
+            (ResponseKind::SaslHandshake(response), code == 0)
+        }
+        RequestKind::SaslAuthenticate(req) => {
+            match sasl.step(&req.auth_bytes, &broker.credentials).await {
+                Ok(Step::Continue(bytes)) => (
+                    ResponseKind::SaslAuthenticate(
+                        SaslAuthenticateResponse::default().with_auth_bytes(bytes.into()),
+                    ),
+                    true,
+                ),
+                Ok(Step::Done(bytes, principal)) => {
+                    tracing::info!(peer = %session.peer, key = %principal.key_id, cluster = %principal.cluster, "authenticated");
+                    session.cluster = principal.cluster;
+                    (
+                        ResponseKind::SaslAuthenticate(
+                            SaslAuthenticateResponse::default().with_auth_bytes(bytes.into()),
+                        ),
+                        true,
+                    )
+                }
+                Err(failure) => {
+                    tracing::info!(peer = %session.peer, code = failure.code, "sasl authentication refused");
+                    (
+                        ResponseKind::SaslAuthenticate(
+                            SaslAuthenticateResponse::default()
+                                .with_error_code(failure.code)
+                                .with_error_message(Some(StrBytes::from_string(failure.message))),
+                        ),
+                        false,
+                    )
+                }
+            }
+        }
+        _ => unreachable!("only called for SASL requests"),
+    }
 }
 
 /// Appends exactly `n` bytes from `rd` to `buf` (without zero-filling first).

@@ -535,6 +535,52 @@ async fn retention_and_file_collection(m: &Metadata) {
         .contains(&k1));
 }
 
+async fn clusters_and_api_keys(m: &Metadata) {
+    use broker::auth::scram::Hash;
+    let org = format!("org-{}", uuid::Uuid::new_v4().simple());
+    let vc = m.create_virtual_cluster(&org, "prod").await.unwrap();
+    assert!(matches!(
+        m.create_virtual_cluster(&org, "prod").await,
+        Err(StoreError::AlreadyExists(_))
+    ));
+    assert_eq!(m.virtual_clusters(&org).await.unwrap(), vec![vc.clone()]);
+    assert_eq!(
+        m.virtual_cluster(&vc.id).await.unwrap().unwrap().name,
+        "prod"
+    );
+    let (key, secret) = m.create_api_key(&vc.id, "ci", "alice").await.unwrap();
+    let cred = m.api_key_credential(&key.id).await.unwrap().unwrap();
+    assert_eq!(cred.cluster_id, vc.id);
+    assert!(!cred.revoked);
+    assert!(cred
+        .sha256
+        .matches_password(Hash::Sha256, secret.as_bytes()));
+    assert!(cred
+        .sha512
+        .matches_password(Hash::Sha512, secret.as_bytes()));
+    assert!(!cred.sha256.matches_password(Hash::Sha256, b"guess"));
+    m.touch_api_key(&key.id, 1234).await.unwrap();
+    let listed = m.api_keys(&vc.id).await.unwrap();
+    assert_eq!(
+        (
+            listed.len(),
+            listed[0].last_used_at_ms,
+            listed[0].created_by.as_str()
+        ),
+        (1, Some(1234), "alice")
+    );
+    assert!(m.revoke_api_key(&key.id).await.unwrap());
+    assert!(!m.revoke_api_key(&key.id).await.unwrap(), "already revoked");
+    assert!(
+        m.api_key_credential(&key.id)
+            .await
+            .unwrap()
+            .unwrap()
+            .revoked
+    );
+    assert!(m.api_key_credential("KNOPE").await.unwrap().is_none());
+}
+
 async fn sqlite() -> (Metadata, tempfile::TempDir) {
     let dir = tempfile::tempdir().unwrap();
     let url = format!("sqlite://{}", dir.path().join("meta.db").display());
@@ -586,4 +632,5 @@ conformance!(
     group_offsets_round_trip,
     group_commit_keeps_segment_order_and_files,
     retention_and_file_collection,
+    clusters_and_api_keys,
 );

@@ -20,7 +20,76 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Serve the Kafka protocol and the HTTP endpoints (/metrics, /healthz).
-    Serve(ServeArgs),
+    Serve(Box<ServeArgs>),
+    /// Manage virtual clusters in the metadata database (until the console lands).
+    #[command(subcommand)]
+    Clusters(ClustersCommand),
+    /// Manage API keys: the SASL credentials of a virtual cluster.
+    #[command(subcommand, name = "api-keys")]
+    ApiKeys(ApiKeysCommand),
+}
+
+/// Where the metadata database is, for the admin commands.
+#[derive(Debug, Clone, Args)]
+pub struct StoreArgs {
+    /// Folder for the embedded defaults.
+    #[arg(long, env = "SLUICE_DATA_DIR", default_value = "./sluice-data")]
+    pub data_dir: PathBuf,
+    /// Metadata database [default: sqlite://<data-dir>/meta.db].
+    #[arg(long, env = "SLUICE_DATABASE_URL")]
+    pub database_url: Option<String>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ClustersCommand {
+    /// Create a virtual cluster: its own namespace of topics, groups and offsets.
+    Create {
+        name: String,
+        #[command(flatten)]
+        store: StoreArgs,
+    },
+    /// List virtual clusters.
+    List {
+        #[command(flatten)]
+        store: StoreArgs,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ApiKeysCommand {
+    /// Mint an API key for a cluster; the secret is printed once and never stored.
+    Create {
+        /// Cluster name or id.
+        #[arg(long)]
+        cluster: String,
+        /// A label for the key.
+        #[arg(long, default_value = "cli")]
+        name: String,
+        #[command(flatten)]
+        store: StoreArgs,
+    },
+    /// List a cluster's keys (never their secrets).
+    List {
+        #[arg(long)]
+        cluster: String,
+        #[command(flatten)]
+        store: StoreArgs,
+    },
+    /// Revoke a key: new connections with it are refused within seconds.
+    Revoke {
+        key_id: String,
+        #[command(flatten)]
+        store: StoreArgs,
+    },
+}
+
+/// Who may use the Kafka port.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum KafkaAuthArg {
+    /// Plaintext; every connection acts in the built-in `default` cluster.
+    None,
+    /// SASL PLAIN / SCRAM-SHA-256 / SCRAM-SHA-512 with an API key, before anything else.
+    Sasl,
 }
 
 #[derive(Debug, Clone, Args)]
@@ -38,6 +107,10 @@ pub struct ServeArgs {
     /// (credentials from AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY) [default: file://<data-dir>/bucket]
     #[arg(long, env = "SLUICE_BUCKET_URL")]
     pub bucket_url: Option<String>,
+
+    /// Authentication on the Kafka port.
+    #[arg(long, env = "SLUICE_KAFKA_AUTH", value_enum, default_value = "none")]
+    pub kafka_auth: KafkaAuthArg,
 
     /// Address the Kafka listener binds.
     #[arg(long, env = "SLUICE_KAFKA_ADDR", default_value = "0.0.0.0:9092")]
@@ -173,7 +246,9 @@ mod tests {
     #[test]
     fn cli_parses_defaults() {
         let cli = Cli::try_parse_from(["sluice", "serve"]).unwrap();
-        let Command::Serve(a) = cli.command;
+        let Command::Serve(a) = cli.command else {
+            panic!("serve parses as serve")
+        };
         assert_eq!(a.kafka_addr.port(), 9092);
         assert!(a.auto_create_topics);
         assert_eq!(a.default_partitions, 1);
@@ -186,7 +261,9 @@ mod tests {
             "3",
         ])
         .unwrap();
-        let Command::Serve(a) = cli.command;
+        let Command::Serve(a) = cli.command else {
+            panic!("serve parses as serve")
+        };
         assert!(!a.auto_create_topics);
         assert_eq!(a.default_partitions, 3);
     }

@@ -1,6 +1,7 @@
 //! The `sluice` binary: parses the configuration, starts the broker and the HTTP server,
 //! and shuts them down in order on SIGINT/SIGTERM.
 
+mod admin;
 mod cli;
 mod http;
 
@@ -32,7 +33,9 @@ fn main() -> std::process::ExitCode {
         }
     };
     let result = match cli.command {
-        Command::Serve(args) => runtime.block_on(serve(args)),
+        Command::Serve(args) => runtime.block_on(serve(*args)),
+        Command::Clusters(cmd) => runtime.block_on(admin::clusters(cmd)),
+        Command::ApiKeys(cmd) => runtime.block_on(admin::api_keys(cmd)),
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,
@@ -69,6 +72,10 @@ fn broker_config(args: &ServeArgs) -> anyhow::Result<broker::BrokerConfig> {
         "memory budget"
     );
     Ok(broker::BrokerConfig {
+        kafka_auth: match args.kafka_auth {
+            cli::KafkaAuthArg::None => broker::config::KafkaAuth::None,
+            cli::KafkaAuthArg::Sasl => broker::config::KafkaAuth::Sasl,
+        },
         database_url: args
             .database_url
             .clone()

@@ -43,6 +43,7 @@ pub mod codes {
 pub fn store_error_code(e: &StoreError) -> i16 {
     match e {
         StoreError::TopicExists(_) => codes::TOPIC_ALREADY_EXISTS,
+        StoreError::AlreadyExists(_) => codes::INVALID_REQUEST,
         StoreError::UnknownTopic(_) => codes::UNKNOWN_TOPIC_OR_PARTITION,
         StoreError::InvalidPartitions(_) => codes::INVALID_PARTITIONS,
         other => {

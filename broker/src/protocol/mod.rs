@@ -49,6 +49,10 @@ pub const SUPPORTED: &[(ApiKey, i16, i16)] = &[
     (ApiKey::CreatePartitions, 0, 3),
     (ApiKey::IncrementalAlterConfigs, 0, 1),
     (ApiKey::DescribeCluster, 0, 1),
+    // From v0 because old librdkafka enables SASL only when the range contains v0 (as Kafka
+    // advertises it); clients then use v1, whose tokens travel in SaslAuthenticate.
+    (ApiKey::SaslHandshake, 0, 1),
+    (ApiKey::SaslAuthenticate, 0, 2),
 ];
 
 /// The lowest version of each API that can actually be parsed (the crate's, or ours).

@@ -58,12 +58,14 @@ macro_rules! begin_write {
     };
 }
 
+mod credentials;
 mod lag;
 mod offsets;
 pub mod plan;
 mod retention;
 mod sql;
 
+pub use credentials::{ApiKeyInfo, Credential, VirtualCluster};
 pub use lag::GroupPosition;
 pub use offsets::CommittedOffset;
 pub use sql::{BatchLocation, Metadata, PartitionState, SegmentCommit, StoreError, TopicMeta};

@@ -19,6 +19,8 @@ use crate::clock::now_ms;
 pub enum StoreError {
     #[error("topic '{0}' already exists")]
     TopicExists(String),
+    #[error("{0} already exists")]
+    AlreadyExists(String),
     #[error("topic '{0}' does not exist")]
     UnknownTopic(String),
     #[error("{0}")]
