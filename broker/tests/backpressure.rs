@@ -3,80 +3,15 @@
 //! back), and it is read and answered once the gate opens. The fetch gate does not stall
 //! producers.
 
-use std::io::{Read, Write};
+mod common;
+
+use std::io::Write;
 use std::net::TcpStream;
 use std::time::{Duration, Instant};
 
 use broker::{BrokerConfig, Metrics};
-use bytes::{Bytes, BytesMut};
-use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
-use kafka_protocol::messages::{
-    ApiKey, ProduceRequest, ProduceResponse, RequestHeader, ResponseHeader, TopicName,
-};
-use kafka_protocol::protocol::{Decodable, Encodable, StrBytes};
-use kafka_protocol::records::{
-    Compression, Record, RecordBatchEncoder, RecordEncodeOptions, TimestampType,
-};
+use common::{produce_frame, read_produce_response};
 use tokio_util::sync::CancellationToken;
-
-fn produce_frame(topic: &str, value_len: usize) -> Vec<u8> {
-    let record = Record {
-        transactional: false,
-        control: false,
-        partition_leader_epoch: 0,
-        producer_id: -1,
-        producer_epoch: -1,
-        timestamp_type: TimestampType::Creation,
-        offset: 0,
-        sequence: 0,
-        timestamp: 0,
-        key: None,
-        value: Some(Bytes::from(vec![b'x'; value_len])),
-        headers: Default::default(),
-        delete_horizon: false,
-    };
-    let mut records = BytesMut::new();
-    RecordBatchEncoder::encode(
-        &mut records,
-        &[record],
-        &RecordEncodeOptions {
-            version: 2,
-            compression: Compression::None,
-        },
-    )
-    .unwrap();
-    let req = ProduceRequest::default()
-        .with_acks(-1)
-        .with_timeout_ms(30_000)
-        .with_topic_data(vec![TopicProduceData::default()
-            .with_name(TopicName(StrBytes::from_string(topic.to_string())))
-            .with_partition_data(vec![PartitionProduceData::default()
-                .with_index(0)
-                .with_records(Some(records.freeze()))])]);
-    let mut buf = BytesMut::new();
-    buf.extend_from_slice(&[0, 0, 0, 0]);
-    RequestHeader::default()
-        .with_request_api_key(ApiKey::Produce as i16)
-        .with_request_api_version(9)
-        .with_correlation_id(5)
-        .encode(&mut buf, ApiKey::Produce.request_header_version(9))
-        .unwrap();
-    req.encode(&mut buf, 9).unwrap();
-    let len = (buf.len() - 4) as i32;
-    buf[..4].copy_from_slice(&len.to_be_bytes());
-    buf.to_vec()
-}
-
-fn read_produce_response(s: &mut TcpStream) -> ProduceResponse {
-    let mut len = [0u8; 4];
-    s.read_exact(&mut len).unwrap();
-    let mut body = vec![0u8; i32::from_be_bytes(len) as usize];
-    s.read_exact(&mut body).unwrap();
-    let mut b = Bytes::from(body);
-    let h = ResponseHeader::decode(&mut b, ApiKey::Produce.response_header_version(9)).unwrap();
-    assert_eq!(h.correlation_id, 5);
-    ProduceResponse::decode(&mut b, 9).unwrap()
-}
 
 async fn start(dir: &std::path::Path) -> broker::Running {
     let mut config = BrokerConfig::for_tests(format!("sqlite://{}", dir.join("meta.db").display()));
@@ -97,7 +32,7 @@ async fn a_closed_gate_stops_reading_and_an_open_one_resumes() {
     // An established connection (a closed gate also pauses accepting new ones).
     let mut s = TcpStream::connect(addr).unwrap();
     s.set_read_timeout(Some(Duration::from_secs(60))).unwrap();
-    s.write_all(&produce_frame("pushback", 10)).unwrap();
+    s.write_all(&produce_frame("pushback", 1, 10, 0)).unwrap();
     assert_eq!(
         read_produce_response(&mut s).responses[0].partition_responses[0].error_code,
         0
@@ -110,7 +45,7 @@ async fn a_closed_gate_stops_reading_and_an_open_one_resumes() {
     assert!(!gate.is_open());
 
     // 32 MiB cannot sit in loopback socket buffers: the write blocks until the broker reads.
-    let frame = produce_frame("pushback", 32 << 20);
+    let frame = produce_frame("pushback", 1, 32 << 20, 0);
     let writer = std::thread::spawn(move || {
         s.write_all(&frame).unwrap();
         let written_at = Instant::now();
@@ -160,7 +95,7 @@ async fn a_full_fetch_gate_does_not_stall_producers() {
     let running = start(dir.path()).await;
     let addr = running.kafka_addr;
     let _fetch_full = running.broker.fetch_gate.try_acquire(1 << 20).unwrap();
-    let frame = produce_frame("still-open", 100);
+    let frame = produce_frame("still-open", 1, 100, 0);
     let resp = tokio::task::spawn_blocking(move || {
         let mut s = TcpStream::connect(addr).unwrap();
         s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();

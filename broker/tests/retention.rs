@@ -1,79 +1,23 @@
 //! Retention and segment garbage collection against a real agent (memory bucket).
 
 use std::collections::BTreeMap;
-use std::io::{Read, Write};
+mod common;
+
+use std::io::Write;
 use std::net::TcpStream;
 
 use broker::retention::{run_once, Collector};
 use broker::{BrokerConfig, Metrics};
-use bytes::{Bytes, BytesMut};
-use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
-use kafka_protocol::messages::{
-    ApiKey, ProduceRequest, ProduceResponse, RequestHeader, ResponseHeader, TopicName,
-};
-use kafka_protocol::protocol::{Decodable, Encodable, StrBytes};
-use kafka_protocol::records::{
-    Compression, Record, RecordBatchEncoder, RecordEncodeOptions, TimestampType,
-};
+use bytes::Bytes;
+use common::{produce_frame, read_produce_response};
 use tokio_util::sync::CancellationToken;
 
 /// Produces `n` records stamped `timestamp` as one batch; returns the base offset.
 fn produce(addr: std::net::SocketAddr, topic: &str, n: usize, timestamp: i64) -> i64 {
-    let records: Vec<Record> = (0..n)
-        .map(|i| Record {
-            transactional: false,
-            control: false,
-            partition_leader_epoch: 0,
-            producer_id: -1,
-            producer_epoch: -1,
-            timestamp_type: TimestampType::Creation,
-            offset: i as i64,
-            sequence: i as i32,
-            timestamp,
-            key: None,
-            value: Some(Bytes::from(vec![b'r'; 1000])),
-            headers: Default::default(),
-            delete_horizon: false,
-        })
-        .collect();
-    let mut batch = BytesMut::new();
-    RecordBatchEncoder::encode(
-        &mut batch,
-        &records,
-        &RecordEncodeOptions {
-            version: 2,
-            compression: Compression::None,
-        },
-    )
-    .unwrap();
-    let req = ProduceRequest::default()
-        .with_acks(-1)
-        .with_timeout_ms(10_000)
-        .with_topic_data(vec![TopicProduceData::default()
-            .with_name(TopicName(StrBytes::from_string(topic.to_string())))
-            .with_partition_data(vec![PartitionProduceData::default()
-                .with_index(0)
-                .with_records(Some(batch.freeze()))])]);
-    let mut buf = BytesMut::new();
-    buf.extend_from_slice(&[0; 4]);
-    RequestHeader::default()
-        .with_request_api_key(0)
-        .with_request_api_version(9)
-        .with_correlation_id(1)
-        .encode(&mut buf, ApiKey::Produce.request_header_version(9))
-        .unwrap();
-    req.encode(&mut buf, 9).unwrap();
-    let len = (buf.len() - 4) as i32;
-    buf[..4].copy_from_slice(&len.to_be_bytes());
     let mut s = TcpStream::connect(addr).unwrap();
-    s.write_all(&buf).unwrap();
-    let mut l = [0u8; 4];
-    s.read_exact(&mut l).unwrap();
-    let mut body = vec![0u8; i32::from_be_bytes(l) as usize];
-    s.read_exact(&mut body).unwrap();
-    let mut b = Bytes::from(body);
-    ResponseHeader::decode(&mut b, ApiKey::Produce.response_header_version(9)).unwrap();
-    let resp = ProduceResponse::decode(&mut b, 9).unwrap();
+    s.write_all(&produce_frame(topic, n, 1000, timestamp))
+        .unwrap();
+    let resp = read_produce_response(&mut s);
     let p = &resp.responses[0].partition_responses[0];
     assert_eq!(p.error_code, 0);
     p.base_offset
