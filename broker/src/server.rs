@@ -123,7 +123,24 @@ async fn serve_connection(
     let (tx, mut rx) = mpsc::channel::<Pending>(broker.config.max_inflight_per_connection);
     let writer = tokio::spawn(async move {
         let mut wr = BufWriter::with_capacity(64 << 10, wr);
-        while let Some(pending) = rx.recv().await {
+        loop {
+            // Flush whatever is buffered before waiting: on a busy pipelined connection the
+            // queue is never empty, and answers must not sit in the buffer meanwhile.
+            let pending = match rx.try_recv() {
+                Ok(p) => p,
+                Err(_) => {
+                    if wr.flush().await.is_err() {
+                        break;
+                    }
+                    match rx.recv().await {
+                        Some(p) => p,
+                        None => break,
+                    }
+                }
+            };
+            if !pending.is_finished() && wr.flush().await.is_err() {
+                break;
+            }
             let (frame, permit) = match pending.await {
                 Ok(Some(done)) => done,
                 Ok(None) => continue,
@@ -138,10 +155,8 @@ async fn serve_connection(
             if res.is_err() {
                 break;
             }
-            if rx.is_empty() && wr.flush().await.is_err() {
-                break;
-            }
         }
+        let _ = wr.flush().await;
     });
 
     let max = broker.config.max_frame_bytes;

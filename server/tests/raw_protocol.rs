@@ -488,3 +488,45 @@ fn old_group_protocol_versions_commit_and_fetch() {
     );
     assert_eq!(parts[1].committed_offset, -1, "no commit: -1");
 }
+
+/// Responses are flushed as soon as the writer would otherwise wait: a produce answer must
+/// not sit behind a pipelined long-polling fetch on the same connection.
+#[test]
+fn pipelined_answers_are_not_held_behind_a_long_poll() {
+    use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic};
+    use kafka_protocol::messages::FetchRequest;
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(dir.path(), &[]);
+    create_topic(&server.kafka, "pipe", &[]);
+    let mut s = TcpStream::connect(&server.kafka).unwrap();
+    s.set_read_timeout(Some(std::time::Duration::from_secs(30)))
+        .unwrap();
+    // Fetching at the high watermark (1, after the produce) makes the fetch wait.
+    let fetch = FetchRequest::default()
+        .with_replica_id((-1).into())
+        .with_max_wait_ms(10_000)
+        .with_min_bytes(1)
+        .with_max_bytes(1 << 20)
+        .with_topics(vec![FetchTopic::default()
+            .with_topic(TopicName(StrBytes::from_static_str("pipe")))
+            .with_partitions(vec![FetchPartition::default()
+                .with_partition(0)
+                .with_fetch_offset(1)
+                .with_partition_max_bytes(1 << 20)])]);
+    let started = std::time::Instant::now();
+    send_frame(
+        &mut s,
+        ApiKey::Produce,
+        9,
+        1,
+        &produce_req("pipe", batch(1, 10, -1, -1)),
+    );
+    send_frame(&mut s, ApiKey::Fetch, 12, 2, &fetch);
+    let produced: ProduceResponse = decode(read_response(&mut s, ApiKey::Produce, 9, 1), 9);
+    assert_eq!(produced.responses[0].partition_responses[0].error_code, 0);
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(3),
+        "the produce answer came at once, not after the fetch's wait: {:?}",
+        started.elapsed()
+    );
+}
