@@ -38,6 +38,9 @@ pub struct Broker {
     pub writer: SegmentWriter,
     pub groups: Arc<Coordinator>,
     pub produce_gate: Arc<Gate>,
+    /// Fetch responses being read at once: bounded to half the cores, so a fetch storm
+    /// cannot take the CPU that producers need.
+    pub fetch_readers: tokio::sync::Semaphore,
     /// API keys for SASL, cached.
     pub credentials: crate::auth::CredentialCache,
     pub fetch_gate: Arc<Gate>,
@@ -259,6 +262,12 @@ pub async fn start(
         groups,
         produce_gate,
         fetch_gate,
+        fetch_readers: tokio::sync::Semaphore::new(
+            std::thread::available_parallelism()
+                .map(|n| n.get() / 2)
+                .unwrap_or(1)
+                .max(1),
+        ),
         credentials,
         lag: Default::default(),
         metrics,

@@ -57,6 +57,11 @@ pub async fn fetch(
             // the frame): reserve for both, read at most half.
             let reserve = (max_bytes as u64).saturating_mul(2).min(cap);
             let mut permit = broker.fetch_gate.acquire(reserve).await;
+            let _reader = broker
+                .fetch_readers
+                .acquire()
+                .await
+                .expect("the semaphore is never closed");
             let (responses, bytes) = read_all(
                 broker,
                 version,
