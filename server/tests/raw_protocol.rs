@@ -6,7 +6,10 @@ use std::io::Write;
 use std::net::TcpStream;
 
 use bytes::{Buf, Bytes, BytesMut};
-use common::{closed_by_peer, decode, raw_on, raw_request, read_response, send_frame, Server};
+use common::{
+    closed_by_peer, decode, raw_on, raw_request, read_frame, read_response, send_frame,
+    send_payload, Server,
+};
 use kafka_protocol::messages::create_topics_request::{CreatableTopic, CreatableTopicConfig};
 use kafka_protocol::messages::metadata_request::MetadataRequestTopic;
 use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
@@ -187,10 +190,7 @@ fn api_versions_too_new_gets_v0_error_layout() {
     // ApiVersions v99, correlation id 7, no client id.
     s.write_all(&[0, 0, 0, 10, 0, 18, 0, 99, 0, 0, 0, 7, 0xff, 0xff])
         .unwrap();
-    let mut len = [0u8; 4];
-    std::io::Read::read_exact(&mut s, &mut len).unwrap();
-    let mut body = vec![0u8; i32::from_be_bytes(len) as usize];
-    std::io::Read::read_exact(&mut s, &mut body).unwrap();
+    let body = read_frame(&mut s);
     let mut b = &body[..];
     assert_eq!(b.get_i32(), 7, "response header v0: correlation id only");
     assert_eq!(b.get_i16(), 35, "UNSUPPORTED_VERSION");
@@ -366,12 +366,8 @@ fn list_offsets_v0_for_old_clients() {
     f.put_i64(-1);
     f.put_i32(1);
     let mut s = TcpStream::connect(&server.kafka).unwrap();
-    s.write_all(&(f.len() as i32).to_be_bytes()).unwrap();
-    s.write_all(&f).unwrap();
-    let mut len = [0u8; 4];
-    std::io::Read::read_exact(&mut s, &mut len).unwrap();
-    let mut body = vec![0u8; i32::from_be_bytes(len) as usize];
-    std::io::Read::read_exact(&mut s, &mut body).unwrap();
+    send_payload(&mut s, &f);
+    let body = read_frame(&mut s);
     let mut b = &body[..];
     assert_eq!(b.get_i32(), 5, "correlation id");
     assert_eq!(b.get_i32(), 1, "one topic");
@@ -454,12 +450,8 @@ fn old_group_protocol_versions_commit_and_fetch() {
     f.put_i16(4);
     f.put_slice(b"meta");
     let mut s = TcpStream::connect(&server.kafka).unwrap();
-    s.write_all(&(f.len() as i32).to_be_bytes()).unwrap();
-    s.write_all(&f).unwrap();
-    let mut len = [0u8; 4];
-    std::io::Read::read_exact(&mut s, &mut len).unwrap();
-    let mut body = vec![0u8; i32::from_be_bytes(len) as usize];
-    std::io::Read::read_exact(&mut s, &mut body).unwrap();
+    send_payload(&mut s, &f);
+    let body = read_frame(&mut s);
     let mut b = &body[..];
     assert_eq!(b.get_i32(), 77);
     assert_eq!(b.get_i32(), 1);

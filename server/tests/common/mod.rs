@@ -228,11 +228,7 @@ pub fn send_frame(
 
 /// Reads one response frame and checks its correlation id; returns the body.
 pub fn read_response(s: &mut TcpStream, key: ApiKey, version: i16, correlation_id: i32) -> Bytes {
-    let mut len = [0u8; 4];
-    s.read_exact(&mut len).expect("response length");
-    let mut resp = vec![0u8; i32::from_be_bytes(len) as usize];
-    s.read_exact(&mut resp).expect("response body");
-    let mut resp = Bytes::from(resp);
+    let mut resp = Bytes::from(read_frame(s));
     let header = ResponseHeader::decode(&mut resp, key.response_header_version(version)).unwrap();
     assert_eq!(header.correlation_id, correlation_id);
     resp
@@ -279,4 +275,20 @@ pub fn metric(addr: &str, name: &str, labels: &[&str]) -> Option<f64> {
         .find(|l| labels.iter().all(|x| l.contains(x)))
         .and_then(|l| l.rsplit(' ').next())
         .and_then(|v| v.parse().ok())
+}
+
+/// Writes a hand-encoded request payload with its length prefix.
+pub fn send_payload(s: &mut TcpStream, payload: &[u8]) {
+    s.write_all(&(payload.len() as i32).to_be_bytes())
+        .expect("length written");
+    s.write_all(payload).expect("payload written");
+}
+
+/// Reads one response frame (without its length prefix).
+pub fn read_frame(s: &mut TcpStream) -> Vec<u8> {
+    let mut len = [0u8; 4];
+    s.read_exact(&mut len).expect("response length");
+    let mut body = vec![0u8; i32::from_be_bytes(len) as usize];
+    s.read_exact(&mut body).expect("response body");
+    body
 }
