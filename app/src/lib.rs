@@ -1,1 +1,192 @@
-//! The Sluice console. Empty until the console issue lands.
+//! The Sluice console: server-rendered pages (Leptos `view!` rendered to HTML on the
+//! server, no WebAssembly; every action is a plain HTML form), the JSON API under
+//! `/api/v1/`, and the platform rules behind both (accounts, organisations and roles,
+//! invites, virtual clusters, API keys).
+//!
+//! Map:
+//! * [`auth`]: passwords, log-in rate limit, sessions, CSRF, roles, API keys over HTTP.
+//! * [`ops`]: every console action as one function (permission check, validation, the
+//!   change), shared by the pages and the JSON API so the two cannot drift apart.
+//! * [`views`]: the pages, one module per area; `views::layout` is the shell.
+//! * [`api`]: the JSON endpoints.
+//! * [`chart`]: lag charts as SVG (plotters).
+//!
+//! Platform data lives in the broker's metadata store (`broker::store`, tables from
+//! `migrations/*/0004` and `0005`); cluster data is read and changed through
+//! `broker::inspect`. This crate never touches SQL directly, except through the session
+//! store, which keeps its own table in the same database.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::extract::{ConnectInfo, Request};
+use axum::http::{header, HeaderValue};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::Router;
+use broker::store::Metadata;
+use broker::Broker;
+use tower_sessions::cookie::SameSite;
+use tower_sessions::{Expiry, SessionManagerLayer};
+
+pub mod api;
+pub mod auth;
+pub mod chart;
+pub mod error;
+pub mod ops;
+pub mod views;
+
+/// Settings of the console, from the command line.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// Mark cookies `Secure` (the console is served over TLS, e.g. behind a proxy).
+    pub secure_cookies: bool,
+    /// Whether the built-in `default` cluster is reachable without credentials on the
+    /// Kafka port (then the console shows it to every organisation).
+    pub default_cluster_open: bool,
+    /// How long a log-in session lasts without activity.
+    pub session_idle: Duration,
+    /// How long an invite link stays valid.
+    pub invite_ttl: Duration,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Settings {
+            secure_cookies: false,
+            default_cluster_open: true,
+            session_idle: Duration::from_secs(7 * 86_400),
+            invite_ttl: Duration::from_secs(7 * 86_400),
+        }
+    }
+}
+
+/// The console's shared state.
+pub struct Console {
+    pub broker: Arc<Broker>,
+    pub settings: Settings,
+    pub limiter: auth::LoginLimiter,
+    key_checks: auth::KeyChecks,
+}
+
+impl Console {
+    pub fn new(broker: Arc<Broker>, settings: Settings) -> Arc<Self> {
+        Arc::new(Console {
+            broker,
+            settings,
+            limiter: auth::LoginLimiter::new(Duration::from_secs(300), 5, 30),
+            key_checks: auth::KeyChecks::new(),
+        })
+    }
+
+    pub fn meta(&self) -> &Metadata {
+        &self.broker.meta
+    }
+
+    /// host:port clients bootstrap from.
+    pub fn bootstrap(&self) -> String {
+        format!("{}:{}", self.broker.advertised.0, self.broker.advertised.1)
+    }
+}
+
+pub type AppState = Arc<Console>;
+
+/// The client address as the rate limiter sees it ("unknown" in tests without a socket).
+#[derive(Debug, Clone)]
+pub struct ClientAddr(pub String);
+
+async fn client_addr(mut req: Request, next: Next) -> Response {
+    let addr = req
+        .extensions()
+        .get::<ConnectInfo<SocketAddr>>()
+        .map(|c| c.0.ip().to_string())
+        .unwrap_or_else(|| "unknown".to_string());
+    req.extensions_mut().insert(ClientAddr(addr));
+    let mut res = next.run(req).await;
+    let h = res.headers_mut();
+    // The console is never framed, and pages carrying secrets are never cached.
+    h.insert("x-frame-options", HeaderValue::from_static("DENY"));
+    h.insert(
+        "x-content-type-options",
+        HeaderValue::from_static("nosniff"),
+    );
+    h.entry(header::CACHE_CONTROL)
+        .or_insert(HeaderValue::from_static("no-store"));
+    res
+}
+
+/// The console and the JSON API, with sessions kept in the metadata database.
+pub async fn router(console: Arc<Console>) -> anyhow::Result<Router> {
+    let routes = views::routes()
+        .merge(api::routes())
+        .route("/style.css", get(stylesheet))
+        .route("/public/console.js", get(script))
+        .with_state(console.clone());
+    let meta = console.meta();
+    let idle = time::Duration::seconds(console.settings.session_idle.as_secs() as i64);
+    let secure = console.settings.secure_cookies;
+    let routes = if let Some(pool) = meta.sqlite_pool() {
+        let store = tower_sessions_sqlx_store::SqliteStore::new(pool);
+        store.migrate().await?;
+        spawn_expiry(store.clone());
+        routes.layer(
+            SessionManagerLayer::new(store)
+                .with_name("sluice_session")
+                .with_http_only(true)
+                .with_same_site(SameSite::Lax)
+                .with_secure(secure)
+                .with_expiry(Expiry::OnInactivity(idle)),
+        )
+    } else if let Some(pool) = meta.postgres_pool() {
+        let store = tower_sessions_sqlx_store::PostgresStore::new(pool);
+        store.migrate().await?;
+        spawn_expiry(store.clone());
+        routes.layer(
+            SessionManagerLayer::new(store)
+                .with_name("sluice_session")
+                .with_http_only(true)
+                .with_same_site(SameSite::Lax)
+                .with_secure(secure)
+                .with_expiry(Expiry::OnInactivity(idle)),
+        )
+    } else {
+        anyhow::bail!("the metadata store has no SQL pool for sessions");
+    };
+    Ok(routes.layer(middleware::from_fn(client_addr)))
+}
+
+fn spawn_expiry<S>(store: S)
+where
+    S: tower_sessions::ExpiredDeletion + Clone + Send + Sync + 'static,
+{
+    tokio::spawn(async move {
+        if let Err(e) = store
+            .continuously_delete_expired(Duration::from_secs(600))
+            .await
+        {
+            tracing::warn!(error = %e, "deleting expired sessions stopped");
+        }
+    });
+}
+
+async fn stylesheet() -> impl IntoResponse {
+    (
+        [
+            (header::CONTENT_TYPE, "text/css; charset=utf-8"),
+            (header::CACHE_CONTROL, "public, max-age=300"),
+        ],
+        include_str!("../../style/console.css"),
+    )
+}
+
+async fn script() -> impl IntoResponse {
+    (
+        [
+            (header::CONTENT_TYPE, "text/javascript; charset=utf-8"),
+            (header::CACHE_CONTROL, "public, max-age=300"),
+        ],
+        include_str!("../../public/console.js"),
+    )
+}

@@ -6,7 +6,8 @@ use std::time::Duration;
 /// Who may use the Kafka port.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum KafkaAuth {
-    /// Plaintext: every connection acts in the built-in `default` cluster.
+    /// SASL optional: a connection that does not authenticate acts in the built-in
+    /// `default` cluster; one that authenticates with an API key acts in that key's cluster.
     #[default]
     None,
     /// SASL (PLAIN, SCRAM-SHA-256/512) with an API key before anything else.

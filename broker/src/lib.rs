@@ -9,6 +9,8 @@
 //! * Fetch path: [`handlers::fetch`] reads batch rows from the [`store`] and bytes through the
 //!   chunk [`cache`], patching base offsets on the way out.
 //! * Metadata schema: `migrations/sqlite` and `migrations/postgres`; queries in [`store`].
+//! * Console view: [`inspect`] gives the web console typed reads (topics, records, groups)
+//!   and the few admin writes it offers, through the same code the handlers use.
 //! * [`agent`] wires it together (start-up and shutdown order); [`metrics`] are exported by
 //!   the binary on `/metrics`.
 //!
@@ -26,6 +28,7 @@ pub mod config;
 pub mod gate;
 pub mod groups;
 pub mod handlers;
+pub mod inspect;
 pub mod lag;
 pub mod limits;
 pub mod metrics;

@@ -254,7 +254,11 @@ async fn serve_connection(
                 continue;
             }
             Decoded::Request { api_key, .. }
-                if require_auth && sasl.principal().is_none() && api_key != ApiKey::ApiVersions =>
+                // Authentication is required, or was begun and not finished: nothing but
+                // ApiVersions is served until it completes.
+                if (require_auth || !matches!(sasl, Sasl::Start))
+                    && sasl.principal().is_none()
+                    && api_key != ApiKey::ApiVersions =>
             {
                 broker.metrics.protocol_errors.inc();
                 tracing::warn!(peer = %session.peer, api = api_name(api_key), "closing connection: request before SASL authentication");

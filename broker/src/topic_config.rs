@@ -105,6 +105,11 @@ fn find(name: &str) -> Option<&'static Key> {
     KEYS.iter().find(|k| k.name == name)
 }
 
+/// Whether Sluice knows a config key.
+pub fn is_known(name: &str) -> bool {
+    find(name).is_some()
+}
+
 /// Checks one key and value.
 pub fn validate(name: &str, value: &str) -> Result<(), ConfigError> {
     let Some(key) = find(name) else {

@@ -86,7 +86,8 @@ pub enum ApiKeysCommand {
 /// Who may use the Kafka port.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum KafkaAuthArg {
-    /// Plaintext; every connection acts in the built-in `default` cluster.
+    /// SASL optional: clients without credentials act in the built-in `default` cluster,
+    /// clients that authenticate with an API key act in that key's virtual cluster.
     None,
     /// SASL PLAIN / SCRAM-SHA-256 / SCRAM-SHA-512 with an API key, before anything else.
     Sasl,
@@ -120,7 +121,12 @@ pub struct ServeArgs {
     #[arg(long, env = "SLUICE_ADVERTISED_KAFKA_ADDR")]
     pub advertised_kafka_addr: Option<String>,
 
-    /// Address the HTTP server (/metrics, /healthz) binds.
+    /// Mark console cookies Secure: set it when the console is served over HTTPS (e.g.
+    /// behind a TLS-terminating proxy).
+    #[arg(long, env = "SLUICE_CONSOLE_SECURE_COOKIES", default_value_t = false, action = clap::ArgAction::Set)]
+    pub console_secure_cookies: bool,
+
+    /// Address the HTTP server (console, JSON API, /metrics, /healthz) binds.
     #[arg(long, env = "SLUICE_HTTP_ADDR", default_value = "0.0.0.0:8080")]
     pub http_addr: SocketAddr,
 

@@ -117,12 +117,27 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         .await
         .with_context(|| format!("binding HTTP listener on {}", args.http_addr))?;
     let http_addr = http_listener.local_addr()?;
-    let app = http::router(running.broker.clone());
+    let console = app::Console::new(
+        running.broker.clone(),
+        app::Settings {
+            secure_cookies: args.console_secure_cookies,
+            default_cluster_open: args.kafka_auth == cli::KafkaAuthArg::None,
+            ..app::Settings::default()
+        },
+    );
+    let routes = http::router(running.broker.clone()).merge(
+        app::router(console)
+            .await
+            .context("starting the console (session store)")?,
+    );
     let http_cancel = cancel.clone();
     let http = tokio::spawn(async move {
-        axum::serve(http_listener, app)
-            .with_graceful_shutdown(async move { http_cancel.cancelled().await })
-            .await
+        axum::serve(
+            http_listener,
+            routes.into_make_service_with_connect_info::<std::net::SocketAddr>(),
+        )
+        .with_graceful_shutdown(async move { http_cancel.cancelled().await })
+        .await
     });
     // Machine-readable readiness line (tests and benchmarks read it); logs go to stderr.
     println!(

@@ -15,7 +15,9 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use bytes::Bytes;
+use bytes::{Buf, Bytes};
+use kafka_protocol::messages::{ConsumerProtocolAssignment, ConsumerProtocolSubscription};
+use kafka_protocol::protocol::Decodable;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
@@ -33,6 +35,51 @@ pub struct GroupView {
     pub protocol_type: String,
     pub protocol: String,
     pub members: Vec<MemberView>,
+}
+
+impl GroupView {
+    /// Topics the members subscribe to, sorted and without repeats (consumer protocol only:
+    /// other protocols' metadata is opaque).
+    pub fn subscribed_topics(&self) -> Vec<String> {
+        if self.protocol_type != "consumer" {
+            return Vec::new();
+        }
+        let mut topics: Vec<String> = self
+            .members
+            .iter()
+            .filter_map(|m| consumer_protocol::<ConsumerProtocolSubscription>(&m.metadata))
+            .flat_map(|sub| sub.topics.into_iter().map(|t| t.to_string()))
+            .collect();
+        topics.sort_unstable();
+        topics.dedup();
+        topics
+    }
+
+    /// A member's assignment as (topic, partitions), when the group speaks the consumer
+    /// protocol and the leader's bytes decode; empty otherwise.
+    pub fn assignment_of(&self, member: &MemberView) -> Vec<(String, Vec<i32>)> {
+        if self.protocol_type != "consumer" {
+            return Vec::new();
+        }
+        consumer_protocol::<ConsumerProtocolAssignment>(&member.assignment)
+            .map(|a| {
+                a.assigned_partitions
+                    .into_iter()
+                    .map(|tp| (tp.topic.to_string(), tp.partitions))
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+}
+
+/// Decodes consumer-protocol bytes: a version (i16) then the message of that version.
+fn consumer_protocol<T: Decodable>(bytes: &Bytes) -> Option<T> {
+    let mut buf = bytes.clone();
+    if buf.len() < 2 {
+        return None;
+    }
+    let version = buf.get_i16();
+    T::decode(&mut buf, version.clamp(0, 3)).ok()
 }
 
 pub struct Coordinator {

@@ -33,7 +33,7 @@ const SOURCE_TOPIC: i8 = 1;
 const SOURCE_STATIC_BROKER: i8 = 4;
 const SOURCE_DEFAULT: i8 = 5;
 /// The most partitions one topic may have.
-const MAX_PARTITIONS: i32 = 10_000;
+pub const MAX_PARTITIONS: i32 = 10_000;
 
 /// Kafka's topic name rules: 1–249 of `[a-zA-Z0-9._-]`, not `.` or `..`.
 pub fn validate_topic_name(name: &str) -> Result<(), String> {
@@ -52,6 +52,25 @@ pub fn validate_topic_name(name: &str) -> Result<(), String> {
         ));
     }
     Ok(())
+}
+
+/// Checks a topic about to be created (name, partition count, configs): Ok, or the Kafka
+/// error code and a message for the person who asked. Shared by CreateTopics and the
+/// console ([`crate::inspect::create_topic`]).
+pub fn validate_new_topic(
+    name: &str,
+    partitions: i32,
+    configs: &BTreeMap<String, String>,
+) -> Result<(), (i16, String)> {
+    validate_topic_name(name).map_err(|e| (codes::INVALID_TOPIC_EXCEPTION, e))?;
+    if !(1..=MAX_PARTITIONS).contains(&partitions) {
+        return Err((
+            codes::INVALID_PARTITIONS,
+            format!("partition count must be 1..={MAX_PARTITIONS}, got {partitions}"),
+        ));
+    }
+    topic_config::validate_all(configs.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+        .map_err(|e| (codes::INVALID_CONFIG, e.0))
 }
 
 fn msg(s: impl Into<String>) -> Option<StrBytes> {
@@ -84,22 +103,13 @@ pub async fn create_topics(
                     .map(|v| (c.name.to_string(), v.to_string()))
             })
             .collect();
-        let refusal = if let Err(e) = validate_topic_name(&name) {
-            Some((codes::INVALID_TOPIC_EXCEPTION, e))
-        } else if !(1..=MAX_PARTITIONS).contains(&partitions) {
-            Some((
-                codes::INVALID_PARTITIONS,
-                format!("partition count must be 1..={MAX_PARTITIONS}, got {partitions}"),
-            ))
+        let refusal = if let Err(refused) = validate_new_topic(&name, partitions, &configs) {
+            Some(refused)
         } else if t.replication_factor == 0 || t.replication_factor < -1 {
             Some((
                 codes::INVALID_REPLICATION_FACTOR,
                 "replication factor must be -1 or at least 1".to_string(),
             ))
-        } else if let Err(e) =
-            topic_config::validate_all(configs.iter().map(|(k, v)| (k.as_str(), v.as_str())))
-        {
-            Some((codes::INVALID_CONFIG, e.0))
         } else {
             None
         };
@@ -192,10 +202,8 @@ pub async fn delete_topics(
             .with_name(name.clone())
             .with_topic_id(id);
         match found {
-            Ok(Some(t)) => match broker.meta.delete_topic(&session.cluster, &t.name).await {
+            Ok(Some(t)) => match delete_topic(broker, &session.cluster, &t.name).await {
                 Ok(_) => {
-                    broker.forget_topic(&session.cluster, &t.name);
-                    tracing::info!(topic = %t.name, "deleted topic");
                     r = r
                         .with_name(Some(TopicName(StrBytes::from_string(t.name.clone()))))
                         .with_topic_id(t.uuid);
@@ -219,6 +227,18 @@ pub async fn delete_topics(
         responses.push(r);
     }
     DeleteTopicsResponse::default().with_responses(responses)
+}
+
+/// Deletes a topic with everything stored for it (batch rows, configs, committed offsets)
+/// and drops it from the topic cache; false when it did not exist. Shared by DeleteTopics
+/// and the console ([`crate::inspect::delete_topic`]).
+pub async fn delete_topic(broker: &Broker, cluster: &str, name: &str) -> Result<bool, StoreError> {
+    let deleted = broker.meta.delete_topic(cluster, name).await?;
+    broker.forget_topic(cluster, name);
+    if deleted {
+        tracing::info!(topic = %name, "deleted topic");
+    }
+    Ok(deleted)
 }
 
 pub async fn create_partitions(

@@ -19,14 +19,13 @@ use kafka_protocol::messages::offset_fetch_response::{
     OffsetFetchResponseTopic, OffsetFetchResponseTopics,
 };
 use kafka_protocol::messages::{
-    ConsumerProtocolSubscription, DeleteGroupsRequest, DeleteGroupsResponse, DescribeGroupsRequest,
-    DescribeGroupsResponse, GroupId, HeartbeatRequest, HeartbeatResponse, JoinGroupRequest,
-    JoinGroupResponse, LeaveGroupRequest, LeaveGroupResponse, ListGroupsRequest,
-    ListGroupsResponse, OffsetCommitRequest, OffsetCommitResponse, OffsetDeleteRequest,
-    OffsetDeleteResponse, OffsetFetchRequest, OffsetFetchResponse, SyncGroupRequest,
-    SyncGroupResponse, TopicName,
+    DeleteGroupsRequest, DeleteGroupsResponse, DescribeGroupsRequest, DescribeGroupsResponse,
+    GroupId, HeartbeatRequest, HeartbeatResponse, JoinGroupRequest, JoinGroupResponse,
+    LeaveGroupRequest, LeaveGroupResponse, ListGroupsRequest, ListGroupsResponse,
+    OffsetCommitRequest, OffsetCommitResponse, OffsetDeleteRequest, OffsetDeleteResponse,
+    OffsetFetchRequest, OffsetFetchResponse, SyncGroupRequest, SyncGroupResponse, TopicName,
 };
-use kafka_protocol::protocol::{Decodable, StrBytes};
+use kafka_protocol::protocol::StrBytes;
 
 use super::{codes, store_error_code};
 use crate::agent::Broker;
@@ -540,25 +539,11 @@ pub async fn delete_groups(
 
 /// Topics the live members of a group subscribe to (consumer protocol only).
 fn subscribed_topics(broker: &Broker, session: &Session, group: &str) -> Vec<String> {
-    let Some(view) = broker.groups.describe(&session.cluster, group) else {
-        return Vec::new();
-    };
-    if view.protocol_type != "consumer" {
-        return Vec::new();
-    }
-    let mut topics = Vec::new();
-    for m in view.members {
-        let mut md = m.metadata.clone();
-        if md.len() < 2 {
-            continue;
-        }
-        let version = i16::from_be_bytes([md[0], md[1]]);
-        let _ = bytes::Buf::get_i16(&mut md);
-        if let Ok(sub) = ConsumerProtocolSubscription::decode(&mut md, version.clamp(0, 3)) {
-            topics.extend(sub.topics.into_iter().map(|t| t.to_string()));
-        }
-    }
-    topics
+    broker
+        .groups
+        .describe(&session.cluster, group)
+        .map(|view| view.subscribed_topics())
+        .unwrap_or_default()
 }
 
 pub async fn offset_delete(

@@ -12,8 +12,9 @@ use crate::agent::Broker;
 use crate::server::Session;
 use crate::store::{StoreError, TopicMeta};
 
-const LATEST: i64 = -1;
-const EARLIEST: i64 = -2;
+/// ListOffsets' special timestamps: the log end and the log start.
+pub const LATEST: i64 = -1;
+pub const EARLIEST: i64 = -2;
 const MAX_TIMESTAMP: i64 = -3;
 const EARLIEST_LOCAL: i64 = -4;
 const LATEST_TIERED: i64 = -5;
@@ -65,28 +66,40 @@ async fn lookup(
     partition: i32,
     timestamp: i64,
 ) -> Result<(i64, i64), i16> {
-    let run = async {
-        let Some(state) = broker.meta.partition_state(topic.id, partition).await? else {
-            return Ok::<_, StoreError>(Err(codes::UNKNOWN_TOPIC_OR_PARTITION));
-        };
-        Ok(Ok(match timestamp {
-            LATEST | LATEST_TIERED => (state.next_offset, -1),
-            EARLIEST | EARLIEST_LOCAL => (state.log_start_offset, -1),
-            MAX_TIMESTAMP => broker
-                .meta
-                .max_timestamp_offset(topic.id, partition)
-                .await?
-                .unwrap_or((-1, -1)),
-            t if t >= 0 => match broker
-                .meta
-                .offset_for_timestamp(topic.id, partition, t)
-                .await?
-            {
-                Some((offset, ts)) => (offset.max(state.log_start_offset), ts),
-                None => (-1, -1),
-            },
-            _ => return Ok(Err(codes::INVALID_REQUEST)),
-        }))
+    offset_at(broker, topic, partition, timestamp)
+        .await
+        .unwrap_or_else(|e| Err(store_error_code(&e)))
+}
+
+/// ListOffsets' answer for one partition and timestamp (or [`LATEST`], [`EARLIEST`], …):
+/// `Ok(Ok((offset, timestamp)))`, -1/-1 when no record is at or after the time;
+/// `Ok(Err(code))` when the request is refused; `Err` when the store failed. Also used by
+/// the console to reset group offsets ([`crate::inspect::reset_group_offsets`]).
+pub(crate) async fn offset_at(
+    broker: &Broker,
+    topic: &TopicMeta,
+    partition: i32,
+    timestamp: i64,
+) -> Result<Result<(i64, i64), i16>, StoreError> {
+    let Some(state) = broker.meta.partition_state(topic.id, partition).await? else {
+        return Ok(Err(codes::UNKNOWN_TOPIC_OR_PARTITION));
     };
-    run.await.unwrap_or_else(|e| Err(store_error_code(&e)))
+    Ok(Ok(match timestamp {
+        LATEST | LATEST_TIERED => (state.next_offset, -1),
+        EARLIEST | EARLIEST_LOCAL => (state.log_start_offset, -1),
+        MAX_TIMESTAMP => broker
+            .meta
+            .max_timestamp_offset(topic.id, partition)
+            .await?
+            .unwrap_or((-1, -1)),
+        t if t >= 0 => match broker
+            .meta
+            .offset_for_timestamp(topic.id, partition, t)
+            .await?
+        {
+            Some((offset, ts)) => (offset.max(state.log_start_offset), ts),
+            None => (-1, -1),
+        },
+        _ => return Ok(Err(codes::INVALID_REQUEST)),
+    }))
 }

@@ -59,13 +59,17 @@ macro_rules! begin_write {
 }
 
 mod credentials;
+mod inspect;
 mod lag;
 mod offsets;
 pub mod plan;
+mod platform;
 mod retention;
 mod sql;
 
 pub use credentials::{ApiKeyInfo, Credential, VirtualCluster};
+pub use inspect::{GroupTopicLag, PartitionStats, TopicStats};
 pub use lag::GroupPosition;
 pub use offsets::CommittedOffset;
+pub use platform::{Invite, InviteProblem, Member, MemberChange, Org, User};
 pub use sql::{BatchLocation, Metadata, PartitionState, SegmentCommit, StoreError, TopicMeta};

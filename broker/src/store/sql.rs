@@ -116,6 +116,23 @@ impl Metadata {
         Ok(Metadata { db })
     }
 
+    /// The SQLite pool, for components that keep their own tables in the same database
+    /// (the console's session store).
+    pub fn sqlite_pool(&self) -> Option<SqlitePool> {
+        match &self.db {
+            Db::Sqlite(p) => Some(p.clone()),
+            Db::Postgres(_) => None,
+        }
+    }
+
+    /// The Postgres pool, for the same purpose as [`Metadata::sqlite_pool`].
+    pub fn postgres_pool(&self) -> Option<PgPool> {
+        match &self.db {
+            Db::Postgres(p) => Some(p.clone()),
+            Db::Sqlite(_) => None,
+        }
+    }
+
     pub fn backend(&self) -> &'static str {
         match self.db {
             Db::Sqlite(_) => "sqlite",

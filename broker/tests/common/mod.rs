@@ -37,13 +37,24 @@ pub fn produce_frame(topic: &str, n: usize, value_len: usize, timestamp: i64) ->
             delete_horizon: false,
         })
         .collect();
+    records_frame(topic, 0, &records, Compression::None)
+}
+
+/// A Produce v9 frame (length prefix included) carrying `records` (offsets from 0, one
+/// batch while their flags agree) for one partition of `topic`.
+pub fn records_frame(
+    topic: &str,
+    partition: i32,
+    records: &[Record],
+    compression: Compression,
+) -> Vec<u8> {
     let mut batch = BytesMut::new();
     RecordBatchEncoder::encode(
         &mut batch,
-        &records,
+        records,
         &RecordEncodeOptions {
             version: 2,
-            compression: Compression::None,
+            compression,
         },
     )
     .unwrap();
@@ -53,7 +64,7 @@ pub fn produce_frame(topic: &str, n: usize, value_len: usize, timestamp: i64) ->
         .with_topic_data(vec![TopicProduceData::default()
             .with_name(TopicName(StrBytes::from_string(topic.to_string())))
             .with_partition_data(vec![PartitionProduceData::default()
-                .with_index(0)
+                .with_index(partition)
                 .with_records(Some(batch.freeze()))])]);
     let mut buf = BytesMut::new();
     buf.extend_from_slice(&[0; 4]);

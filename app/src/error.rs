@@ -1,0 +1,139 @@
+//! `Refusal`: every way a console request or an API call is turned down, with the status
+//! code and a message a person can act on. Pages render it as an HTML page, the JSON API as
+//! `{"error": "..."}`. The cause of a server-side failure is logged, never shown.
+
+use axum::http::{header, StatusCode};
+use axum::response::{IntoResponse, Redirect, Response};
+use axum::Json;
+use broker::store::StoreError;
+
+#[derive(Debug, Clone)]
+pub struct Refusal {
+    pub status: StatusCode,
+    pub message: String,
+    /// Not logged in: pages redirect to the log-in form, coming back to `next`.
+    pub login_next: Option<String>,
+}
+
+impl Refusal {
+    pub fn new(status: StatusCode, message: impl Into<String>) -> Self {
+        Refusal {
+            status,
+            message: message.into(),
+            login_next: None,
+        }
+    }
+    pub fn bad_request(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::BAD_REQUEST, message)
+    }
+    pub fn forbidden(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::FORBIDDEN, message)
+    }
+    pub fn not_found(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::NOT_FOUND, message)
+    }
+    pub fn conflict(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::CONFLICT, message)
+    }
+    pub fn login(next: &str) -> Self {
+        Refusal {
+            status: StatusCode::UNAUTHORIZED,
+            message: "Log in to continue.".into(),
+            login_next: Some(next.to_string()),
+        }
+    }
+    pub fn csrf() -> Self {
+        Self::forbidden(
+            "This form has expired or did not come from this console. Reload the page and try again.",
+        )
+    }
+    pub fn admin_only() -> Self {
+        Self::forbidden("Only owners and admins of this organisation can do that. Ask one of them.")
+    }
+    /// A failure of ours: logged with its cause, shown as a generic message.
+    pub fn internal(context: &str, cause: impl std::fmt::Display) -> Self {
+        tracing::error!(error = %cause, "{context}");
+        Self::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "The metadata store is unavailable right now. Try again in a moment.",
+        )
+    }
+
+    /// As a JSON API answer.
+    pub fn into_json(self) -> Response {
+        (
+            self.status,
+            Json(serde_json::json!({ "error": self.message })),
+        )
+            .into_response()
+    }
+
+    /// As a console page.
+    pub fn into_page(self) -> Response {
+        if let Some(next) = &self.login_next {
+            return Redirect::to(&format!("/login?next={}", crate::views::enc(next)))
+                .into_response();
+        }
+        let body = crate::views::layout::error_page(self.status, &self.message);
+        (
+            self.status,
+            [(header::CONTENT_TYPE, "text/html; charset=utf-8")],
+            body,
+        )
+            .into_response()
+    }
+}
+
+impl From<StoreError> for Refusal {
+    fn from(e: StoreError) -> Self {
+        match e {
+            StoreError::AlreadyExists(what) => Refusal::conflict(format!("{what} already exists.")),
+            StoreError::TopicExists(t) => Refusal::conflict(format!("Topic '{t}' already exists.")),
+            StoreError::UnknownTopic(t) => {
+                Refusal::not_found(format!("Topic '{t}' does not exist."))
+            }
+            StoreError::InvalidPartitions(m) => Refusal::bad_request(m),
+            other => Refusal::internal("metadata store request failed", other),
+        }
+    }
+}
+
+impl From<broker::inspect::InspectError> for Refusal {
+    fn from(e: broker::inspect::InspectError) -> Self {
+        use broker::inspect::InspectError as E;
+        match e {
+            E::NotFound(m) => Refusal::not_found(m),
+            E::Invalid(m) => Refusal::bad_request(m),
+            E::Conflict(m) => Refusal::conflict(m),
+            E::Storage(m) => Refusal::internal("reading records failed", m),
+            E::Store(s) => s.into(),
+        }
+    }
+}
+
+/// Page handlers return this: a rendered page, a redirect, or a refusal page.
+pub type PageResult = Result<Response, Refusal>;
+
+/// Wraps a page result so the refusal renders as HTML.
+pub struct Page(pub PageResult);
+
+impl IntoResponse for Page {
+    fn into_response(self) -> Response {
+        match self.0 {
+            Ok(r) => r,
+            Err(r) => r.into_page(),
+        }
+    }
+}
+
+/// Wraps an API result so the refusal renders as JSON.
+pub struct Api(pub Result<Response, Refusal>);
+
+impl IntoResponse for Api {
+    fn into_response(self) -> Response {
+        match self.0 {
+            Ok(r) => r,
+            Err(r) => r.into_json(),
+        }
+    }
+}

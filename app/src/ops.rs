@@ -1,0 +1,698 @@
+//! Every console action once: who may do it, what input is valid, and the change. Pages
+//! and the JSON API both call these, so a rule holds wherever the request comes from.
+//!
+//! Permissions: members of an organisation read everything of it; owners and admins change
+//! things; only owners grant or take away ownership, and the last owner stays. An API key
+//! acts only inside its own cluster (topics, messages, consumer groups) and never on the
+//! organisation (clusters, keys, team).
+
+use broker::agent::DEFAULT_CLUSTER;
+use broker::store::{
+    ApiKeyInfo, Invite, InviteProblem, Member, MemberChange, Org, User, VirtualCluster,
+};
+
+use crate::auth::{self, Actor, Role, Viewer};
+use crate::error::Refusal;
+use crate::Console;
+
+/// A cluster the caller may see.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct ClusterRef {
+    pub id: String,
+    pub name: String,
+    /// The built-in `default` cluster of the plaintext listener (cannot be renamed,
+    /// configured or deleted here).
+    pub builtin: bool,
+    pub created_at_ms: i64,
+    pub auto_create_topics: bool,
+    pub default_partitions: i32,
+    pub default_retention_ms: i64,
+}
+
+impl ClusterRef {
+    fn from_vc(vc: VirtualCluster) -> Self {
+        ClusterRef {
+            id: vc.id,
+            name: vc.name,
+            builtin: false,
+            created_at_ms: vc.created_at_ms,
+            auto_create_topics: vc.auto_create_topics,
+            default_partitions: vc.default_partitions,
+            default_retention_ms: vc.default_retention_ms,
+        }
+    }
+
+    fn builtin(console: &Console) -> Self {
+        let c = &console.broker.config;
+        ClusterRef {
+            id: DEFAULT_CLUSTER.to_string(),
+            name: "default".to_string(),
+            builtin: true,
+            created_at_ms: 0,
+            auto_create_topics: c.auto_create_topics,
+            default_partitions: c.default_partitions,
+            default_retention_ms: 604_800_000,
+        }
+    }
+}
+
+pub fn check_name(what: &str, name: &str, max: usize) -> Result<(), Refusal> {
+    if name.is_empty() {
+        return Err(Refusal::bad_request(format!("Give the {what} a name.")));
+    }
+    if name.chars().count() > max {
+        return Err(Refusal::bad_request(format!(
+            "A {what} name has at most {max} characters."
+        )));
+    }
+    if name.chars().any(|c| c.is_control()) {
+        return Err(Refusal::bad_request(format!(
+            "A {what} name cannot contain control characters."
+        )));
+    }
+    Ok(())
+}
+
+// ---- accounts ----
+
+pub async fn sign_up(
+    console: &Console,
+    email: &str,
+    password: &str,
+    org_name: &str,
+) -> Result<(User, Org), Refusal> {
+    let email = auth::normalise_email(email);
+    auth::check_email(&email)?;
+    auth::check_password(password)?;
+    check_name("organisation", org_name, 80)?;
+    let hash = auth::hash_password(password).await?;
+    console
+        .meta()
+        .create_user_with_org(&email, &hash, org_name)
+        .await
+        .map_err(|e| match e {
+            broker::store::StoreError::AlreadyExists(_) => Refusal::conflict(
+                "An account with this e-mail address already exists. Log in instead.",
+            ),
+            other => other.into(),
+        })
+}
+
+pub async fn sign_up_with_invite(
+    console: &Console,
+    email: &str,
+    password: &str,
+    token: &str,
+) -> Result<(User, String), Refusal> {
+    let email = auth::normalise_email(email);
+    auth::check_email(&email)?;
+    auth::check_password(password)?;
+    let hash = auth::hash_password(password).await?;
+    match console
+        .meta()
+        .create_user_with_invite(&email, &hash, &auth::token_hash(token))
+        .await
+    {
+        Ok(Ok(done)) => Ok(done),
+        Ok(Err(problem)) => Err(invite_refusal(problem)),
+        Err(broker::store::StoreError::AlreadyExists(_)) => Err(Refusal::conflict(
+            "An account with this e-mail address already exists. Log in, then open the invite link again.",
+        )),
+        Err(e) => Err(e.into()),
+    }
+}
+
+pub fn invite_refusal(problem: InviteProblem) -> Refusal {
+    let status = match problem {
+        InviteProblem::Unknown => axum::http::StatusCode::NOT_FOUND,
+        InviteProblem::AlreadyMember => axum::http::StatusCode::CONFLICT,
+        _ => axum::http::StatusCode::GONE,
+    };
+    Refusal::new(status, problem.message())
+}
+
+/// Checks e-mail and password; a failure says nothing about which one was wrong.
+pub async fn log_in(
+    console: &Console,
+    email: &str,
+    password: &str,
+    client: &str,
+) -> Result<User, Refusal> {
+    let email = auth::normalise_email(email);
+    console.limiter.check(&email, client)?;
+    let found = console.meta().user_by_email(&email).await?;
+    let (user, phc) = match found {
+        Some((u, h)) => (Some(u), Some(h)),
+        None => (None, None),
+    };
+    if password.len() <= auth::MAX_PASSWORD && auth::verify_password(password, phc).await {
+        if let Some(user) = user {
+            console.limiter.succeeded(&email);
+            return Ok(user);
+        }
+    }
+    console.limiter.failed(&email, client);
+    Err(Refusal::new(
+        axum::http::StatusCode::UNAUTHORIZED,
+        "Wrong e-mail address or password.",
+    ))
+}
+
+pub async fn accept_invite(console: &Console, user: &User, token: &str) -> Result<String, Refusal> {
+    match console
+        .meta()
+        .accept_invite(&auth::token_hash(token), &user.id)
+        .await?
+    {
+        Ok(org) => Ok(org),
+        Err(p) => Err(invite_refusal(p)),
+    }
+}
+
+// ---- clusters ----
+
+pub async fn clusters(console: &Console, viewer: &Viewer) -> Result<Vec<ClusterRef>, Refusal> {
+    let mut out = Vec::new();
+    if console.settings.default_cluster_open {
+        out.push(ClusterRef::builtin(console));
+    }
+    out.extend(
+        console
+            .meta()
+            .virtual_clusters(&viewer.org.id)
+            .await?
+            .into_iter()
+            .map(ClusterRef::from_vc),
+    );
+    Ok(out)
+}
+
+/// A cluster the actor may use, or why not.
+pub async fn cluster(console: &Console, actor: &Actor, id: &str) -> Result<ClusterRef, Refusal> {
+    let missing = || Refusal::not_found(format!("There is no cluster '{id}' here."));
+    match actor {
+        Actor::Key { cluster_id, .. } => {
+            if cluster_id != id {
+                return Err(Refusal::forbidden(format!(
+                    "This API key belongs to cluster '{cluster_id}', not '{id}'."
+                )));
+            }
+            let vc = console
+                .meta()
+                .virtual_cluster(id)
+                .await?
+                .ok_or_else(missing)?;
+            Ok(ClusterRef::from_vc(vc))
+        }
+        Actor::Anonymous => {
+            if id == DEFAULT_CLUSTER && console.settings.default_cluster_open {
+                Ok(ClusterRef::builtin(console))
+            } else {
+                Err(auth::unauthenticated())
+            }
+        }
+        Actor::User(viewer) => {
+            if id == DEFAULT_CLUSTER {
+                return if console.settings.default_cluster_open {
+                    Ok(ClusterRef::builtin(console))
+                } else {
+                    Err(missing())
+                };
+            }
+            let vc = console
+                .meta()
+                .virtual_cluster(id)
+                .await?
+                .ok_or_else(missing)?;
+            if vc.org_id != viewer.org.id {
+                return Err(missing());
+            }
+            Ok(ClusterRef::from_vc(vc))
+        }
+    }
+}
+
+/// Changing data inside a cluster: admins, or a key of that cluster.
+pub fn require_write(actor: &Actor) -> Result<(), Refusal> {
+    match actor {
+        Actor::Key { .. } => Ok(()),
+        Actor::User(v) => v.require_admin(),
+        Actor::Anonymous => Err(auth::unauthenticated()),
+    }
+}
+
+/// Organisation-level actions need a logged-in user.
+pub fn require_user(actor: &Actor) -> Result<&Viewer, Refusal> {
+    match actor {
+        Actor::User(v) => Ok(v),
+        Actor::Key { .. } => Err(Refusal::forbidden(
+            "API keys act inside their cluster only; this needs a logged-in user.",
+        )),
+        Actor::Anonymous => Err(auth::unauthenticated()),
+    }
+}
+
+fn not_builtin(c: &ClusterRef) -> Result<(), Refusal> {
+    if c.builtin {
+        Err(Refusal::bad_request(
+            "The built-in default cluster is configured with `sluice serve` flags, not here.",
+        ))
+    } else {
+        Ok(())
+    }
+}
+
+pub async fn create_cluster(
+    console: &Console,
+    viewer: &Viewer,
+    name: &str,
+) -> Result<ClusterRef, Refusal> {
+    viewer.require_admin()?;
+    let name = name.trim();
+    check_name("cluster", name, 64)?;
+    let vc = console
+        .meta()
+        .create_virtual_cluster(&viewer.org.id, name)
+        .await?;
+    tracing::info!(org = %viewer.org.id, cluster = %vc.id, by = %viewer.user.email, "cluster created");
+    Ok(ClusterRef::from_vc(vc))
+}
+
+pub async fn rename_cluster(
+    console: &Console,
+    viewer: &Viewer,
+    id: &str,
+    name: &str,
+) -> Result<(), Refusal> {
+    viewer.require_admin()?;
+    let c = cluster(console, &Actor::User(Box::new(viewer.clone())), id).await?;
+    not_builtin(&c)?;
+    let name = name.trim();
+    check_name("cluster", name, 64)?;
+    console.meta().rename_virtual_cluster(id, name).await?;
+    Ok(())
+}
+
+pub async fn update_cluster_settings(
+    console: &Console,
+    viewer: &Viewer,
+    id: &str,
+    auto_create: bool,
+    partitions: i32,
+    retention_ms: i64,
+) -> Result<(), Refusal> {
+    viewer.require_admin()?;
+    let c = cluster(console, &Actor::User(Box::new(viewer.clone())), id).await?;
+    not_builtin(&c)?;
+    if !(1..=1000).contains(&partitions) {
+        return Err(Refusal::bad_request(
+            "Default partitions must be between 1 and 1000.",
+        ));
+    }
+    if retention_ms != -1 && retention_ms < 60_000 {
+        return Err(Refusal::bad_request(
+            "Default retention must be at least one minute (60000 ms), or -1 for unlimited.",
+        ));
+    }
+    console
+        .meta()
+        .update_cluster_settings(id, auto_create, partitions, retention_ms)
+        .await?;
+    Ok(())
+}
+
+pub async fn delete_cluster(
+    console: &Console,
+    viewer: &Viewer,
+    id: &str,
+    confirm: &str,
+) -> Result<ClusterRef, Refusal> {
+    viewer.require_admin()?;
+    let c = cluster(console, &Actor::User(Box::new(viewer.clone())), id).await?;
+    not_builtin(&c)?;
+    if confirm.trim() != c.name {
+        return Err(Refusal::bad_request(format!(
+            "Type the cluster's name, '{}', to confirm the deletion.",
+            c.name
+        )));
+    }
+    let topics = console.meta().delete_virtual_cluster(id).await?;
+    for t in topics {
+        console.broker.forget_topic(id, &t);
+    }
+    tracing::info!(cluster = %id, by = %viewer.user.email, "cluster deleted");
+    Ok(c)
+}
+
+// ---- API keys ----
+
+pub async fn api_keys(
+    console: &Console,
+    viewer: &Viewer,
+    cluster_id: &str,
+) -> Result<Vec<ApiKeyInfo>, Refusal> {
+    let c = cluster(console, &Actor::User(Box::new(viewer.clone())), cluster_id).await?;
+    if c.builtin {
+        return Ok(Vec::new());
+    }
+    Ok(console.meta().api_keys(cluster_id).await?)
+}
+
+pub async fn create_api_key(
+    console: &Console,
+    viewer: &Viewer,
+    cluster_id: &str,
+    name: &str,
+) -> Result<(ApiKeyInfo, String), Refusal> {
+    viewer.require_admin()?;
+    let c = cluster(console, &Actor::User(Box::new(viewer.clone())), cluster_id).await?;
+    if c.builtin {
+        return Err(Refusal::bad_request(
+            "The built-in default cluster needs no API key; create a cluster to use keys.",
+        ));
+    }
+    let name = name.trim();
+    check_name("key", name, 64)?;
+    let made = console
+        .meta()
+        .create_api_key(cluster_id, name, &viewer.user.email)
+        .await?;
+    tracing::info!(cluster = %cluster_id, key = %made.0.id, by = %viewer.user.email, "api key created");
+    Ok(made)
+}
+
+pub async fn revoke_api_key(
+    console: &Console,
+    viewer: &Viewer,
+    cluster_id: &str,
+    key_id: &str,
+) -> Result<(), Refusal> {
+    viewer.require_admin()?;
+    cluster(console, &Actor::User(Box::new(viewer.clone())), cluster_id).await?;
+    let keys = console.meta().api_keys(cluster_id).await?;
+    if !keys.iter().any(|k| k.id == key_id) {
+        return Err(Refusal::not_found(format!(
+            "No API key '{key_id}' in this cluster."
+        )));
+    }
+    if !console.meta().revoke_api_key(key_id).await? {
+        return Err(Refusal::conflict(format!(
+            "API key '{key_id}' is already revoked."
+        )));
+    }
+    tracing::info!(cluster = %cluster_id, key = %key_id, by = %viewer.user.email, "api key revoked");
+    Ok(())
+}
+
+// ---- team ----
+
+pub async fn members(console: &Console, viewer: &Viewer) -> Result<Vec<Member>, Refusal> {
+    Ok(console.meta().org_members(&viewer.org.id).await?)
+}
+
+pub async fn invites(console: &Console, viewer: &Viewer) -> Result<Vec<Invite>, Refusal> {
+    Ok(console.meta().open_invites(&viewer.org.id).await?)
+}
+
+/// Creates an invite; returns it with the token of its one-time link.
+pub async fn invite(
+    console: &Console,
+    viewer: &Viewer,
+    role: &str,
+    note: &str,
+) -> Result<(Invite, String), Refusal> {
+    viewer.require_admin()?;
+    let role = Role::parse(role)
+        .ok_or_else(|| Refusal::bad_request("Role must be owner, admin or member."))?;
+    if role == Role::Owner && viewer.role != Role::Owner {
+        return Err(Refusal::forbidden("Only owners can invite owners."));
+    }
+    let note = note.trim();
+    if note.chars().count() > 200 {
+        return Err(Refusal::bad_request("Keep the note under 200 characters."));
+    }
+    let token = auth::new_invite_token();
+    let expires = broker::clock::now_ms() + console.settings.invite_ttl.as_millis() as i64;
+    let inv = console
+        .meta()
+        .create_invite(
+            &viewer.org.id,
+            role.as_str(),
+            note,
+            &viewer.user.email,
+            &auth::token_hash(&token),
+            expires,
+        )
+        .await?;
+    Ok((inv, token))
+}
+
+pub async fn revoke_invite(console: &Console, viewer: &Viewer, id: &str) -> Result<(), Refusal> {
+    viewer.require_admin()?;
+    if console.meta().revoke_invite(&viewer.org.id, id).await? {
+        Ok(())
+    } else {
+        Err(Refusal::not_found("No open invite with that id."))
+    }
+}
+
+/// Changes a member's role, or removes them (`role` None).
+pub async fn change_member(
+    console: &Console,
+    viewer: &Viewer,
+    user_id: &str,
+    role: Option<&str>,
+) -> Result<(), Refusal> {
+    let members = console.meta().org_members(&viewer.org.id).await?;
+    let target = members
+        .iter()
+        .find(|m| m.user_id == user_id)
+        .ok_or_else(|| Refusal::not_found("That user is not a member of this organisation."))?;
+    let target_role = Role::parse(&target.role).unwrap_or(Role::Member);
+    let new_role = match role {
+        Some(r) => Some(
+            Role::parse(r)
+                .ok_or_else(|| Refusal::bad_request("Role must be owner, admin or member."))?,
+        ),
+        None => None,
+    };
+    let leaving = user_id == viewer.user.id && new_role.is_none();
+    // Anyone may leave; everything else needs an admin, and owners are managed by owners.
+    if !leaving {
+        viewer.require_admin()?;
+        if (target_role == Role::Owner || new_role == Some(Role::Owner))
+            && viewer.role != Role::Owner
+        {
+            return Err(Refusal::forbidden(
+                "Only owners can change an owner's role or make someone an owner.",
+            ));
+        }
+    }
+    match console
+        .meta()
+        .change_member(&viewer.org.id, user_id, new_role.map(Role::as_str))
+        .await?
+    {
+        MemberChange::Done => Ok(()),
+        MemberChange::NotMember => Err(Refusal::not_found(
+            "That user is not a member of this organisation.",
+        )),
+        MemberChange::LastOwner => Err(Refusal::conflict(
+            "An organisation needs at least one owner: make someone else an owner first.",
+        )),
+    }
+}
+
+// ---- cluster data: topics, messages, consumer groups ----
+
+use broker::inspect::{
+    self, GroupDetail, GroupSummary, OffsetReset, ReadFrom, RecordView, ResetTo, TopicDetail,
+    TopicSummary,
+};
+
+pub async fn topics(
+    console: &Console,
+    actor: &Actor,
+    cluster_id: &str,
+) -> Result<(ClusterRef, Vec<TopicSummary>), Refusal> {
+    let c = cluster(console, actor, cluster_id).await?;
+    let topics = inspect::topic_summaries(&console.broker, &c.id).await?;
+    Ok((c, topics))
+}
+
+pub async fn topic(
+    console: &Console,
+    actor: &Actor,
+    cluster_id: &str,
+    name: &str,
+) -> Result<(ClusterRef, TopicDetail), Refusal> {
+    let c = cluster(console, actor, cluster_id).await?;
+    let t = inspect::topic_detail(&console.broker, &c.id, name).await?;
+    Ok((c, t))
+}
+
+/// Parses `key=value` lines (blank lines and `#` comments ignored).
+pub fn parse_config_lines(text: &str) -> Result<Vec<(String, String)>, Refusal> {
+    let mut out = Vec::new();
+    for line in text
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty() && !l.starts_with('#'))
+    {
+        let Some((k, v)) = line.split_once('=') else {
+            return Err(Refusal::bad_request(format!(
+                "'{line}' is not a config: write one key=value per line, e.g. retention.ms=86400000"
+            )));
+        };
+        out.push((k.trim().to_string(), v.trim().to_string()));
+    }
+    Ok(out)
+}
+
+pub async fn create_topic(
+    console: &Console,
+    actor: &Actor,
+    cluster_id: &str,
+    name: &str,
+    partitions: i32,
+    configs: &[(String, String)],
+) -> Result<(), Refusal> {
+    require_write(actor)?;
+    let c = cluster(console, actor, cluster_id).await?;
+    let mut configs = configs.to_vec();
+    if !c.builtin && !configs.iter().any(|(k, _)| k == "retention.ms") {
+        configs.push(("retention.ms".into(), c.default_retention_ms.to_string()));
+    }
+    inspect::create_topic(&console.broker, &c.id, name.trim(), partitions, &configs).await?;
+    Ok(())
+}
+
+pub async fn alter_topic_configs(
+    console: &Console,
+    actor: &Actor,
+    cluster_id: &str,
+    name: &str,
+    set: &[(String, String)],
+    delete: &[String],
+) -> Result<(), Refusal> {
+    require_write(actor)?;
+    let c = cluster(console, actor, cluster_id).await?;
+    inspect::alter_topic_configs(&console.broker, &c.id, name, set, delete).await?;
+    Ok(())
+}
+
+pub async fn delete_topic(
+    console: &Console,
+    actor: &Actor,
+    cluster_id: &str,
+    name: &str,
+) -> Result<(), Refusal> {
+    require_write(actor)?;
+    let c = cluster(console, actor, cluster_id).await?;
+    inspect::delete_topic(&console.broker, &c.id, name).await?;
+    Ok(())
+}
+
+/// Records of a topic: one partition, or all of them (`partition` None).
+pub async fn messages(
+    console: &Console,
+    actor: &Actor,
+    cluster_id: &str,
+    topic: &str,
+    partition: Option<i32>,
+    from: ReadFrom,
+    limit: usize,
+) -> Result<Vec<RecordView>, Refusal> {
+    let c = cluster(console, actor, cluster_id).await?;
+    let limit = limit.clamp(1, 500);
+    Ok(match partition {
+        Some(p) => inspect::read_records(&console.broker, &c.id, topic, p, from, limit).await?,
+        None => {
+            inspect::read_records_all_partitions(&console.broker, &c.id, topic, from, limit).await?
+        }
+    })
+}
+
+pub async fn groups(
+    console: &Console,
+    actor: &Actor,
+    cluster_id: &str,
+) -> Result<(ClusterRef, Vec<GroupSummary>), Refusal> {
+    let c = cluster(console, actor, cluster_id).await?;
+    let groups = inspect::list_groups(&console.broker, &c.id).await?;
+    Ok((c, groups))
+}
+
+pub async fn group(
+    console: &Console,
+    actor: &Actor,
+    cluster_id: &str,
+    group: &str,
+) -> Result<(ClusterRef, GroupDetail), Refusal> {
+    let c = cluster(console, actor, cluster_id).await?;
+    let g = inspect::group_detail(&console.broker, &c.id, group).await?;
+    Ok((c, g))
+}
+
+pub async fn reset_offsets(
+    console: &Console,
+    actor: &Actor,
+    cluster_id: &str,
+    group: &str,
+    topic: Option<&str>,
+    to: ResetTo,
+) -> Result<Vec<OffsetReset>, Refusal> {
+    require_write(actor)?;
+    let c = cluster(console, actor, cluster_id).await?;
+    Ok(inspect::reset_group_offsets(&console.broker, &c.id, group, topic, to).await?)
+}
+
+/// One point of a group's lag history.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct LagPoint {
+    pub minute_start_ms: i64,
+    pub max_time_lag_seconds: f64,
+    pub offset_lag: i64,
+}
+
+/// A group's lag over a window (`1h` or `24h`), oldest first, ending with the latest value
+/// the lag job computed.
+pub async fn lag_history(
+    console: &Console,
+    actor: &Actor,
+    cluster_id: &str,
+    group: &str,
+    window: &str,
+) -> Result<
+    (
+        ClusterRef,
+        Vec<LagPoint>,
+        Option<broker::lag::job::GroupLag>,
+    ),
+    Refusal,
+> {
+    let window_ms: i64 = match window {
+        "1h" => 3_600_000,
+        "24h" => 86_400_000,
+        other => {
+            return Err(Refusal::bad_request(format!(
+                "Unknown window '{other}': use 1h or 24h."
+            )));
+        }
+    };
+    let c = cluster(console, actor, cluster_id).await?;
+    let history = console
+        .meta()
+        .lag_history(&c.id, group, broker::clock::now_ms() - window_ms)
+        .await?;
+    let current = console.broker.lag.get(&c.id, group);
+    let points = history
+        .into_iter()
+        .map(|(minute, lag_ms, offset_lag)| LagPoint {
+            minute_start_ms: minute,
+            max_time_lag_seconds: lag_ms as f64 / 1000.0,
+            offset_lag,
+        })
+        .collect();
+    Ok((c, points, current))
+}

@@ -1,0 +1,441 @@
+//! Clusters (list, create, rename, settings, delete with confirmation), the cluster page
+//! with its bootstrap address and client configs, and API keys.
+
+use axum::extract::{Path, State};
+use axum::Form;
+use leptos::prelude::*;
+use tower_sessions::Session;
+
+use super::layout::{csrf_field, page, Nav};
+use super::{back_with, done, enc, fmt_time, html, Fields};
+use crate::auth::{self, take_flash, Actor, Flash, Viewer};
+use crate::error::Page;
+use crate::ops::{self, ClusterRef};
+use crate::AppState;
+
+/// Tabs of a cluster's pages.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Tab {
+    Overview,
+    Topics,
+    Groups,
+    Keys,
+}
+
+pub fn tabs(c: &ClusterRef, active: Tab) -> AnyView {
+    let base = format!("/clusters/{}", enc(&c.id));
+    let item = |tab: Tab, href: String, label: &'static str| {
+        let class = if tab == active { "active" } else { "" };
+        view! { <a class=class href=href>{label}</a> }
+    };
+    let keys = (!c.builtin).then(|| item(Tab::Keys, format!("{base}/keys"), "API keys"));
+    view! {
+        <nav class="tabs">
+            {item(Tab::Overview, base.clone(), "Overview")}
+            {item(Tab::Topics, format!("{base}/topics"), "Topics")}
+            {item(Tab::Groups, format!("{base}/groups"), "Consumer groups")}
+            {keys}
+        </nav>
+    }
+    .into_any()
+}
+
+pub async fn cluster_for(
+    c: &AppState,
+    session: &Session,
+    id: &str,
+    next: &str,
+) -> Result<(Viewer, ClusterRef), crate::error::Refusal> {
+    let viewer = auth::viewer(c, session, next).await?;
+    let cluster = ops::cluster(c, &Actor::User(Box::new(viewer.clone())), id).await?;
+    Ok((viewer, cluster))
+}
+
+pub async fn list(State(c): State<AppState>, session: Session) -> Page {
+    Page(
+        async {
+            let viewer = auth::viewer(&c, &session, "/clusters").await?;
+            let clusters = ops::clusters(&c, &viewer).await?;
+            let rows = clusters
+                .iter()
+                .map(|cl| {
+                    let href = format!("/clusters/{}", enc(&cl.id));
+                    let name = cl.name.clone();
+                    let id = cl.id.clone();
+                    let created = if cl.builtin { "built-in".to_string() } else { fmt_time(cl.created_at_ms) };
+                    view! { <tr><td><a href=href>{name}</a></td><td><code>{id}</code></td><td>{created}</td></tr> }
+                })
+                .collect::<Vec<_>>();
+            let empty = clusters.is_empty().then(|| view! { <p class="empty">"No clusters yet."</p> });
+            let create = viewer.role.can_admin().then(|| {
+                view! {
+                    <section class="card">
+                        <h2>"New cluster"</h2>
+                        <p class="hint">"A cluster is its own namespace of topics, consumer groups and API keys."</p>
+                        <form method="post" action="/clusters" class="row" id="create-cluster">
+                            {csrf_field(&viewer.csrf)}
+                            <input name="name" required=true maxlength="64" placeholder="production"/>
+                            <button type="submit">"Create cluster"</button>
+                        </form>
+                    </section>
+                }
+            });
+            let body = view! {
+                {create}
+                <section class="card">
+                    {empty}
+                    <table>
+                        <thead><tr><th>"Name"</th><th>"Id"</th><th>"Created"</th></tr></thead>
+                        <tbody>{rows}</tbody>
+                    </table>
+                </section>
+            }
+            .into_any();
+            Ok(html(page(&viewer, Nav::Clusters, "Clusters", take_flash(&session).await, body)))
+        }
+        .await,
+    )
+}
+
+pub async fn create(State(c): State<AppState>, session: Session, Form(f): Form<Fields>) -> Page {
+    Page(
+        async {
+            f.check_csrf(&session).await?;
+            let viewer = auth::viewer(&c, &session, "/clusters").await?;
+            match ops::create_cluster(&c, &viewer, f.get("name")).await {
+                Ok(cl) => {
+                    let to = format!("/clusters/{}", enc(&cl.id));
+                    done(
+                        &session,
+                        &to,
+                        format!(
+                            "Cluster '{}' created. Create an API key to connect.",
+                            cl.name
+                        ),
+                    )
+                    .await
+                }
+                Err(r) => back_with(&session, "/clusters", r).await,
+            }
+        }
+        .await,
+    )
+}
+
+fn client_configs(bootstrap: &str, c: &ClusterRef) -> AnyView {
+    let (kcat, java, rdkafka, python) = if c.builtin {
+        (
+            format!("kcat -b {bootstrap} -L"),
+            format!("bootstrap.servers={bootstrap}\n"),
+            format!("bootstrap.servers={bootstrap}\n"),
+            format!("from kafka import KafkaProducer\n\nproducer = KafkaProducer(bootstrap_servers=\"{bootstrap}\")\n"),
+        )
+    } else {
+        (
+            format!(
+                "kcat -b {bootstrap} \\\n  -X security.protocol=SASL_PLAINTEXT -X sasl.mechanisms=SCRAM-SHA-256 \\\n  -X sasl.username=$KEY_ID -X sasl.password=$KEY_SECRET -L"
+            ),
+            format!(
+                "bootstrap.servers={bootstrap}\nsecurity.protocol=SASL_PLAINTEXT\nsasl.mechanism=SCRAM-SHA-256\nsasl.jaas.config=org.apache.kafka.common.security.scram.ScramLoginModule required \\\n  username=\"KEY_ID\" password=\"KEY_SECRET\";\n"
+            ),
+            format!(
+                "bootstrap.servers={bootstrap}\nsecurity.protocol=SASL_PLAINTEXT\nsasl.mechanisms=SCRAM-SHA-256\nsasl.username=KEY_ID\nsasl.password=KEY_SECRET\n"
+            ),
+            format!(
+                "from kafka import KafkaProducer\n\nproducer = KafkaProducer(\n    bootstrap_servers=\"{bootstrap}\",\n    security_protocol=\"SASL_PLAINTEXT\",\n    sasl_mechanism=\"SCRAM-SHA-256\",\n    sasl_plain_username=\"KEY_ID\",\n    sasl_plain_password=\"KEY_SECRET\",\n)\n"
+            ),
+        )
+    };
+    view! {
+        <div class="configs">
+            <details open=true><summary>"kcat"</summary><pre>{kcat}</pre></details>
+            <details><summary>"Java (client.properties)"</summary><pre>{java}</pre></details>
+            <details><summary>"librdkafka (C, Go, .NET, confluent-kafka-python)"</summary><pre>{rdkafka}</pre></details>
+            <details><summary>"Python (kafka-python)"</summary><pre>{python}</pre></details>
+        </div>
+    }
+    .into_any()
+}
+
+pub async fn show(State(c): State<AppState>, session: Session, Path(id): Path<String>) -> Page {
+    Page(
+        async {
+            let here = format!("/clusters/{}", enc(&id));
+            let (viewer, cl) = cluster_for(&c, &session, &id, &here).await?;
+            let bootstrap = c.bootstrap();
+            let auth_note = if cl.builtin {
+                "Plaintext, no credentials: any client that does not authenticate lands in this cluster."
+            } else {
+                "SASL/SCRAM-SHA-256, SCRAM-SHA-512 or PLAIN with an API key of this cluster (key id as user name, secret as password)."
+            };
+            let manage = (viewer.role.can_admin() && !cl.builtin).then(|| {
+                let rename = format!("{here}/rename");
+                let settings = format!("{here}/settings");
+                let delete = format!("{here}/delete");
+                let name = cl.name.clone();
+                let parts = cl.default_partitions.to_string();
+                let retention = cl.default_retention_ms.to_string();
+                let auto = cl.auto_create_topics;
+                view! {
+                    <section class="card">
+                        <h2>"Settings"</h2>
+                        <form method="post" action=rename class="row" id="rename-cluster">
+                            {csrf_field(&viewer.csrf)}
+                            <label>"Name"<input name="name" value=name required=true maxlength="64"/></label>
+                            <button type="submit">"Rename"</button>
+                        </form>
+                        <form method="post" action=settings class="row" id="cluster-settings">
+                            {csrf_field(&viewer.csrf)}
+                            <label class="check"><input type="checkbox" name="auto_create" value="on" checked=auto/>"Create topics on first use"</label>
+                            <label>"Default partitions"<input type="number" name="default_partitions" min="1" max="1000" value=parts/></label>
+                            <label>"Default retention (ms, -1 = forever)"<input type="number" name="default_retention_ms" value=retention/></label>
+                            <button type="submit">"Save settings"</button>
+                        </form>
+                        <p><a class="button danger" href=delete>"Delete this cluster…"</a></p>
+                    </section>
+                }
+            });
+            let id_text = cl.id.clone();
+            let body = view! {
+                {tabs(&cl, Tab::Overview)}
+                <section class="card">
+                    <h2>"Connect"</h2>
+                    <p>"Bootstrap address: "<code id="bootstrap">{bootstrap.clone()}</code>" · cluster id "<code>{id_text}</code></p>
+                    <p class="hint">{auth_note}</p>
+                    {client_configs(&bootstrap, &cl)}
+                </section>
+                {manage}
+            }
+            .into_any();
+            let title = format!("Cluster {}", cl.name);
+            Ok(html(page(&viewer, Nav::Clusters, &title, take_flash(&session).await, body)))
+        }
+        .await,
+    )
+}
+
+pub async fn rename(
+    State(c): State<AppState>,
+    session: Session,
+    Path(id): Path<String>,
+    Form(f): Form<Fields>,
+) -> Page {
+    Page(
+        async {
+            f.check_csrf(&session).await?;
+            let here = format!("/clusters/{}", enc(&id));
+            let viewer = auth::viewer(&c, &session, &here).await?;
+            match ops::rename_cluster(&c, &viewer, &id, f.get("name")).await {
+                Ok(()) => done(&session, &here, "Cluster renamed.").await,
+                Err(r) => back_with(&session, &here, r).await,
+            }
+        }
+        .await,
+    )
+}
+
+pub async fn settings(
+    State(c): State<AppState>,
+    session: Session,
+    Path(id): Path<String>,
+    Form(f): Form<Fields>,
+) -> Page {
+    Page(
+        async {
+            f.check_csrf(&session).await?;
+            let here = format!("/clusters/{}", enc(&id));
+            let viewer = auth::viewer(&c, &session, &here).await?;
+            let parts = f.get("default_partitions").trim().parse::<i32>();
+            let retention = f.get("default_retention_ms").trim().parse::<i64>();
+            let result = match (parts, retention) {
+                (Ok(p), Ok(r)) => {
+                    ops::update_cluster_settings(&c, &viewer, &id, f.has("auto_create"), p, r).await
+                }
+                _ => Err(crate::error::Refusal::bad_request(
+                    "Partitions and retention must be whole numbers.",
+                )),
+            };
+            match result {
+                Ok(()) => done(&session, &here, "Settings saved.").await,
+                Err(r) => back_with(&session, &here, r).await,
+            }
+        }
+        .await,
+    )
+}
+
+pub async fn delete_form(
+    State(c): State<AppState>,
+    session: Session,
+    Path(id): Path<String>,
+) -> Page {
+    Page(
+        async {
+            let here = format!("/clusters/{}/delete", enc(&id));
+            let (viewer, cl) = cluster_for(&c, &session, &id, &here).await?;
+            viewer.require_admin()?;
+            let topics = c.meta().list_topics(&cl.id).await?.len();
+            let name = cl.name.clone();
+            let body = view! {
+                <section class="card danger-zone">
+                    <p>"Deleting "<b>{name.clone()}</b>" removes its "{topics}" topics with all their records, its consumer-group offsets and its API keys. This cannot be undone."</p>
+                    <form method="post" action=here class="stack" id="delete-cluster">
+                        {csrf_field(&viewer.csrf)}
+                        <label>"Type the cluster's name to confirm"<input name="confirm" required=true autocomplete="off"/></label>
+                        <button type="submit" class="danger">"Delete cluster"</button>
+                    </form>
+                </section>
+            }
+            .into_any();
+            let title = format!("Delete cluster {}", cl.name);
+            Ok(html(page(&viewer, Nav::Clusters, &title, take_flash(&session).await, body)))
+        }
+        .await,
+    )
+}
+
+pub async fn delete(
+    State(c): State<AppState>,
+    session: Session,
+    Path(id): Path<String>,
+    Form(f): Form<Fields>,
+) -> Page {
+    Page(
+        async {
+            f.check_csrf(&session).await?;
+            let here = format!("/clusters/{}/delete", enc(&id));
+            let viewer = auth::viewer(&c, &session, &here).await?;
+            match ops::delete_cluster(&c, &viewer, &id, f.get("confirm")).await {
+                Ok(cl) => {
+                    done(
+                        &session,
+                        "/clusters",
+                        format!("Cluster '{}' deleted.", cl.name),
+                    )
+                    .await
+                }
+                Err(r) => back_with(&session, &here, r).await,
+            }
+        }
+        .await,
+    )
+}
+
+pub async fn keys(State(c): State<AppState>, session: Session, Path(id): Path<String>) -> Page {
+    Page(
+        async {
+            let here = format!("/clusters/{}/keys", enc(&id));
+            let (viewer, cl) = cluster_for(&c, &session, &id, &here).await?;
+            let keys = ops::api_keys(&c, &viewer, &id).await?;
+            let admin = viewer.role.can_admin();
+            let rows = keys
+                .iter()
+                .map(|k| {
+                    let status = match k.revoked_at_ms {
+                        Some(t) => format!("revoked {}", fmt_time(t)),
+                        None => "active".to_string(),
+                    };
+                    let revoke = (admin && k.revoked_at_ms.is_none()).then(|| {
+                        let action = format!("{here}/{}/revoke", enc(&k.id));
+                        view! {
+                            <form method="post" action=action class="inline">
+                                {csrf_field(&viewer.csrf)}
+                                <button type="submit" class="small danger">"Revoke"</button>
+                            </form>
+                        }
+                    });
+                    let last = k.last_used_at_ms.map(fmt_time).unwrap_or_else(|| "never".into());
+                    view! {
+                        <tr>
+                            <td>{k.name.clone()}</td>
+                            <td><code>{k.id.clone()}</code></td>
+                            <td>{k.created_by.clone()}</td>
+                            <td>{fmt_time(k.created_at_ms)}</td>
+                            <td>{last}</td>
+                            <td>{status}</td>
+                            <td>{revoke}</td>
+                        </tr>
+                    }
+                })
+                .collect::<Vec<_>>();
+            let empty = keys.is_empty().then(|| view! { <p class="empty">"No API keys yet. Clients of this cluster authenticate with one."</p> });
+            let create = admin.then(|| {
+                let action = here.clone();
+                view! {
+                    <form method="post" action=action class="row" id="create-key">
+                        {csrf_field(&viewer.csrf)}
+                        <input name="name" required=true maxlength="64" placeholder="orders-service"/>
+                        <button type="submit">"Create API key"</button>
+                    </form>
+                }
+            });
+            let body = view! {
+                {tabs(&cl, Tab::Keys)}
+                <section class="card">
+                    <p class="hint">"Use the key id as SASL user name and the secret as password (PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512). A revoked key stops working for new connections within seconds."</p>
+                    {create}
+                    {empty}
+                    <table>
+                        <thead><tr><th>"Name"</th><th>"Key id"</th><th>"Created by"</th><th>"Created"</th><th>"Last used"</th><th>"Status"</th><th></th></tr></thead>
+                        <tbody>{rows}</tbody>
+                    </table>
+                </section>
+            }
+            .into_any();
+            let title = format!("API keys of {}", cl.name);
+            Ok(html(page(&viewer, Nav::Clusters, &title, take_flash(&session).await, body)))
+        }
+        .await,
+    )
+}
+
+pub async fn create_key(
+    State(c): State<AppState>,
+    session: Session,
+    Path(id): Path<String>,
+    Form(f): Form<Fields>,
+) -> Page {
+    Page(
+        async {
+            f.check_csrf(&session).await?;
+            let here = format!("/clusters/{}/keys", enc(&id));
+            let viewer = auth::viewer(&c, &session, &here).await?;
+            match ops::create_api_key(&c, &viewer, &id, f.get("name")).await {
+                Ok((info, secret)) => {
+                    auth::set_flash(
+                        &session,
+                        Flash {
+                            ok: true,
+                            text: format!("API key '{}' created. Key id: {}", info.name, info.id),
+                            secret: Some(("Secret".to_string(), secret)),
+                        },
+                    )
+                    .await?;
+                    Ok(super::see_other(&here))
+                }
+                Err(r) => back_with(&session, &here, r).await,
+            }
+        }
+        .await,
+    )
+}
+
+pub async fn revoke_key(
+    State(c): State<AppState>,
+    session: Session,
+    Path((id, key)): Path<(String, String)>,
+    Form(f): Form<Fields>,
+) -> Page {
+    Page(
+        async {
+            f.check_csrf(&session).await?;
+            let here = format!("/clusters/{}/keys", enc(&id));
+            let viewer = auth::viewer(&c, &session, &here).await?;
+            match ops::revoke_api_key(&c, &viewer, &id, &key).await {
+                Ok(()) => done(&session, &here, format!("API key {key} revoked.")).await,
+                Err(r) => back_with(&session, &here, r).await,
+            }
+        }
+        .await,
+    )
+}

@@ -1,0 +1,177 @@
+//! The console's pages. Each handler: find the viewer (or send them to log in), check the
+//! CSRF token on posts, call [`crate::ops`], then render a page or redirect with a flash
+//! message (post/redirect/get, so reloading never repeats an action).
+
+use std::collections::HashMap;
+
+use axum::http::header;
+use axum::response::{IntoResponse, Redirect, Response};
+use axum::routing::{get, post};
+use axum::Router;
+use tower_sessions::Session;
+
+use crate::auth;
+use crate::error::{PageResult, Refusal};
+use crate::AppState;
+
+pub mod account;
+pub mod clusters;
+pub mod groups;
+pub mod layout;
+pub mod team;
+pub mod topics;
+
+pub fn routes() -> Router<AppState> {
+    Router::new()
+        .route("/", get(account::overview))
+        .route("/signup", get(account::signup_form).post(account::signup))
+        .route("/login", get(account::login_form).post(account::login))
+        .route("/logout", post(account::logout))
+        .route("/org/switch", post(account::switch_org))
+        .route(
+            "/invite/{token}",
+            get(account::invite_page).post(account::accept_invite),
+        )
+        .route("/clusters", get(clusters::list).post(clusters::create))
+        .route("/clusters/{c}", get(clusters::show))
+        .route("/clusters/{c}/rename", post(clusters::rename))
+        .route("/clusters/{c}/settings", post(clusters::settings))
+        .route(
+            "/clusters/{c}/delete",
+            get(clusters::delete_form).post(clusters::delete),
+        )
+        .route(
+            "/clusters/{c}/keys",
+            get(clusters::keys).post(clusters::create_key),
+        )
+        .route("/clusters/{c}/keys/{k}/revoke", post(clusters::revoke_key))
+        .route(
+            "/clusters/{c}/topics",
+            get(topics::list).post(topics::create),
+        )
+        .route("/clusters/{c}/topics/{t}", get(topics::show))
+        .route("/clusters/{c}/topics/{t}/configs", post(topics::configs))
+        .route("/clusters/{c}/topics/{t}/delete", post(topics::delete))
+        .route("/clusters/{c}/topics/{t}/messages", get(topics::messages))
+        .route("/clusters/{c}/groups", get(groups::list))
+        .route("/clusters/{c}/groups/{g}", get(groups::show))
+        .route("/clusters/{c}/groups/{g}/reset", post(groups::reset))
+        .route("/clusters/{c}/groups/{g}/lag.svg", get(groups::chart))
+        .route("/team", get(team::show))
+        .route("/team/invites", post(team::invite))
+        .route("/team/invites/{id}/revoke", post(team::revoke_invite))
+        .route("/team/members/{uid}/role", post(team::change_role))
+        .route("/team/members/{uid}/remove", post(team::remove))
+}
+
+/// Percent-encodes a path segment or query value.
+pub fn enc(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for b in s.bytes() {
+        match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                out.push(b as char)
+            }
+            _ => out.push_str(&format!("%{b:02X}")),
+        }
+    }
+    out
+}
+
+/// A submitted form, read leniently: missing fields are empty strings, so validation can
+/// answer with a clear message instead of a generic 422.
+#[derive(Debug, Default, serde::Deserialize)]
+#[serde(transparent)]
+pub struct Fields(pub HashMap<String, String>);
+
+impl Fields {
+    pub fn get(&self, name: &str) -> &str {
+        self.0.get(name).map(|s| s.as_str()).unwrap_or("")
+    }
+    pub fn has(&self, name: &str) -> bool {
+        self.0.contains_key(name)
+    }
+    pub async fn check_csrf(&self, session: &Session) -> Result<(), Refusal> {
+        auth::check_csrf(session, self.0.get("csrf").map(|s| s.as_str())).await
+    }
+}
+
+pub fn html(body: String) -> Response {
+    ([(header::CONTENT_TYPE, "text/html; charset=utf-8")], body).into_response()
+}
+
+pub fn see_other(to: &str) -> Response {
+    Redirect::to(to).into_response()
+}
+
+/// After an action: a flash message for the next page, then a redirect to it.
+pub async fn done(session: &Session, to: &str, text: impl Into<String>) -> PageResult {
+    auth::flash(session, true, text).await?;
+    Ok(see_other(to))
+}
+
+/// A refused action whose page can show the problem: flash it and go back there. Refusals
+/// about who is asking (log-in, CSRF, permissions) are shown as their own page instead.
+pub async fn back_with(session: &Session, to: &str, r: Refusal) -> PageResult {
+    if r.login_next.is_some() || r.status == axum::http::StatusCode::FORBIDDEN {
+        return Err(r);
+    }
+    auth::flash(session, false, r.message).await?;
+    Ok(see_other(to))
+}
+
+pub fn fmt_time(ms: i64) -> String {
+    if ms <= 0 {
+        return "—".to_string();
+    }
+    let secs = ms / 1000;
+    let days = secs.div_euclid(86_400);
+    let rem = secs.rem_euclid(86_400);
+    let (y, m, d) = civil_from_days(days);
+    format!(
+        "{y:04}-{m:02}-{d:02} {:02}:{:02}:{:02} UTC",
+        rem / 3600,
+        (rem / 60) % 60,
+        rem % 60
+    )
+}
+
+/// Days since 1970-01-01 to a proleptic Gregorian date (Howard Hinnant's algorithm).
+fn civil_from_days(z: i64) -> (i64, u32, u32) {
+    let z = z + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let y = yoe + era * 400;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
+    (if m <= 2 { y + 1 } else { y }, m, d)
+}
+
+pub fn fmt_bytes(n: i64) -> String {
+    let n = n as f64;
+    if n < 1024.0 {
+        format!("{n} B")
+    } else if n < 1024.0 * 1024.0 {
+        format!("{:.1} KiB", n / 1024.0)
+    } else if n < 1024.0 * 1024.0 * 1024.0 {
+        format!("{:.1} MiB", n / 1024.0 / 1024.0)
+    } else {
+        format!("{:.2} GiB", n / 1024.0 / 1024.0 / 1024.0)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn dates_and_encoding() {
+        assert_eq!(fmt_time(0), "—");
+        assert_eq!(fmt_time(1_764_028_800_000), "2025-11-25 00:00:00 UTC");
+        assert_eq!(fmt_time(951_782_400_000), "2000-02-29 00:00:00 UTC");
+        assert_eq!(enc("a b/c.d"), "a%20b%2Fc.d");
+    }
+}

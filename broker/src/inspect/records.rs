@@ -1,0 +1,242 @@
+//! Records: reads one partition (or all) from the newest records, an offset or a time,
+//! the way Fetch reads them, and decodes the batches for display.
+
+use bytes::BytesMut;
+use futures::stream::{self, StreamExt, TryStreamExt};
+use kafka_protocol::records::{RecordBatchDecoder, TimestampType};
+use serde::{Deserialize, Serialize};
+
+use super::{topic_not_found, InspectError, MAX_READ_BYTES, MAX_RECORDS, PARTITION_READS};
+use crate::agent::Broker;
+use crate::handlers;
+use crate::store::{BatchLocation, TopicMeta};
+
+/// Where a read starts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ReadFrom {
+    /// The last records of the partition.
+    Newest,
+    /// From this offset on (clamped to the log start).
+    Offset(i64),
+    /// From the first record with a timestamp at or after this time (ms), as ListOffsets
+    /// by time finds it.
+    Timestamp(i64),
+}
+
+/// One record, decoded.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RecordView {
+    pub partition: i32,
+    pub offset: i64,
+    /// The record's timestamp (the broker's append time on `LogAppendTime` topics).
+    pub timestamp_ms: i64,
+    pub key: Option<Vec<u8>>,
+    pub value: Option<Vec<u8>>,
+    pub headers: Vec<(String, Option<Vec<u8>>)>,
+}
+
+/// Up to `limit` (at most [`MAX_RECORDS`]) records of one partition in offset order.
+/// Transaction markers are skipped.
+pub async fn read_records(
+    broker: &Broker,
+    cluster: &str,
+    topic: &str,
+    partition: i32,
+    from: ReadFrom,
+    limit: usize,
+) -> Result<Vec<RecordView>, InspectError> {
+    let topic = broker
+        .topic(cluster, topic)
+        .await?
+        .ok_or_else(|| topic_not_found(topic))?;
+    if !(0..topic.partitions).contains(&partition) {
+        return Err(InspectError::NotFound(format!(
+            "topic '{}' has {} partitions; partition {partition} does not exist",
+            topic.name, topic.partitions
+        )));
+    }
+    read_partition(
+        broker,
+        &topic,
+        partition,
+        from,
+        limit.min(MAX_RECORDS),
+        MAX_READ_BYTES,
+    )
+    .await
+}
+
+/// Up to `limit` records across every partition of a topic: for [`ReadFrom::Newest`] the
+/// newest by timestamp, newest first; otherwise each partition read from the same offset
+/// or time, merged oldest first by timestamp. The byte budget is shared by the partitions.
+pub async fn read_records_all_partitions(
+    broker: &Broker,
+    cluster: &str,
+    topic: &str,
+    from: ReadFrom,
+    limit: usize,
+) -> Result<Vec<RecordView>, InspectError> {
+    let topic = broker
+        .topic(cluster, topic)
+        .await?
+        .ok_or_else(|| topic_not_found(topic))?;
+    let limit = limit.min(MAX_RECORDS);
+    let byte_cap = MAX_READ_BYTES / topic.partitions.max(1) as usize;
+    let topic = &topic;
+    let per_partition: Vec<Vec<RecordView>> = stream::iter(0..topic.partitions)
+        .map(|p| read_partition(broker, topic, p, from, limit, byte_cap))
+        .buffered(PARTITION_READS)
+        .try_collect()
+        .await?;
+    let mut all: Vec<RecordView> = per_partition.into_iter().flatten().collect();
+    let key = |r: &RecordView| (r.timestamp_ms, r.partition, r.offset);
+    if from == ReadFrom::Newest {
+        all.sort_by_key(|r| std::cmp::Reverse(key(r)));
+    } else {
+        all.sort_by_key(key);
+    }
+    all.truncate(limit);
+    Ok(all)
+}
+
+/// Reads one partition: at most `limit` records and `byte_cap` bytes of batches (at least
+/// one batch).
+async fn read_partition(
+    broker: &Broker,
+    topic: &TopicMeta,
+    partition: i32,
+    from: ReadFrom,
+    limit: usize,
+    byte_cap: usize,
+) -> Result<Vec<RecordView>, InspectError> {
+    if limit == 0 {
+        return Ok(Vec::new());
+    }
+    let Some(state) = broker.meta.partition_state(topic.id, partition).await? else {
+        return Err(InspectError::NotFound(format!(
+            "partition {partition} of topic '{}' does not exist",
+            topic.name
+        )));
+    };
+    let (start, end) = (state.log_start_offset, state.next_offset);
+    // The first offset wanted, and for a read by time the time records must reach.
+    let (first, min_timestamp) = match from {
+        ReadFrom::Newest => ((end - limit as i64).max(start), None),
+        ReadFrom::Offset(offset) => (offset.max(start), None),
+        ReadFrom::Timestamp(t) => {
+            match broker
+                .meta
+                .offset_for_timestamp(topic.id, partition, t)
+                .await?
+            {
+                Some((offset, _)) => (offset.max(start), Some(t)),
+                None => return Ok(Vec::new()),
+            }
+        }
+    };
+    if first >= end {
+        return Ok(Vec::new());
+    }
+    // Every batch holds at least one offset: the newest `limit` offsets lie in at most
+    // `limit + 1` batches. Reading forward, transaction markers may sit between data
+    // batches, so ask for more rows (only the needed ones are read from the bucket).
+    let rows = match from {
+        ReadFrom::Newest => limit as i64 + 1,
+        _ => 2 * limit as i64 + 1,
+    };
+    let mut rows = broker
+        .meta
+        .batches_from(topic.id, partition, first, rows)
+        .await?;
+    if from == ReadFrom::Newest {
+        // Keep the newest batches that fit the byte budget (at least the last one).
+        let mut bytes = 0usize;
+        let keep = rows
+            .iter()
+            .rev()
+            .take_while(|r| {
+                bytes += r.byte_len as usize;
+                bytes <= byte_cap
+            })
+            .count()
+            .max(1);
+        rows.drain(..rows.len().saturating_sub(keep));
+    }
+    // Raw batches and their decoded copies both count against the fetch gate.
+    let _permit = broker.fetch_gate.acquire(2 * byte_cap as u64).await;
+    let mut out: Vec<RecordView> = Vec::new();
+    let mut read = 0usize;
+    let mut reached_time = min_timestamp.is_none();
+    for row in &rows {
+        if out.len() >= limit || (read > 0 && read + row.byte_len as usize > byte_cap) {
+            break;
+        }
+        read += row.byte_len as usize;
+        for record in decode_batch(broker, row, partition).await? {
+            if record.offset < first {
+                continue;
+            }
+            if !reached_time {
+                // Skip the records of the first batch that are older than the time asked.
+                match min_timestamp {
+                    Some(t) if record.timestamp_ms < t => continue,
+                    _ => reached_time = true,
+                }
+            }
+            out.push(record);
+        }
+    }
+    if from == ReadFrom::Newest {
+        let excess = out.len().saturating_sub(limit);
+        out.drain(..excess);
+    } else {
+        out.truncate(limit);
+    }
+    Ok(out)
+}
+
+/// Reads one stored batch through the cache and decodes its records (any compression
+/// codec); a transaction marker decodes to no records.
+async fn decode_batch(
+    broker: &Broker,
+    row: &BatchLocation,
+    partition: i32,
+) -> Result<Vec<RecordView>, InspectError> {
+    let mut buf = BytesMut::with_capacity(row.byte_len as usize);
+    if let Err(e) = handlers::fetch::read_batch(broker, row, &mut buf).await {
+        tracing::error!(error = %e, key = %row.object_key, "reading batch from bucket failed");
+        return Err(InspectError::Storage(format!(
+            "records at offset {} could not be read from the bucket: {e}",
+            row.base_offset
+        )));
+    }
+    let mut bytes = buf.freeze();
+    let set = RecordBatchDecoder::decode(&mut bytes).map_err(|e| {
+        InspectError::Storage(format!(
+            "records at offset {} do not decode: {e}",
+            row.base_offset
+        ))
+    })?;
+    Ok(set
+        .records
+        .into_iter()
+        .filter(|r| !r.control)
+        .map(|r| RecordView {
+            partition,
+            offset: r.offset,
+            // LogAppendTime batches carry the append time in the header only.
+            timestamp_ms: if r.timestamp_type == TimestampType::LogAppend {
+                row.max_timestamp
+            } else {
+                r.timestamp
+            },
+            key: r.key.map(|k| k.to_vec()),
+            value: r.value.map(|v| v.to_vec()),
+            headers: r
+                .headers
+                .into_iter()
+                .map(|(k, v)| (k.to_string(), v.map(|v| v.to_vec())))
+                .collect(),
+        })
+        .collect())
+}

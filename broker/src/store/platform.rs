@@ -1,0 +1,604 @@
+//! Platform data of the console: users, organisations, memberships, invites, and the
+//! changes to virtual clusters the console makes (rename, settings, delete).
+//!
+//! Rules that protect the data live here, inside one transaction each, so that the console
+//! and the JSON API cannot get around them: an invite is used at most once and never after
+//! it expires; an organisation always keeps at least one owner.
+
+use serde::Serialize;
+
+use super::sql::{Db, Metadata, StoreError};
+use crate::clock::now_ms;
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct User {
+    pub id: String,
+    pub email: String,
+    pub created_at_ms: i64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Org {
+    pub id: String,
+    pub name: String,
+    pub created_at_ms: i64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Member {
+    pub user_id: String,
+    pub email: String,
+    pub role: String,
+    pub joined_at_ms: i64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Invite {
+    pub id: String,
+    pub org_id: String,
+    pub role: String,
+    pub note: String,
+    pub created_by: String,
+    pub created_at_ms: i64,
+    pub expires_at_ms: i64,
+    pub used_at_ms: Option<i64>,
+    pub revoked_at_ms: Option<i64>,
+}
+
+/// Why an invite cannot be accepted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum InviteProblem {
+    Unknown,
+    Expired,
+    Used,
+    Revoked,
+    AlreadyMember,
+}
+
+impl InviteProblem {
+    pub fn message(self) -> &'static str {
+        match self {
+            InviteProblem::Unknown => "This invite link is not valid. Ask for a new one.",
+            InviteProblem::Expired => "This invite link has expired. Ask for a new one.",
+            InviteProblem::Used => "This invite link has already been used. Ask for a new one.",
+            InviteProblem::Revoked => "This invite link was revoked. Ask for a new one.",
+            InviteProblem::AlreadyMember => "You are already a member of this organisation.",
+        }
+    }
+}
+
+/// The outcome of a change to a membership.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MemberChange {
+    Done,
+    NotMember,
+    /// Refused: the organisation would be left without an owner.
+    LastOwner,
+}
+
+type InviteRow = (
+    String,
+    String,
+    String,
+    String,
+    String,
+    i64,
+    i64,
+    Option<i64>,
+    Option<i64>,
+);
+
+const INVITE_COLUMNS: &str =
+    "id, org_id, role, note, created_by, created_at_ms, expires_at_ms, used_at_ms, revoked_at_ms";
+
+fn invite(r: InviteRow) -> Invite {
+    Invite {
+        id: r.0,
+        org_id: r.1,
+        role: r.2,
+        note: r.3,
+        created_by: r.4,
+        created_at_ms: r.5,
+        expires_at_ms: r.6,
+        used_at_ms: r.7,
+        revoked_at_ms: r.8,
+    }
+}
+
+fn new_id() -> String {
+    uuid::Uuid::new_v4().simple().to_string()
+}
+
+impl Metadata {
+    pub async fn user_count(&self) -> Result<i64, StoreError> {
+        let (n,): (i64,) = with_pool!(self, |pool, _lock, _db| {
+            sqlx::query_as("SELECT COUNT(*) FROM users")
+                .fetch_one(pool)
+                .await?
+        });
+        Ok(n)
+    }
+
+    /// Creates a user who starts a new organisation as its owner.
+    pub async fn create_user_with_org(
+        &self,
+        email: &str,
+        password_hash: &str,
+        org_name: &str,
+    ) -> Result<(User, Org), StoreError> {
+        let now = now_ms();
+        let user = User {
+            id: new_id(),
+            email: email.to_string(),
+            created_at_ms: now,
+        };
+        let org = Org {
+            id: new_id(),
+            name: org_name.to_string(),
+            created_at_ms: now,
+        };
+        with_pool!(self, |pool, _lock, _db| {
+            let mut tx = pool.begin().await?;
+            let inserted = sqlx::query(
+                "INSERT INTO users (id, email, password_hash, created_at_ms) VALUES ($1, $2, $3, $4) \
+                 ON CONFLICT (email) DO NOTHING",
+            )
+            .bind(&user.id)
+            .bind(email)
+            .bind(password_hash)
+            .bind(now)
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
+            if inserted == 0 {
+                return Err(StoreError::AlreadyExists(format!("an account for {email}")));
+            }
+            sqlx::query("INSERT INTO orgs (id, name, created_at_ms) VALUES ($1, $2, $3)")
+                .bind(&org.id)
+                .bind(org_name)
+                .bind(now)
+                .execute(&mut *tx)
+                .await?;
+            sqlx::query(
+                "INSERT INTO memberships (org_id, user_id, role, created_at_ms) VALUES ($1, $2, 'owner', $3)",
+            )
+            .bind(&org.id)
+            .bind(&user.id)
+            .bind(now)
+            .execute(&mut *tx)
+            .await?;
+            tx.commit().await?;
+        });
+        Ok((user, org))
+    }
+
+    /// Creates a user and joins them to the organisation of an invite, using it up, in one
+    /// transaction: nothing is created when the invite cannot be used.
+    pub async fn create_user_with_invite(
+        &self,
+        email: &str,
+        password_hash: &str,
+        token_hash: &str,
+    ) -> Result<Result<(User, String), InviteProblem>, StoreError> {
+        let now = now_ms();
+        let user = User {
+            id: new_id(),
+            email: email.to_string(),
+            created_at_ms: now,
+        };
+        with_pool!(self, |pool, _lock, _db| {
+            let mut tx = pool.begin().await?;
+            let inserted = sqlx::query(
+                "INSERT INTO users (id, email, password_hash, created_at_ms) VALUES ($1, $2, $3, $4) \
+                 ON CONFLICT (email) DO NOTHING",
+            )
+            .bind(&user.id)
+            .bind(email)
+            .bind(password_hash)
+            .bind(now)
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
+            if inserted == 0 {
+                return Err(StoreError::AlreadyExists(format!("an account for {email}")));
+            }
+            let used: Option<(String, String)> = sqlx::query_as(
+                "UPDATE invites SET used_at_ms = $2, used_by = $3 WHERE token_hash = $1 \
+                 AND used_at_ms IS NULL AND revoked_at_ms IS NULL AND expires_at_ms > $2 \
+                 RETURNING org_id, role",
+            )
+            .bind(token_hash)
+            .bind(now)
+            .bind(&user.id)
+            .fetch_optional(&mut *tx)
+            .await?;
+            let Some((org_id, role)) = used else {
+                drop(tx);
+                return Ok(Err(self.invite_problem(token_hash, now).await?));
+            };
+            sqlx::query(
+                "INSERT INTO memberships (org_id, user_id, role, created_at_ms) VALUES ($1, $2, $3, $4)",
+            )
+            .bind(&org_id)
+            .bind(&user.id)
+            .bind(&role)
+            .bind(now)
+            .execute(&mut *tx)
+            .await?;
+            tx.commit().await?;
+            Ok(Ok((user, org_id)))
+        })
+    }
+
+    /// An existing user accepts an invite. Returns the organisation joined.
+    pub async fn accept_invite(
+        &self,
+        token_hash: &str,
+        user_id: &str,
+    ) -> Result<Result<String, InviteProblem>, StoreError> {
+        let now = now_ms();
+        with_pool!(self, |pool, _lock, _db| {
+            let mut tx = pool.begin().await?;
+            let used: Option<(String, String)> = sqlx::query_as(
+                "UPDATE invites SET used_at_ms = $2, used_by = $3 WHERE token_hash = $1 \
+                 AND used_at_ms IS NULL AND revoked_at_ms IS NULL AND expires_at_ms > $2 \
+                 RETURNING org_id, role",
+            )
+            .bind(token_hash)
+            .bind(now)
+            .bind(user_id)
+            .fetch_optional(&mut *tx)
+            .await?;
+            let Some((org_id, role)) = used else {
+                drop(tx);
+                return Ok(Err(self.invite_problem(token_hash, now).await?));
+            };
+            let joined = sqlx::query(
+                "INSERT INTO memberships (org_id, user_id, role, created_at_ms) VALUES ($1, $2, $3, $4) \
+                 ON CONFLICT (org_id, user_id) DO NOTHING",
+            )
+            .bind(&org_id)
+            .bind(user_id)
+            .bind(&role)
+            .bind(now)
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
+            if joined == 0 {
+                // Leave the invite unused for whoever it was meant for.
+                drop(tx);
+                return Ok(Err(InviteProblem::AlreadyMember));
+            }
+            tx.commit().await?;
+            Ok(Ok(org_id))
+        })
+    }
+
+    async fn invite_problem(
+        &self,
+        token_hash: &str,
+        now: i64,
+    ) -> Result<InviteProblem, StoreError> {
+        Ok(match self.invite_by_token(token_hash).await? {
+            None => InviteProblem::Unknown,
+            Some((i, _)) if i.revoked_at_ms.is_some() => InviteProblem::Revoked,
+            Some((i, _)) if i.used_at_ms.is_some() => InviteProblem::Used,
+            Some((i, _)) if i.expires_at_ms <= now => InviteProblem::Expired,
+            Some(_) => InviteProblem::Unknown,
+        })
+    }
+
+    /// A user and their password hash, by e-mail address (compared as stored: callers
+    /// normalise it).
+    pub async fn user_by_email(&self, email: &str) -> Result<Option<(User, String)>, StoreError> {
+        let row: Option<(String, String, String, i64)> = with_pool!(self, |pool, _lock, _db| {
+            sqlx::query_as(
+                "SELECT id, email, password_hash, created_at_ms FROM users WHERE email = $1",
+            )
+            .bind(email)
+            .fetch_optional(pool)
+            .await?
+        });
+        Ok(row.map(|r| {
+            (
+                User {
+                    id: r.0,
+                    email: r.1,
+                    created_at_ms: r.3,
+                },
+                r.2,
+            )
+        }))
+    }
+
+    pub async fn user(&self, id: &str) -> Result<Option<User>, StoreError> {
+        let row: Option<(String, String, i64)> = with_pool!(self, |pool, _lock, _db| {
+            sqlx::query_as("SELECT id, email, created_at_ms FROM users WHERE id = $1")
+                .bind(id)
+                .fetch_optional(pool)
+                .await?
+        });
+        Ok(row.map(|r| User {
+            id: r.0,
+            email: r.1,
+            created_at_ms: r.2,
+        }))
+    }
+
+    /// The organisations a user belongs to, with their role, oldest membership first.
+    pub async fn memberships_of(&self, user_id: &str) -> Result<Vec<(Org, String)>, StoreError> {
+        let rows: Vec<(String, String, i64, String)> = with_pool!(self, |pool, _lock, _db| {
+            sqlx::query_as(
+                "SELECT o.id, o.name, o.created_at_ms, m.role FROM memberships m \
+                 JOIN orgs o ON o.id = m.org_id WHERE m.user_id = $1 \
+                 ORDER BY m.created_at_ms, o.id",
+            )
+            .bind(user_id)
+            .fetch_all(pool)
+            .await?
+        });
+        Ok(rows
+            .into_iter()
+            .map(|r| {
+                (
+                    Org {
+                        id: r.0,
+                        name: r.1,
+                        created_at_ms: r.2,
+                    },
+                    r.3,
+                )
+            })
+            .collect())
+    }
+
+    pub async fn org_members(&self, org_id: &str) -> Result<Vec<Member>, StoreError> {
+        let rows: Vec<(String, String, String, i64)> = with_pool!(self, |pool, _lock, _db| {
+            sqlx::query_as(
+                "SELECT u.id, u.email, m.role, m.created_at_ms FROM memberships m \
+                 JOIN users u ON u.id = m.user_id WHERE m.org_id = $1 \
+                 ORDER BY m.created_at_ms, u.email",
+            )
+            .bind(org_id)
+            .fetch_all(pool)
+            .await?
+        });
+        Ok(rows
+            .into_iter()
+            .map(|r| Member {
+                user_id: r.0,
+                email: r.1,
+                role: r.2,
+                joined_at_ms: r.3,
+            })
+            .collect())
+    }
+
+    /// Changes a member's role (`None` removes them). Refused when it would leave the
+    /// organisation without an owner.
+    pub async fn change_member(
+        &self,
+        org_id: &str,
+        user_id: &str,
+        role: Option<&str>,
+    ) -> Result<MemberChange, StoreError> {
+        with_pool!(self, |pool, lock, _db| {
+            let mut tx = pool.begin().await?;
+            // Lock the organisation's membership rows so two concurrent demotions cannot
+            // both see a second owner.
+            let members: Vec<(String, String)> = sqlx::query_as(&format!(
+                "SELECT user_id, role FROM memberships WHERE org_id = $1{lock}"
+            ))
+            .bind(org_id)
+            .fetch_all(&mut *tx)
+            .await?;
+            let Some(current) = members.iter().find(|m| m.0 == user_id).map(|m| m.1.clone()) else {
+                return Ok(MemberChange::NotMember);
+            };
+            let owners = members.iter().filter(|m| m.1 == "owner").count();
+            if current == "owner" && role != Some("owner") && owners <= 1 {
+                return Ok(MemberChange::LastOwner);
+            }
+            match role {
+                Some(role) => {
+                    sqlx::query(
+                        "UPDATE memberships SET role = $3 WHERE org_id = $1 AND user_id = $2",
+                    )
+                    .bind(org_id)
+                    .bind(user_id)
+                    .bind(role)
+                    .execute(&mut *tx)
+                    .await?;
+                }
+                None => {
+                    sqlx::query("DELETE FROM memberships WHERE org_id = $1 AND user_id = $2")
+                        .bind(org_id)
+                        .bind(user_id)
+                        .execute(&mut *tx)
+                        .await?;
+                }
+            }
+            tx.commit().await?;
+            Ok(MemberChange::Done)
+        })
+    }
+
+    pub async fn create_invite(
+        &self,
+        org_id: &str,
+        role: &str,
+        note: &str,
+        created_by: &str,
+        token_hash: &str,
+        expires_at_ms: i64,
+    ) -> Result<Invite, StoreError> {
+        let inv = Invite {
+            id: new_id(),
+            org_id: org_id.to_string(),
+            role: role.to_string(),
+            note: note.to_string(),
+            created_by: created_by.to_string(),
+            created_at_ms: now_ms(),
+            expires_at_ms,
+            used_at_ms: None,
+            revoked_at_ms: None,
+        };
+        with_pool!(self, |pool, _lock, _db| {
+            sqlx::query(
+                "INSERT INTO invites (id, org_id, token_hash, role, note, created_by, created_at_ms, expires_at_ms) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+            )
+            .bind(&inv.id)
+            .bind(org_id)
+            .bind(token_hash)
+            .bind(role)
+            .bind(note)
+            .bind(created_by)
+            .bind(inv.created_at_ms)
+            .bind(expires_at_ms)
+            .execute(pool)
+            .await?;
+        });
+        Ok(inv)
+    }
+
+    /// Invites of an organisation that can still be accepted.
+    pub async fn open_invites(&self, org_id: &str) -> Result<Vec<Invite>, StoreError> {
+        let now = now_ms();
+        let rows: Vec<InviteRow> = with_pool!(self, |pool, _lock, _db| {
+            sqlx::query_as(&format!(
+                "SELECT {INVITE_COLUMNS} FROM invites WHERE org_id = $1 AND used_at_ms IS NULL \
+                 AND revoked_at_ms IS NULL AND expires_at_ms > $2 ORDER BY created_at_ms"
+            ))
+            .bind(org_id)
+            .bind(now)
+            .fetch_all(pool)
+            .await?
+        });
+        Ok(rows.into_iter().map(invite).collect())
+    }
+
+    /// An invite and the name of its organisation.
+    pub async fn invite_by_token(
+        &self,
+        token_hash: &str,
+    ) -> Result<Option<(Invite, String)>, StoreError> {
+        let row: Option<(String,)> = with_pool!(self, |pool, _lock, _db| {
+            sqlx::query_as("SELECT id FROM invites WHERE token_hash = $1")
+                .bind(token_hash)
+                .fetch_optional(pool)
+                .await?
+        });
+        let Some((id,)) = row else { return Ok(None) };
+        let row: Option<(InviteRow, String)> = with_pool!(self, |pool, _lock, _db| {
+            let r: Option<(String, String, String, String, String, i64, i64, Option<i64>, Option<i64>, String)> =
+                sqlx::query_as(
+                    "SELECT i.id, i.org_id, i.role, i.note, i.created_by, i.created_at_ms, i.expires_at_ms, \
+                     i.used_at_ms, i.revoked_at_ms, o.name FROM invites i JOIN orgs o ON o.id = i.org_id \
+                     WHERE i.id = $1",
+                )
+                .bind(&id)
+                .fetch_optional(pool)
+                .await?;
+            r.map(|r| ((r.0, r.1, r.2, r.3, r.4, r.5, r.6, r.7, r.8), r.9))
+        });
+        Ok(row.map(|(r, org)| (invite(r), org)))
+    }
+
+    /// Revokes an open invite of an organisation; returns whether one was revoked.
+    pub async fn revoke_invite(&self, org_id: &str, id: &str) -> Result<bool, StoreError> {
+        let now = now_ms();
+        with_pool!(self, |pool, _lock, _db| {
+            Ok(sqlx::query(
+                "UPDATE invites SET revoked_at_ms = $3 WHERE org_id = $1 AND id = $2 \
+                 AND used_at_ms IS NULL AND revoked_at_ms IS NULL",
+            )
+            .bind(org_id)
+            .bind(id)
+            .bind(now)
+            .execute(pool)
+            .await?
+            .rows_affected()
+                > 0)
+        })
+    }
+
+    pub async fn rename_virtual_cluster(&self, id: &str, name: &str) -> Result<bool, StoreError> {
+        with_pool!(self, |pool, _lock, _db| {
+            let r = sqlx::query("UPDATE virtual_clusters SET name = $2 WHERE id = $1")
+                .bind(id)
+                .bind(name)
+                .execute(pool)
+                .await;
+            match r {
+                Ok(r) => Ok(r.rows_affected() > 0),
+                Err(sqlx::Error::Database(e)) if e.is_unique_violation() => Err(
+                    StoreError::AlreadyExists(format!("a cluster named '{name}'")),
+                ),
+                Err(e) => Err(e.into()),
+            }
+        })
+    }
+
+    pub async fn update_cluster_settings(
+        &self,
+        id: &str,
+        auto_create_topics: bool,
+        default_partitions: i32,
+        default_retention_ms: i64,
+    ) -> Result<bool, StoreError> {
+        with_pool!(self, |pool, _lock, _db| {
+            Ok(sqlx::query(
+                "UPDATE virtual_clusters SET auto_create_topics = $2, default_partitions = $3, \
+                 default_retention_ms = $4 WHERE id = $1",
+            )
+            .bind(id)
+            .bind(auto_create_topics as i64)
+            .bind(default_partitions as i64)
+            .bind(default_retention_ms)
+            .execute(pool)
+            .await?
+            .rows_affected()
+                > 0)
+        })
+    }
+
+    /// Deletes a virtual cluster with everything in it: topics (their batch rows; the
+    /// segment objects go when the cleanup job finds them unreferenced), committed
+    /// offsets, lag history and API keys. Returns the names of the topics deleted.
+    pub async fn delete_virtual_cluster(&self, id: &str) -> Result<Vec<String>, StoreError> {
+        with_pool!(self, |pool, _lock, _db| {
+            let mut tx = pool.begin().await?;
+            let topics: Vec<(i64, String)> =
+                sqlx::query_as("SELECT id, name FROM topics WHERE cluster = $1")
+                    .bind(id)
+                    .fetch_all(&mut *tx)
+                    .await?;
+            for (topic_id, _) in &topics {
+                for table in [
+                    "batches",
+                    "producer_state",
+                    "timestamp_index",
+                    "partitions",
+                    "topic_configs",
+                ] {
+                    sqlx::query(&format!("DELETE FROM {table} WHERE topic_id = $1"))
+                        .bind(topic_id)
+                        .execute(&mut *tx)
+                        .await?;
+                }
+            }
+            for sql in [
+                "DELETE FROM topics WHERE cluster = $1",
+                "DELETE FROM group_offsets WHERE cluster = $1",
+                "DELETE FROM lag_history WHERE cluster = $1",
+                "DELETE FROM api_keys WHERE cluster_id = $1",
+                "DELETE FROM virtual_clusters WHERE id = $1",
+            ] {
+                sqlx::query(sql).bind(id).execute(&mut *tx).await?;
+            }
+            tx.commit().await?;
+            Ok(topics.into_iter().map(|t| t.1).collect())
+        })
+    }
+}
