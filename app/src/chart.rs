@@ -36,6 +36,22 @@ fn hh_mm(ms: &i64) -> String {
     format!("{:02}:{:02}", secs / 3600, (secs / 60) % 60)
 }
 
+/// Round clock times for the x axis: every 10 minutes over an hour, every 4 hours over a
+/// day (about six labels whatever the window).
+fn ticks(from_ms: i64, to_ms: i64) -> Vec<i64> {
+    const MIN: i64 = 60_000;
+    let span = to_ms - from_ms;
+    let step = [5 * MIN, 10 * MIN, 15 * MIN, 30 * MIN, 60 * MIN, 120 * MIN, 240 * MIN]
+        .into_iter()
+        .find(|s| span / s <= 7)
+        .unwrap_or(480 * MIN);
+    let first = (from_ms + step - 1).div_euclid(step) * step;
+    (0..)
+        .map(|i| first + i * step)
+        .take_while(|t| *t <= to_ms)
+        .collect()
+}
+
 /// Draws `points` (time in ms, value) over `[from_ms, to_ms]`. Never fails: a drawing
 /// error yields an SVG that says so.
 pub fn lag_svg(metric: Metric, from_ms: i64, to_ms: i64, points: &[(i64, f64)]) -> String {
@@ -78,10 +94,9 @@ fn draw_inner<'a>(
         .x_label_area_size(28)
         .y_label_area_size(64)
         .caption(metric.label(), ("sans-serif", 15))
-        .build_cartesian_2d(from_ms..to_ms, 0f64..top)?;
+        .build_cartesian_2d((from_ms..to_ms).with_key_points(ticks(from_ms, to_ms)), 0f64..top)?;
     chart
         .configure_mesh()
-        .x_labels(7)
         .y_labels(5)
         .x_label_formatter(&hh_mm)
         .y_label_formatter(&|v| {
@@ -142,7 +157,7 @@ mod tests {
         assert!(svg.starts_with("<svg"), "{svg}");
         assert!(svg.contains("<polyline"), "a line is drawn");
         assert!(svg.contains("time lag (seconds)"));
-        assert!(svg.contains("00:10"), "x axis labelled in HH:MM");
+        assert!(svg.contains("00:10") && svg.contains("00:50"), "x axis labelled in HH:MM: {svg}");
     }
 
     #[test]

@@ -483,26 +483,23 @@ impl Metadata {
         &self,
         token_hash: &str,
     ) -> Result<Option<(Invite, String)>, StoreError> {
-        let row: Option<(String,)> = with_pool!(self, |pool, _lock, _db| {
-            sqlx::query_as("SELECT id FROM invites WHERE token_hash = $1")
-                .bind(token_hash)
+        let row: Option<InviteRow> = with_pool!(self, |pool, _lock, _db| {
+            sqlx::query_as(&format!(
+                "SELECT {INVITE_COLUMNS} FROM invites WHERE token_hash = $1"
+            ))
+            .bind(token_hash)
+            .fetch_optional(pool)
+            .await?
+        });
+        let Some(row) = row else { return Ok(None) };
+        let inv = invite(row);
+        let org: Option<(String,)> = with_pool!(self, |pool, _lock, _db| {
+            sqlx::query_as("SELECT name FROM orgs WHERE id = $1")
+                .bind(&inv.org_id)
                 .fetch_optional(pool)
                 .await?
         });
-        let Some((id,)) = row else { return Ok(None) };
-        let row: Option<(InviteRow, String)> = with_pool!(self, |pool, _lock, _db| {
-            let r: Option<(String, String, String, String, String, i64, i64, Option<i64>, Option<i64>, String)> =
-                sqlx::query_as(
-                    "SELECT i.id, i.org_id, i.role, i.note, i.created_by, i.created_at_ms, i.expires_at_ms, \
-                     i.used_at_ms, i.revoked_at_ms, o.name FROM invites i JOIN orgs o ON o.id = i.org_id \
-                     WHERE i.id = $1",
-                )
-                .bind(&id)
-                .fetch_optional(pool)
-                .await?;
-            r.map(|r| ((r.0, r.1, r.2, r.3, r.4, r.5, r.6, r.7, r.8), r.9))
-        });
-        Ok(row.map(|(r, org)| (invite(r), org)))
+        Ok(org.map(|(name,)| (inv, name)))
     }
 
     /// Revokes an open invite of an organisation; returns whether one was revoked.
