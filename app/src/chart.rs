@@ -41,10 +41,18 @@ fn hh_mm(ms: &i64) -> String {
 fn ticks(from_ms: i64, to_ms: i64) -> Vec<i64> {
     const MIN: i64 = 60_000;
     let span = to_ms - from_ms;
-    let step = [5 * MIN, 10 * MIN, 15 * MIN, 30 * MIN, 60 * MIN, 120 * MIN, 240 * MIN]
-        .into_iter()
-        .find(|s| span / s <= 7)
-        .unwrap_or(480 * MIN);
+    let step = [
+        5 * MIN,
+        10 * MIN,
+        15 * MIN,
+        30 * MIN,
+        60 * MIN,
+        120 * MIN,
+        240 * MIN,
+    ]
+    .into_iter()
+    .find(|s| span / s <= 7)
+    .unwrap_or(480 * MIN);
     let first = (from_ms + step - 1).div_euclid(step) * step;
     (0..)
         .map(|i| first + i * step)
@@ -94,7 +102,10 @@ fn draw_inner<'a>(
         .x_label_area_size(28)
         .y_label_area_size(64)
         .caption(metric.label(), ("sans-serif", 15))
-        .build_cartesian_2d((from_ms..to_ms).with_key_points(ticks(from_ms, to_ms)), 0f64..top)?;
+        .build_cartesian_2d(
+            (from_ms..to_ms).with_key_points(ticks(from_ms, to_ms)),
+            0f64..top,
+        )?;
     chart
         .configure_mesh()
         .y_labels(5)
@@ -157,7 +168,10 @@ mod tests {
         assert!(svg.starts_with("<svg"), "{svg}");
         assert!(svg.contains("<polyline"), "a line is drawn");
         assert!(svg.contains("time lag (seconds)"));
-        assert!(svg.contains("00:10") && svg.contains("00:50"), "x axis labelled in HH:MM: {svg}");
+        assert!(
+            svg.contains("00:10") && svg.contains("00:50"),
+            "x axis labelled in HH:MM: {svg}"
+        );
     }
 
     #[test]

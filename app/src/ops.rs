@@ -559,11 +559,7 @@ pub async fn create_topic(
 ) -> Result<(), Refusal> {
     require_write(actor)?;
     let c = cluster(console, actor, cluster_id).await?;
-    let mut configs = configs.to_vec();
-    if !c.builtin && !configs.iter().any(|(k, _)| k == "retention.ms") {
-        configs.push(("retention.ms".into(), c.default_retention_ms.to_string()));
-    }
-    inspect::create_topic(&console.broker, &c.id, name.trim(), partitions, &configs).await?;
+    inspect::create_topic(&console.broker, &c.id, name.trim(), partitions, configs).await?;
     Ok(())
 }
 

@@ -653,6 +653,24 @@ async fn clusters_keys_and_isolation_over_the_api() {
     assert!(!keys.to_string().contains(key_a["secret"].as_str().unwrap()));
     assert_eq!(keys[0]["created_by"], "admin@example.com");
 
+    // Cluster settings apply to topics created afterwards.
+    let (status, patched) = b
+        .json(
+            "PATCH",
+            &format!("/api/v1/clusters/{a}"),
+            Some(serde_json::json!({"default_retention_ms": 7_200_000, "name": "a2"})),
+            true,
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{patched}");
+    assert_eq!(
+        (
+            patched["name"].as_str(),
+            patched["default_retention_ms"].as_i64()
+        ),
+        (Some("a2"), Some(7_200_000))
+    );
+
     // Each key creates the same topic name in its own cluster.
     for (cluster, cred) in [(&a, &cred_a), (&bc, &cred_b)] {
         let (status, t) = key_call(
@@ -665,6 +683,18 @@ async fn clusters_keys_and_isolation_over_the_api() {
         .await;
         assert_eq!(status, StatusCode::CREATED, "{t}");
     }
+    let (_, t) = key_call(
+        &app,
+        "GET",
+        &format!("/api/v1/clusters/{a}/topics/orders"),
+        &cred_a,
+        None,
+    )
+    .await;
+    assert!(
+        t["configs"].to_string().contains("7200000"),
+        "default retention applied: {t}"
+    );
     let (status, _) = key_call(
         &app,
         "GET",

@@ -121,7 +121,6 @@ impl Broker {
             return Ok(TopicLookup::Missing);
         }
         match self
-            .meta
             .create_topic(cluster, name, partitions, &BTreeMap::new())
             .await
         {
@@ -140,6 +139,30 @@ impl Broker {
             }),
             Err(e) => Err(e),
         }
+    }
+
+    /// Creates a topic with the defaults of its cluster filled in: a virtual cluster's
+    /// default retention applies unless `retention.ms` is given. Every way of creating a
+    /// topic (CreateTopics, auto-creation, the console) goes through here.
+    pub async fn create_topic(
+        &self,
+        cluster: &str,
+        name: &str,
+        partitions: i32,
+        configs: &BTreeMap<String, String>,
+    ) -> Result<crate::store::TopicMeta, StoreError> {
+        let mut configs = configs.clone();
+        if cluster != DEFAULT_CLUSTER && !configs.contains_key("retention.ms") {
+            if let Some(vc) = self.meta.virtual_cluster(cluster).await? {
+                configs.insert(
+                    "retention.ms".to_string(),
+                    vc.default_retention_ms.to_string(),
+                );
+            }
+        }
+        self.meta
+            .create_topic(cluster, name, partitions, &configs)
+            .await
     }
 
     /// Drops a cached topic after a local change.

@@ -249,7 +249,6 @@ pub async fn create_topic(
     handlers::admin::validate_new_topic(name, partitions, &configs)
         .map_err(|(_code, message)| InspectError::Invalid(message))?;
     broker
-        .meta
         .create_topic(cluster, name, partitions, &configs)
         .await?;
     broker.forget_topic(cluster, name);

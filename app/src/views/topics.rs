@@ -347,6 +347,16 @@ pub fn render_bytes(b: Option<&[u8]>, format: Format) -> String {
     format!("{shown}{more}")
 }
 
+/// Keys are often plain strings: in JSON mode a key that is not JSON shows as text.
+fn key_format(key: Option<&[u8]>, format: Format) -> Format {
+    match (format, key) {
+        (Format::Json, Some(k)) if serde_json::from_slice::<serde_json::Value>(k).is_err() => {
+            Format::Text
+        }
+        _ => format,
+    }
+}
+
 fn record_rows(records: &[RecordView], format: Format) -> Vec<AnyView> {
     records
         .iter()
@@ -362,7 +372,7 @@ fn record_rows(records: &[RecordView], format: Format) -> Vec<AnyView> {
                     <td class="num">{r.partition}</td>
                     <td class="num">{r.offset}</td>
                     <td class="nowrap">{fmt_time(r.timestamp_ms)}</td>
-                    <td><pre class="cell">{render_bytes(r.key.as_deref(), format)}</pre></td>
+                    <td><pre class="cell">{render_bytes(r.key.as_deref(), key_format(r.key.as_deref(), format))}</pre></td>
                     <td><pre class="cell">{render_bytes(r.value.as_deref(), format)}</pre></td>
                     <td><pre class="cell">{headers}</pre></td>
                 </tr>

@@ -129,7 +129,6 @@ pub async fn create_topics(
             }
         } else {
             broker
-                .meta
                 .create_topic(&session.cluster, &name, partitions, &configs)
                 .await
                 .map(Some)
