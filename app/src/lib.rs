@@ -130,45 +130,38 @@ pub async fn router(console: Arc<Console>) -> anyhow::Result<Router> {
     let routes = if let Some(pool) = meta.sqlite_pool() {
         let store = tower_sessions_sqlx_store::SqliteStore::new(pool);
         store.migrate().await?;
-        spawn_expiry(store.clone());
-        routes.layer(
-            SessionManagerLayer::new(store)
-                .with_name("sluice_session")
-                .with_http_only(true)
-                .with_same_site(SameSite::Lax)
-                .with_secure(secure)
-                .with_expiry(Expiry::OnInactivity(idle)),
-        )
+        routes.layer(session_layer(store, secure, idle))
     } else if let Some(pool) = meta.postgres_pool() {
         let store = tower_sessions_sqlx_store::PostgresStore::new(pool);
         store.migrate().await?;
-        spawn_expiry(store.clone());
-        routes.layer(
-            SessionManagerLayer::new(store)
-                .with_name("sluice_session")
-                .with_http_only(true)
-                .with_same_site(SameSite::Lax)
-                .with_secure(secure)
-                .with_expiry(Expiry::OnInactivity(idle)),
-        )
+        routes.layer(session_layer(store, secure, idle))
     } else {
         anyhow::bail!("the metadata store has no SQL pool for sessions");
     };
     Ok(routes.layer(middleware::from_fn(client_addr)))
 }
 
-fn spawn_expiry<S>(store: S)
+/// Session cookies: `HttpOnly`, `SameSite=Lax`, `Secure` behind TLS, expiring after
+/// `idle` without a request. Expired rows are deleted in the background.
+fn session_layer<S>(store: S, secure: bool, idle: time::Duration) -> SessionManagerLayer<S>
 where
     S: tower_sessions::ExpiredDeletion + Clone + Send + Sync + 'static,
 {
+    let cleaner = store.clone();
     tokio::spawn(async move {
-        if let Err(e) = store
+        if let Err(e) = cleaner
             .continuously_delete_expired(Duration::from_secs(600))
             .await
         {
             tracing::warn!(error = %e, "deleting expired sessions stopped");
         }
     });
+    SessionManagerLayer::new(store)
+        .with_name("sluice_session")
+        .with_http_only(true)
+        .with_same_site(SameSite::Lax)
+        .with_secure(secure)
+        .with_expiry(Expiry::OnInactivity(idle))
 }
 
 async fn stylesheet() -> impl IntoResponse {

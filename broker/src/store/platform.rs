@@ -7,7 +7,7 @@
 
 use serde::Serialize;
 
-use super::sql::{Db, Metadata, StoreError};
+use super::sql::{Db, Metadata, StoreError, TOPIC_ROW_TABLES};
 use crate::clock::now_ms;
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -572,13 +572,7 @@ impl Metadata {
                     .fetch_all(&mut *tx)
                     .await?;
             for (topic_id, _) in &topics {
-                for table in [
-                    "batches",
-                    "producer_state",
-                    "timestamp_index",
-                    "partitions",
-                    "topic_configs",
-                ] {
+                for table in TOPIC_ROW_TABLES {
                     sqlx::query(&format!("DELETE FROM {table} WHERE topic_id = $1"))
                         .bind(topic_id)
                         .execute(&mut *tx)

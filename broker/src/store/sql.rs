@@ -84,6 +84,15 @@ pub struct Metadata {
 
 type TopicRow = (i64, String, String, String, i64, i64);
 
+/// The tables whose rows belong to one topic (by `topic_id`), deleted with it.
+pub(super) const TOPIC_ROW_TABLES: [&str; 5] = [
+    "batches",
+    "producer_state",
+    "timestamp_index",
+    "partitions",
+    "topic_configs",
+];
+
 impl Metadata {
     /// Connects and migrates. `sqlite://PATH` (created if missing) or `postgres://…`.
     pub async fn connect(url: &str) -> Result<Self, StoreError> {
@@ -298,13 +307,7 @@ impl Metadata {
                     .fetch_optional(&mut *tx)
                     .await?;
             let Some((id,)) = id else { return Ok(false) };
-            for table in [
-                "batches",
-                "producer_state",
-                "timestamp_index",
-                "partitions",
-                "topic_configs",
-            ] {
+            for table in TOPIC_ROW_TABLES {
                 sqlx::query(&format!("DELETE FROM {table} WHERE topic_id = $1"))
                     .bind(id)
                     .execute(&mut *tx)
