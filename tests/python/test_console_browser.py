@@ -60,10 +60,9 @@ def _find_exe(env: str, candidates: list[str]) -> str | None:
     return None
 
 
-@pytest.fixture
-def browser_factory(tmp_path, monkeypatch):
-    """Factory of headless Chromium drivers; skips (or fails under
-    SLUICE_REQUIRE_BROWSER) when the browser, its driver or selenium is missing."""
+def require_browser() -> tuple[str, str]:
+    """(chromium, chromedriver). Skips the test when the browser, its driver or selenium
+    is missing, or fails it when SLUICE_REQUIRE_BROWSER is set (CI)."""
     chromium = _find_exe("SLUICE_CHROMIUM", ["/usr/bin/chromium", "chromium", "chromium-browser"])
     chromedriver = _find_exe("SLUICE_CHROMEDRIVER", ["/usr/bin/chromedriver", "chromedriver"])
     missing = []
@@ -76,21 +75,27 @@ def browser_factory(tmp_path, monkeypatch):
     if chromedriver is None:
         missing.append("chromedriver (/usr/bin/chromedriver: apt-get install chromium-driver)")
     if missing:
-        msg = "console browser test needs " + ", ".join(missing)
+        msg = "the console browser test needs " + ", ".join(missing)
         if _required():
             pytest.fail(f"{msg}; SLUICE_REQUIRE_BROWSER is set, so this is a failure",
                         pytrace=False)
         pytest.skip(f"SKIPPED BROWSER TEST: {msg} (set SLUICE_REQUIRE_BROWSER=1 to fail instead)")
+    return chromium, chromedriver
 
-    from selenium import webdriver
-    from selenium.webdriver.chrome.service import Service
 
+@pytest.fixture
+def browser_factory(tmp_path, monkeypatch):
+    """Factory of headless Chromium drivers, all quit at the end of the test."""
     # Never let Selenium Manager look for (or download) a browser or driver.
     monkeypatch.setenv("SE_OFFLINE", "true")
     drivers = []
     counter = itertools.count(1)
 
     def make(label: str):
+        chromium, chromedriver = require_browser()
+        from selenium import webdriver
+        from selenium.webdriver.chrome.service import Service
+
         n = next(counter)
         opts = webdriver.ChromeOptions()
         opts.binary_location = chromium
@@ -123,13 +128,7 @@ def browser_factory(tmp_path, monkeypatch):
             pass
 
 
-@pytest.fixture
-def console_server(start_sluice):
-    return start_sluice(*SERVER_ARGS, label="console")
-
-
-@pytest.fixture
-def shots_dir() -> Path:
+def screenshots_dir() -> Path:
     d = Path(os.environ.get("SLUICE_SCREENSHOT_DIR") or REPO_ROOT / "artifacts" / "screenshots")
     d.mkdir(parents=True, exist_ok=True)
     # Screenshots of an earlier run would mix with this one's.
@@ -147,7 +146,6 @@ class Browser:
         self.shots_dir = shots_dir
         self.counter = shot_counter
         self.who = who
-        self.shots: list[str] = []
 
     # -- basics
     def path(self) -> str:
@@ -168,7 +166,6 @@ class Browser:
     def shot(self, name: str) -> Path:
         p = self.shots_dir / f"{next(self.counter):02d}-{name}.png"
         assert self.d.save_screenshot(str(p)), f"could not save screenshot {p}"
-        self.shots.append(p.name)
         return p
 
     def context(self) -> str:
@@ -322,13 +319,32 @@ def has_series_line(svg: str, stroke: str) -> bool:
     return re.search(rf'<polyline[^>]*stroke="{re.escape(stroke)}"', svg, re.I) is not None
 
 
+def latest_point_tick(svg: str, stroke: str) -> str | None:
+    """The y-axis label at the height of the series' last point (None: no such tick).
+
+    Reads plotters' SVG: the series is a <polyline stroke=COLOUR points="x,y ...">, the
+    y-axis labels are <text y=".." text-anchor="end">LABEL</text>."""
+    lines = re.findall(rf'<polyline[^>]*stroke="{re.escape(stroke)}"[^>]*points="([^"]*)"',
+                       svg, re.I)
+    if not lines or not lines[-1].split():
+        return None
+    y = float(lines[-1].split()[-1].split(",")[1])
+    for ty, label in re.findall(
+            r'<text[^>]*\sy="([-\d.]+)"[^>]*text-anchor="end"[^>]*>\s*([^<]*?)\s*</text>', svg):
+        if abs(float(ty) - y) <= 1.0:
+            return label
+    return None
+
+
 # -- the walk ---------------------------------------------------------------------------
 
-def test_console_newcomer_walkthrough(console_server, browser_factory, shots_dir, kcat):
+def test_console_newcomer_walkthrough(start_sluice, browser_factory, kcat):
+    require_browser()  # before anything else: skip (or fail in CI) without a browser
     from kafka import KafkaConsumer, KafkaProducer, TopicPartition
     from selenium.webdriver.support.ui import Select
 
-    server = console_server
+    shots_dir = screenshots_dir()
+    server = start_sluice(*SERVER_ARGS, label="console")
     counter = itertools.count(1)
     owner_email = "owner@example.com"
     member_email = "member@example.com"
@@ -413,6 +429,8 @@ def test_console_newcomer_walkthrough(console_server, browser_factory, shots_dir
     cells = [p.text for p in b.all("table#messages pre.cell")]
     b.check(any(c.strip() == '{\n  "order": 1\n}' for c in cells),
             f"JSON format should pretty-print the values, cells: {cells}")
+    b.check("key1" in cells and not any("(not JSON)" in c for c in cells),
+            f"in JSON format, plain-text keys should show as text, cells: {cells}")
     b.shot("messages-json")
 
     # f. Consume everything in a group with the key, commit, then produce more (lag).
@@ -433,8 +451,12 @@ def test_console_newcomer_walkthrough(console_server, browser_factory, shots_dir
         producer = KafkaProducer(acks="all", max_block_ms=15000, enable_idempotence=False,
                                  **sasl_kwargs(bootstrap, key_id, secret))
         try:
-            for i in (4, 5, 6):
-                producer.send(TOPIC, key=b"key2", value=f'{{"order": {i}}}'.encode()).get(timeout=15)
+            # One batch, so the lag job sees the offset lag go from 0 straight to 3.
+            futures = [producer.send(TOPIC, key=b"key2", value=f'{{"order": {i}}}'.encode())
+                       for i in (4, 5, 6)]
+            producer.flush(timeout=15)
+            offsets = [f.get(timeout=15).offset for f in futures]
+            assert offsets == [3, 4, 5], f"offsets of the records produced after the commit: {offsets}"
         finally:
             producer.close()
     finally:
@@ -467,23 +489,31 @@ def test_console_newcomer_walkthrough(console_server, browser_factory, shots_dir
         state = dict(status=status, ctype=ctype, summary=summary,
                      time_line=has_series_line(svg, TIME_LAG_STROKE),
                      offset_line=has_series_line(offset_svg, OFFSET_LAG_STROKE),
+                     offset_chart_latest=latest_point_tick(offset_svg, OFFSET_LAG_STROKE),
                      time_empty="no lag recorded" in svg)
-        if status == 200 and state["time_line"] and state["offset_line"] and "offset lag 3" in summary:
+        # Done when both charts draw a line, the offset-lag line ends at 3 (the lag job's
+        # latest pass saw all three new records) and the summary has a computed time lag.
+        if (status == 200 and state["time_line"] and state["offset_line"]
+                and state["offset_chart_latest"] == "3"
+                and "offset lag 3" in summary and "time lag —" not in summary):
             break
         if time.monotonic() > deadline:
-            b.fail(f"the lag charts did not draw a line within 25 s (--lag-interval 1s): {state}\n"
-                   f"time chart SVG (start): {svg[:1500]}")
+            b.fail(f"the lag charts did not show the group's lag within 25 s (--lag-interval 1s): "
+                   f"{state}\ntime chart SVG (start): {svg[:1500]}")
         time.sleep(1)
         b.d.refresh()
         b._loaded()
     b.check(ctype.startswith("image/svg+xml"), f"chart content type: {ctype}")
     b.check(not state["time_empty"], "the time-lag chart still says 'no lag recorded'")
     b.go(group_path)
-    loaded = b.wait_for(
-        lambda: (lambda v: v if all(c and w > 0 for c, w in v) else None)(b.d.execute_script(
-            "return Array.from(document.querySelectorAll('img.chart'))"
-            ".map(i => [i.complete, i.naturalWidth]);")),
-        "both lag chart images should load in the browser (complete, naturalWidth > 0)")
+
+    def charts_loaded():
+        images = b.d.execute_script("return Array.from(document.querySelectorAll('img.chart'))"
+                                    ".map(i => [i.complete, i.naturalWidth]);")
+        return images if images and all(done and width > 0 for done, width in images) else None
+
+    loaded = b.wait_for(charts_loaded, "both lag chart images should load in the browser "
+                                       "(complete, naturalWidth > 0)")
     b.check(len(loaded) == 2, f"chart images: {loaded}")
     summary = b.text("#group-summary")
     b.check("offset lag 3" in summary, f"#group-summary should report offset lag 3: {summary!r}")
@@ -551,15 +581,18 @@ def test_console_newcomer_walkthrough(console_server, browser_factory, shots_dir
     b.check(row is not None and "revoked" in row.text, f"the key's row should say revoked: "
                                                       f"{row.text if row else None!r}")
     b.shot("key-revoked")
+    # A new connection with the key must be refused within ~5 s (the keys page promises
+    # "within seconds"); kcat -L exits non-zero after its metadata timeout (-m) then.
     attempts = []
     while True:
+        started = time.monotonic() - revoked_at
         res = kcat_sasl(kcat, bootstrap, key_id, secret, ["-L", "-m", "3"], timeout=30)
-        elapsed = time.monotonic() - revoked_at
-        attempts.append((round(elapsed, 1), res.returncode, res.stderr.strip()[-300:]))
-        refused = res.returncode != 0 or re.search(r"auth", res.stderr, re.I)
-        if refused:
+        attempts.append(dict(started_s=round(started, 1), rc=res.returncode,
+                             stderr=res.stderr.strip()[-300:]))
+        if res.returncode != 0 or re.search(r"authentication (error|failed)", res.stderr, re.I):
             break
-        assert elapsed < 8, ("a new kcat connection with the revoked key still worked "
-                             f"{elapsed:.1f}s after revocation: {attempts}")
+        assert started < 6, ("new kcat connections with the revoked key still worked "
+                             f"{started:.1f}s after the revocation: {attempts}")
         time.sleep(0.5)
-    assert elapsed < 10, f"refusal came only after {elapsed:.1f}s: {attempts}"
+    assert re.search(r"auth", res.stderr, re.I), (
+        f"kcat with the revoked key failed, but not with an authentication error: {attempts}")

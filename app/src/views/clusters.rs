@@ -40,6 +40,17 @@ pub fn tabs(c: &ClusterRef, active: Tab) -> AnyView {
     .into_any()
 }
 
+/// A retention in words: "7 days", "12 hours", "forever".
+pub fn human_ms(ms: i64) -> String {
+    match ms {
+        ms if ms < 0 => "forever".to_string(),
+        ms if ms % 86_400_000 == 0 => format!("{} days", ms / 86_400_000),
+        ms if ms % 3_600_000 == 0 => format!("{} hours", ms / 3_600_000),
+        ms if ms % 60_000 == 0 => format!("{} minutes", ms / 60_000),
+        ms => format!("{:.1} seconds", ms as f64 / 1000.0),
+    }
+}
+
 pub async fn cluster_for(
     c: &AppState,
     session: &Session,
@@ -67,6 +78,9 @@ pub async fn list(State(c): State<AppState>, session: Session) -> Page {
                 })
                 .collect::<Vec<_>>();
             let empty = clusters.is_empty().then(|| view! { <p class="empty">"No clusters yet."</p> });
+            let read_only = (!viewer.role.can_admin()).then(|| {
+                view! { <p class="hint">"You are a member of this organisation: owners and admins create and change clusters."</p> }
+            });
             let create = viewer.role.can_admin().then(|| {
                 view! {
                     <section class="card">
@@ -83,6 +97,7 @@ pub async fn list(State(c): State<AppState>, session: Session) -> Page {
             let body = view! {
                 {create}
                 <section class="card">
+                    {read_only}
                     {empty}
                     <table>
                         <thead><tr><th>"Name"</th><th>"Id"</th><th>"Created"</th></tr></thead>
@@ -188,7 +203,7 @@ pub async fn show(State(c): State<AppState>, session: Session, Path(id): Path<St
                             {csrf_field(&viewer.csrf)}
                             <label class="check"><input type="checkbox" name="auto_create" value="on" checked=auto/>"Create topics on first use"</label>
                             <label>"Default partitions"<input type="number" name="default_partitions" min="1" max="1000" value=parts/></label>
-                            <label>"Default retention (ms, -1 = forever)"<input type="number" name="default_retention_ms" value=retention/></label>
+                            <label>{format!("Default retention in ms, -1 = forever (now {})", human_ms(cl.default_retention_ms))}<input type="number" name="default_retention_ms" value=retention/></label>
                             <button type="submit">"Save settings"</button>
                         </form>
                         <p><a class="button danger" href=delete>"Delete this cluster…"</a></p>
@@ -372,7 +387,7 @@ pub async fn keys(State(c): State<AppState>, session: Session, Path(id): Path<St
             let body = view! {
                 {tabs(&cl, Tab::Keys)}
                 <section class="card">
-                    <p class="hint">"Use the key id as SASL user name and the secret as password (PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512). A revoked key stops working for new connections within seconds."</p>
+                    <p class="hint">"Use the key id as SASL user name and the secret as password (PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512). A revoked key stops working for new connections within seconds. Last use is recorded at most once a minute."</p>
                     {create}
                     {empty}
                     <table>

@@ -111,6 +111,14 @@ pub async fn show(
                 })
                 .collect::<Vec<_>>();
             let no_members = g.members.is_empty().then(|| view! { <p class="empty">"No active members."</p> });
+            let member_table = (!g.members.is_empty()).then(|| {
+                view! {
+                    <table>
+                        <thead><tr><th>"Member"</th><th>"Client id"</th><th>"Host"</th><th>"Assignment"</th></tr></thead>
+                        <tbody>{members}</tbody>
+                    </table>
+                }
+            });
             let parts = g
                 .partitions
                 .iter()
@@ -196,10 +204,7 @@ pub async fn show(
                 <section class="card">
                     <h2>"Members"</h2>
                     {no_members}
-                    <table>
-                        <thead><tr><th>"Member"</th><th>"Client id"</th><th>"Host"</th><th>"Assignment"</th></tr></thead>
-                        <tbody>{members}</tbody>
-                    </table>
+                    {member_table}
                 </section>
                 {reset}
             }
@@ -272,6 +277,8 @@ pub async fn chart(
             let here = format!("/clusters/{}/groups/{}", enc(&id), enc(&group));
             let viewer = auth::viewer(&c, &session, &here).await?;
             let actor = Actor::User(Box::new(viewer));
+            // An unknown group is a 404, as its page is.
+            ops::group(&c, &actor, &id, &group).await?;
             let window = q.get("window").map(|s| s.as_str()).unwrap_or("1h");
             let metric = Metric::parse(q.get("metric").map(|s| s.as_str()).unwrap_or("time"))
                 .ok_or_else(|| Refusal::bad_request("metric must be time or offset"))?;

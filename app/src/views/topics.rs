@@ -53,7 +53,7 @@ pub async fn list(State(c): State<AppState>, session: Session, Path(id): Path<St
                                 <label>"Name"<input name="name" required=true maxlength="249" pattern="[a-zA-Z0-9._\\-]+" placeholder="orders"/></label>
                                 <label>"Partitions"<input type="number" name="partitions" min="1" max="10000" value=parts/></label>
                             </div>
-                            <label>"Configs (one key=value per line, optional)"<textarea name="configs" rows="3" placeholder="retention.ms=86400000&#10;cleanup.policy=delete"></textarea></label>
+                            <label>"Configs (one key=value per line, optional)"<textarea name="configs" rows="3" placeholder="retention.ms=86400000\ncleanup.policy=delete"></textarea></label>
                             <button type="submit">"Create topic"</button>
                         </form>
                     </section>
@@ -179,8 +179,8 @@ pub async fn show(
             });
             let browse = format!("{here}/messages");
             let summary = format!(
-                "{} partitions · {} records · {} · created {}",
-                t.partitions.len(),
+                "{} · {} records · {} · created {}",
+                plural(t.partitions.len(), "partition"),
                 t.records,
                 fmt_bytes(t.size_bytes),
                 fmt_time(t.created_at_ms)
@@ -276,6 +276,14 @@ pub async fn delete(
         }
         .await,
     )
+}
+
+fn plural(n: usize, what: &str) -> String {
+    if n == 1 {
+        format!("1 {what}")
+    } else {
+        format!("{n} {what}s")
+    }
 }
 
 /// `YYYY-MM-DDTHH:MM[:SS]` (UTC, as a datetime-local field sends it) or milliseconds.

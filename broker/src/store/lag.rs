@@ -46,6 +46,28 @@ impl Metadata {
         Ok(rows.into_iter().map(row).collect())
     }
 
+    /// When (broker clock) the batch holding `offset` was committed, while its row exists.
+    pub async fn batch_commit_time(
+        &self,
+        topic_id: i64,
+        partition: i32,
+        offset: i64,
+    ) -> Result<Option<i64>, StoreError> {
+        let row: Option<(i64, i64)> = with_pool!(self, |pool, _lock, _db| {
+            sqlx::query_as(
+                "SELECT last_offset, committed_at_ms FROM batches \
+                 WHERE topic_id = $1 AND partition = $2 AND base_offset <= $3 \
+                 ORDER BY base_offset DESC LIMIT 1",
+            )
+            .bind(topic_id)
+            .bind(partition as i64)
+            .bind(offset)
+            .fetch_optional(pool)
+            .await?
+        });
+        Ok(row.filter(|(last, _)| *last >= offset).map(|(_, at)| at))
+    }
+
     /// Index rows from the one holding `offset` onwards (what dating that offset needs).
     pub async fn index_rows_from(
         &self,
