@@ -46,6 +46,9 @@ pub struct Settings {
     /// Whether the built-in `default` cluster is reachable without credentials on the
     /// Kafka port (then the console shows it to every organisation).
     pub default_cluster_open: bool,
+    /// Anyone may sign up and start an organisation. When false, only the very first
+    /// account is created freely; everyone else needs an invite.
+    pub open_signup: bool,
     /// How long a log-in session lasts without activity.
     pub session_idle: Duration,
     /// How long an invite link stays valid.
@@ -57,6 +60,7 @@ impl Default for Settings {
         Settings {
             secure_cookies: false,
             default_cluster_open: true,
+            open_signup: true,
             session_idle: Duration::from_secs(7 * 86_400),
             invite_ttl: Duration::from_secs(7 * 86_400),
         }

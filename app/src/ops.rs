@@ -85,6 +85,11 @@ pub async fn sign_up(
     auth::check_email(&email)?;
     auth::check_password(password)?;
     check_name("organisation", org_name, 80)?;
+    if !console.settings.open_signup && console.meta().user_count().await? > 0 {
+        return Err(Refusal::forbidden(
+            "Sign-up on this server is by invitation: ask an admin of your organisation for an invite link.",
+        ));
+    }
     let hash = auth::hash_password(password).await?;
     console
         .meta()

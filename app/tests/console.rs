@@ -941,3 +941,26 @@ async fn pages_render_for_a_cluster() {
     // The static assets are served.
     assert!(b.get("/style.css").await.body.contains(".card"));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn closed_sign_up_needs_an_invite() {
+    let app = app_with(Settings {
+        open_signup: false,
+        ..Settings::default()
+    })
+    .await;
+    let mut first = Browser::new(&app);
+    let ok = first.sign_up("first@example.com", "Only").await;
+    assert_eq!(ok.location, "/", "the first account is always possible");
+    let mut second = Browser::new(&app);
+    let refused = second.sign_up("second@example.com", "Mine").await;
+    assert_eq!(refused.status, StatusCode::FORBIDDEN);
+    assert!(refused.body.contains("by invitation"), "{}", refused.body);
+    assert!(app
+        .console
+        .meta()
+        .user_by_email("second@example.com")
+        .await
+        .unwrap()
+        .is_none());
+}

@@ -126,6 +126,11 @@ pub struct ServeArgs {
     #[arg(long, env = "SLUICE_CONSOLE_SECURE_COOKIES", default_value_t = false, action = clap::ArgAction::Set)]
     pub console_secure_cookies: bool,
 
+    /// Let anyone reach the console's sign-up and start an organisation. With false, only
+    /// the first account signs up freely; everyone else needs an invite link.
+    #[arg(long, env = "SLUICE_CONSOLE_OPEN_SIGNUP", default_value_t = true, action = clap::ArgAction::Set)]
+    pub console_open_signup: bool,
+
     /// Address the HTTP server (console, JSON API, /metrics, /healthz) binds.
     #[arg(long, env = "SLUICE_HTTP_ADDR", default_value = "0.0.0.0:8080")]
     pub http_addr: SocketAddr,

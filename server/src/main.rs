@@ -121,6 +121,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         running.broker.clone(),
         app::Settings {
             secure_cookies: args.console_secure_cookies,
+            open_signup: args.console_open_signup,
             default_cluster_open: args.kafka_auth == cli::KafkaAuthArg::None,
             ..app::Settings::default()
         },
