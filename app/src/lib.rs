@@ -112,6 +112,16 @@ async fn client_addr(mut req: Request, next: Next) -> Response {
     let h = res.headers_mut();
     // The console is never framed, and pages carrying secrets are never cached.
     h.insert("x-frame-options", HeaderValue::from_static("DENY"));
+    // Pages load only their own stylesheet, script and chart images; forms post only here.
+    h.entry(header::CONTENT_SECURITY_POLICY)
+        .or_insert(HeaderValue::from_static(
+            "default-src 'self'; img-src 'self' data:; style-src 'self'; script-src 'self'; \
+         form-action 'self'; frame-ancestors 'none'; base-uri 'none'",
+        ));
+    h.insert(
+        header::REFERRER_POLICY,
+        HeaderValue::from_static("same-origin"),
+    );
     h.insert(
         "x-content-type-options",
         HeaderValue::from_static("nosniff"),

@@ -1,7 +1,7 @@
 //! Admin commands on the metadata database: virtual clusters and API keys.
 
 use anyhow::{bail, Context};
-use broker::store::{Metadata, VirtualCluster};
+use broker::store::{Metadata, Org, VirtualCluster};
 
 use crate::cli::{ApiKeysCommand, ClustersCommand, StoreArgs};
 
@@ -24,29 +24,70 @@ async fn find_cluster(meta: &Metadata, name_or_id: &str) -> anyhow::Result<Virtu
     if let Some(c) = meta.virtual_cluster(name_or_id).await? {
         return Ok(c);
     }
-    match meta.virtual_clusters("").await?.into_iter().find(|c| c.name == name_or_id) {
-        Some(c) => Ok(c),
-        None => bail!("no cluster named or with id '{name_or_id}'; create one with `sluice clusters create NAME`"),
+    let mut named: Vec<VirtualCluster> = meta
+        .all_virtual_clusters()
+        .await?
+        .into_iter()
+        .filter(|c| c.name == name_or_id)
+        .collect();
+    match named.len() {
+        0 => bail!("no cluster named or with id '{name_or_id}'; create one with `sluice clusters create NAME`"),
+        1 => Ok(named.remove(0)),
+        n => bail!("{n} clusters (of different organisations) are named '{name_or_id}'; give its id (see `sluice clusters list`)"),
+    }
+}
+
+async fn find_org(meta: &Metadata, name_or_id: &str) -> anyhow::Result<Org> {
+    let orgs = meta.orgs().await?;
+    let mut found: Vec<Org> = orgs
+        .iter()
+        .filter(|o| o.id == name_or_id)
+        .cloned()
+        .collect();
+    if found.is_empty() {
+        found = orgs.into_iter().filter(|o| o.name == name_or_id).collect();
+    }
+    match found.len() {
+        0 => bail!("no organisation named or with id '{name_or_id}'; organisations are created by signing up in the console"),
+        1 => Ok(found.remove(0)),
+        n => bail!("{n} organisations are named '{name_or_id}'; give its id (see `sluice clusters list`)"),
     }
 }
 
 pub async fn clusters(cmd: ClustersCommand) -> anyhow::Result<()> {
     match cmd {
-        ClustersCommand::Create { name, store } => {
+        ClustersCommand::Create { name, org, store } => {
             let meta = open(&store).await?;
-            let c = meta.create_virtual_cluster("", &name).await?;
-            println!("created cluster '{}' with id {}", c.name, c.id);
+            let org = match org {
+                Some(o) => Some(find_org(&meta, &o).await?),
+                None => None,
+            };
+            let org_id = org.as_ref().map(|o| o.id.as_str()).unwrap_or("");
+            let c = meta.create_virtual_cluster(org_id, &name).await?;
+            match org {
+                Some(o) => println!(
+                    "created cluster '{}' with id {} in organisation '{}'",
+                    c.name, c.id, o.name
+                ),
+                None => println!("created cluster '{}' with id {}", c.name, c.id),
+            }
         }
         ClustersCommand::List { store } => {
             let meta = open(&store).await?;
+            let orgs = meta.orgs().await?;
             println!(
-                "{:<34} {:<24} {:>10} {:>14}",
-                "ID", "NAME", "PARTITIONS", "AUTO-CREATE"
+                "{:<34} {:<24} {:<34} {:>10} {:>12}",
+                "ID", "NAME", "ORGANISATION", "PARTITIONS", "AUTO-CREATE"
             );
-            for c in meta.virtual_clusters("").await? {
+            for c in meta.all_virtual_clusters().await? {
+                let org = orgs
+                    .iter()
+                    .find(|o| o.id == c.org_id)
+                    .map(|o| format!("{} ({})", o.name, o.id))
+                    .unwrap_or_else(|| "-".to_string());
                 println!(
-                    "{:<34} {:<24} {:>10} {:>14}",
-                    c.id, c.name, c.default_partitions, c.auto_create_topics
+                    "{:<34} {:<24} {:<34} {:>10} {:>12}",
+                    c.id, c.name, org, c.default_partitions, c.auto_create_topics
                 );
             }
         }

@@ -45,6 +45,10 @@ pub enum ClustersCommand {
     /// Create a virtual cluster: its own namespace of topics, groups and offsets.
     Create {
         name: String,
+        /// The organisation (name or id) whose console shows the cluster; without it the
+        /// cluster belongs to no organisation and is managed from here only.
+        #[arg(long)]
+        org: Option<String>,
         #[command(flatten)]
         store: StoreArgs,
     },
@@ -130,6 +134,11 @@ pub struct ServeArgs {
     /// the first account signs up freely; everyone else needs an invite link.
     #[arg(long, env = "SLUICE_CONSOLE_OPEN_SIGNUP", default_value_t = true, action = clap::ArgAction::Set)]
     pub console_open_signup: bool,
+
+    /// Require `Authorization: Bearer TOKEN` on /metrics (its labels name the topics and
+    /// consumer groups of every cluster). Unset: /metrics is open.
+    #[arg(long, env = "SLUICE_METRICS_TOKEN", hide_env_values = true)]
+    pub metrics_token: Option<String>,
 
     /// Address the HTTP server (console, JSON API, /metrics, /healthz) binds.
     #[arg(long, env = "SLUICE_HTTP_ADDR", default_value = "0.0.0.0:8080")]

@@ -4,20 +4,46 @@
 use std::sync::Arc;
 
 use axum::extract::State;
-use axum::http::{header, StatusCode};
-use axum::response::IntoResponse;
+use axum::http::{header, HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::Router;
 use broker::Broker;
+use subtle::ConstantTimeEq;
 
-pub fn router(broker: Arc<Broker>) -> Router {
+#[derive(Clone)]
+struct HttpState {
+    broker: Arc<Broker>,
+    /// When set, `/metrics` wants `Authorization: Bearer <token>`.
+    metrics_token: Option<Arc<str>>,
+}
+
+pub fn router(broker: Arc<Broker>, metrics_token: Option<String>) -> Router {
     Router::new()
         .route("/metrics", get(metrics))
         .route("/healthz", get(healthz))
-        .with_state(broker)
+        .with_state(HttpState {
+            broker,
+            metrics_token: metrics_token.map(Arc::from),
+        })
 }
 
-async fn metrics(State(broker): State<Arc<Broker>>) -> impl IntoResponse {
+async fn metrics(State(state): State<HttpState>, headers: HeaderMap) -> Response {
+    if let Some(token) = &state.metrics_token {
+        let sent = headers
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Bearer "))
+            .unwrap_or("");
+        if !bool::from(sent.as_bytes().ct_eq(token.as_bytes())) {
+            return (
+                StatusCode::UNAUTHORIZED,
+                "/metrics needs 'Authorization: Bearer <token>' (the --metrics-token of this server)\n",
+            )
+                .into_response();
+        }
+    }
+    let broker = &state.broker;
     broker.metrics.publish_groups(&broker.groups.snapshot());
     (
         [(
@@ -26,10 +52,11 @@ async fn metrics(State(broker): State<Arc<Broker>>) -> impl IntoResponse {
         )],
         broker.metrics.render(),
     )
+        .into_response()
 }
 
-async fn healthz(State(broker): State<Arc<Broker>>) -> impl IntoResponse {
-    match broker.meta.cluster_id().await {
+async fn healthz(State(state): State<HttpState>) -> impl IntoResponse {
+    match state.broker.meta.cluster_id().await {
         Ok(_) => (StatusCode::OK, "ok\n"),
         Err(e) => {
             tracing::warn!(error = %e, "health check: metadata store unreachable");

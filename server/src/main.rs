@@ -126,7 +126,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
             ..app::Settings::default()
         },
     );
-    let routes = http::router(running.broker.clone()).merge(
+    let routes = http::router(running.broker.clone(), args.metrics_token.clone()).merge(
         app::router(console)
             .await
             .context("starting the console (session store)")?,

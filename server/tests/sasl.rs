@@ -197,3 +197,50 @@ async fn api_keys_authenticate_and_isolate_clusters() {
     let listed = sluice(dir.path(), &["api-keys", "list", "--cluster", "beta"]);
     assert!(listed.contains(&b.0));
 }
+
+/// `sluice clusters create --org` puts a cluster in an organisation's console; names are
+/// resolved across organisations and ambiguity is an error, not a guess.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn clusters_created_for_an_organisation() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    std::fs::create_dir_all(&data).unwrap();
+    let url = format!(
+        "sqlite://{}",
+        std::fs::canonicalize(&data)
+            .unwrap()
+            .join("meta.db")
+            .display()
+    );
+    let meta = broker::store::Metadata::connect(&url).await.unwrap();
+    let (_, org) = meta
+        .create_user_with_org("ops@example.com", "hash", "Ops team")
+        .await
+        .unwrap();
+    let out = sluice(
+        dir.path(),
+        &["clusters", "create", "orders", "--org", "Ops team"],
+    );
+    assert!(out.contains("in organisation 'Ops team'"), "{out}");
+    let listed = meta.virtual_clusters(&org.id).await.unwrap();
+    assert_eq!(listed.len(), 1);
+    assert_eq!(listed[0].name, "orders");
+    // The same name without an organisation: now the name alone is ambiguous.
+    sluice(dir.path(), &["clusters", "create", "orders"]);
+    let err = Command::new(env!("CARGO_BIN_EXE_sluice"))
+        .args(["api-keys", "create", "--cluster", "orders", "--data-dir"])
+        .arg(&data)
+        .output()
+        .unwrap();
+    assert!(!err.status.success());
+    assert!(String::from_utf8_lossy(&err.stderr).contains("give its id"));
+    let list = sluice(dir.path(), &["clusters", "list"]);
+    assert!(list.contains("Ops team"), "{list}");
+    let bad = Command::new(env!("CARGO_BIN_EXE_sluice"))
+        .args(["clusters", "create", "x", "--org", "Nobody", "--data-dir"])
+        .arg(&data)
+        .output()
+        .unwrap();
+    assert!(!bad.status.success());
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("no organisation"));
+}

@@ -561,7 +561,8 @@ def test_console_newcomer_walkthrough(start_sluice, browser_factory, kcat):
     mb.go(cluster_path + "/keys")
     mb.expect_h1(f"API keys of {CLUSTER}", exact=True)
     mb.check(not mb.all("form#create-key"), "a member must not see form#create-key")
-    mb.check(not [x for x in mb.all("main button") if x.text.strip() == "Revoke"],
+    mb.check(not mb.all("details.confirm") and not [
+        x for x in mb.all("main button") if x.text.strip() == "Revoke"],
              "a member must not see Revoke buttons")
 
     # i. Revoke the key (as the owner); new connections with it fail within seconds.
@@ -572,6 +573,10 @@ def test_console_newcomer_walkthrough(start_sluice, browser_factory, kcat):
     b.go(cluster_path + "/keys")
     row = next((r for r in b.all("table tbody tr") if key_id in r.text), None)
     b.check(row is not None, f"no row for key {key_id} on the keys page")
+    # Revoking takes two clicks: open the row's confirmation, then confirm.
+    opener = b.all("details.confirm > summary", within=row)
+    b.check(opener, f"no 'Revoke…' confirmation in the row of {key_id}")
+    opener[0].click()
     revoke = [x for x in b.all("button", within=row) if x.text.strip() == "Revoke"]
     b.check(revoke, f"no Revoke button in the row of {key_id}")
     b.click_and_load(revoke[0])

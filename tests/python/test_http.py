@@ -1,4 +1,4 @@
-"""The HTTP side: /healthz and Prometheus /metrics."""
+"""The HTTP side: /healthz and Prometheus /metrics (open, or behind --metrics-token)."""
 
 from __future__ import annotations
 
@@ -15,9 +15,10 @@ SAMPLE_RE = re.compile(
     r" (?P<value>\S+)(?: (?P<ts>-?\d+))?$")
 
 
-def get(url, timeout=10):
+def get(url, timeout=10, headers=None):
     try:
-        with urllib.request.urlopen(url, timeout=timeout) as resp:
+        req = urllib.request.Request(url, headers=headers or {})
+        with urllib.request.urlopen(req, timeout=timeout) as resp:
             return resp.status, resp.headers, resp.read().decode()
     except urllib.error.HTTPError as e:
         return e.code, e.headers, e.read().decode(errors="replace")
@@ -68,3 +69,18 @@ def test_metrics_prometheus_text(sluice, admin):
         assert any(k == fam or k.startswith(fam + "{") or k.startswith(fam + "_")
                    for k in samples), f"# TYPE {fam} without samples"
 
+
+
+def test_metrics_token_guards_metrics_only(start_sluice):
+    server = start_sluice("--metrics-token", "scrape-secret")
+    status, _, body = get(f"{server.http_url}/metrics")
+    assert status == 401, body
+    assert "--metrics-token" in body, "the refusal says what is missing"
+    status, _, _ = get(f"{server.http_url}/metrics",
+                       headers={"Authorization": "Bearer wrong"})
+    assert status == 401
+    status, _, body = get(f"{server.http_url}/metrics",
+                          headers={"Authorization": "Bearer scrape-secret"})
+    assert status == 200 and "# TYPE" in body
+    status, _, _ = get(f"{server.http_url}/healthz")
+    assert status == 200, "health checks need no token"

@@ -353,10 +353,14 @@ pub async fn keys(State(c): State<AppState>, session: Session, Path(id): Path<St
                     let revoke = (admin && k.revoked_at_ms.is_none()).then(|| {
                         let action = format!("{here}/{}/revoke", enc(&k.id));
                         view! {
-                            <form method="post" action=action class="inline">
-                                {csrf_field(&viewer.csrf)}
-                                <button type="submit" class="small danger">"Revoke"</button>
-                            </form>
+                            <details class="confirm">
+                                <summary>"Revoke…"</summary>
+                                <form method="post" action=action class="inline">
+                                    {csrf_field(&viewer.csrf)}
+                                    <span class="hint">"Clients using it are cut off."</span>
+                                    <button type="submit" class="small danger">"Revoke"</button>
+                                </form>
+                            </details>
                         }
                     });
                     let last = k.last_used_at_ms.map(fmt_time).unwrap_or_else(|| "never".into());

@@ -149,6 +149,18 @@ impl Metadata {
         Ok(rows.into_iter().map(cluster).collect())
     }
 
+    /// Every virtual cluster of every organisation (for the admin command line).
+    pub async fn all_virtual_clusters(&self) -> Result<Vec<VirtualCluster>, StoreError> {
+        let rows: Vec<ClusterRow> = with_pool!(self, |pool, _lock, _db| {
+            sqlx::query_as(&format!(
+                "SELECT {CLUSTER_COLUMNS} FROM virtual_clusters ORDER BY name, id"
+            ))
+            .fetch_all(pool)
+            .await?
+        });
+        Ok(rows.into_iter().map(cluster).collect())
+    }
+
     pub async fn virtual_cluster(&self, id: &str) -> Result<Option<VirtualCluster>, StoreError> {
         let row: Option<ClusterRow> = with_pool!(self, |pool, _lock, _db| {
             sqlx::query_as(&format!(

@@ -311,6 +311,23 @@ impl Metadata {
         }))
     }
 
+    /// Every organisation, by name (for the admin command line).
+    pub async fn orgs(&self) -> Result<Vec<Org>, StoreError> {
+        let rows: Vec<(String, String, i64)> = with_pool!(self, |pool, _lock, _db| {
+            sqlx::query_as("SELECT id, name, created_at_ms FROM orgs ORDER BY name, id")
+                .fetch_all(pool)
+                .await?
+        });
+        Ok(rows
+            .into_iter()
+            .map(|r| Org {
+                id: r.0,
+                name: r.1,
+                created_at_ms: r.2,
+            })
+            .collect())
+    }
+
     pub async fn user(&self, id: &str) -> Result<Option<User>, StoreError> {
         let row: Option<(String, String, i64)> = with_pool!(self, |pool, _lock, _db| {
             sqlx::query_as("SELECT id, email, created_at_ms FROM users WHERE id = $1")
