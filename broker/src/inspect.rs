@@ -24,8 +24,10 @@
 //! # Consistency
 //! Reads are not one snapshot: a summary's record count and size come from one query, but
 //! a partition read may see commits made after its bounds were read. Resetting offsets
-//! checks that the group has no live member and then commits; a consumer joining between
-//! the two is not prevented (the window is one database write), and its next commit wins.
+//! holds the group empty in the coordinator (checked and taken under its lock) until the
+//! new offsets are committed: a consumer joining meanwhile waits for the hold, then reads
+//! the reset offsets. The coordinator is per agent, so with several agents the hold covers
+//! the groups this agent coordinates.
 
 mod groups;
 mod records;

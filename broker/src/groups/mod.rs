@@ -11,7 +11,7 @@
 
 pub mod state;
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -25,6 +25,9 @@ use tokio_util::sync::CancellationToken;
 use state::{codes, Answer, Group, Join, JoinAnswer, MemberView, Phase, SyncAnswer};
 
 type Waiter = oneshot::Sender<Answer>;
+
+/// Longest a JoinGroup waits for an admin hold on its group (see [`Coordinator::hold_empty`]).
+const HOLD_WAIT_MAX: Duration = Duration::from_secs(10);
 type Key = (String, String);
 
 /// What DescribeGroups reports.
@@ -84,8 +87,27 @@ fn consumer_protocol<T: Decodable>(bytes: &Bytes) -> Option<T> {
 
 pub struct Coordinator {
     groups: Mutex<HashMap<Key, Group<Waiter>>>,
+    /// Groups an admin operation (offset reset) holds empty: joins wait until it ends.
+    /// Always locked after `groups`, never before.
+    held: Mutex<HashSet<Key>>,
     initial_delay_ms: u64,
     epoch: Instant,
+}
+
+/// Keeps a group empty while alive (see [`Coordinator::hold_empty`]).
+pub struct EmptyHold {
+    coordinator: Arc<Coordinator>,
+    key: Key,
+}
+
+impl Drop for EmptyHold {
+    fn drop(&mut self) {
+        self.coordinator
+            .held
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(&self.key);
+    }
 }
 
 fn deliver(out: Vec<(Waiter, Answer)>) {
@@ -103,6 +125,7 @@ impl Coordinator {
     pub fn new(initial_rebalance_delay: Duration) -> Arc<Self> {
         Arc::new(Coordinator {
             groups: Mutex::new(HashMap::new()),
+            held: Mutex::new(HashSet::new()),
             initial_delay_ms: initial_rebalance_delay.as_millis() as u64,
             epoch: Instant::now(),
         })
@@ -123,14 +146,33 @@ impl Coordinator {
             req.rebalance_timeout_ms.max(req.session_timeout_ms).max(0) as u64,
         ) + Duration::from_secs(5);
         let (tx, rx) = oneshot::channel();
-        let now = self.now();
-        let out = {
-            let mut groups = self.lock();
-            let delay = self.initial_delay_ms;
-            groups
-                .entry(key(cluster, group))
-                .or_insert_with(|| Group::new(delay))
-                .join(req, tx, now)
+        let k = key(cluster, group);
+        let mut tx = Some(tx);
+        let mut req = Some(req);
+        let held_since = Instant::now();
+        let out = loop {
+            {
+                let mut groups = self.lock();
+                let held = self
+                    .held
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .contains(&k);
+                // An offset reset holds the group for one metadata transaction; past a
+                // few seconds something is wrong and the join goes ahead.
+                if !held || held_since.elapsed() > HOLD_WAIT_MAX {
+                    let delay = self.initial_delay_ms;
+                    let now = self.now();
+                    let (Some(tx), Some(req)) = (tx.take(), req.take()) else {
+                        unreachable!("taken once, when the loop ends");
+                    };
+                    break groups
+                        .entry(k)
+                        .or_insert_with(|| Group::new(delay))
+                        .join(req, tx, now);
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(5)).await;
         };
         deliver(out);
         match tokio::time::timeout(wait, rx).await {
@@ -226,6 +268,27 @@ impl Coordinator {
         }
     }
 
+    /// Holds a group empty for an admin operation: refused with the member count when it
+    /// has live members; while the hold lives, JoinGroup requests wait. Checked and taken
+    /// under the coordinator's lock, so no member can slip in between.
+    pub fn hold_empty(self: &Arc<Self>, cluster: &str, group: &str) -> Result<EmptyHold, usize> {
+        let groups = self.lock();
+        let k = key(cluster, group);
+        let members = groups.get(&k).map(|g| g.members().len()).unwrap_or(0);
+        if members > 0 {
+            return Err(members);
+        }
+        let mut held = self.held.lock().unwrap_or_else(|p| p.into_inner());
+        if !held.insert(k.clone()) {
+            // Another admin operation holds it; treat as busy.
+            return Err(0);
+        }
+        Ok(EmptyHold {
+            coordinator: self.clone(),
+            key: k,
+        })
+    }
+
     pub fn describe(&self, cluster: &str, group: &str) -> Option<GroupView> {
         self.lock().get(&key(cluster, group)).map(|g| GroupView {
             phase: g.phase(),
@@ -300,5 +363,46 @@ impl Coordinator {
                 deliver(out);
             }
         })
+    }
+}
+
+#[cfg(test)]
+mod hold_tests {
+    use super::*;
+
+    fn join_req() -> Join {
+        Join {
+            member_id: String::new(),
+            instance_id: None,
+            client_id: "c".into(),
+            client_host: "h".into(),
+            session_timeout_ms: 10_000,
+            rebalance_timeout_ms: 10_000,
+            protocol_type: "consumer".into(),
+            protocols: vec![("range".into(), Bytes::new())],
+            member_id_required: false,
+        }
+    }
+
+    #[tokio::test]
+    async fn joins_wait_while_a_group_is_held_empty() {
+        let c = Coordinator::new(Duration::ZERO);
+        let hold = c.hold_empty("k", "g").expect("an unknown group is empty");
+        assert_eq!(c.hold_empty("k", "g").err(), Some(0), "one hold at a time");
+        let joiner = {
+            let c = c.clone();
+            tokio::spawn(async move { c.join("k", "g", join_req()).await })
+        };
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        assert!(!joiner.is_finished(), "the join waits for the hold");
+        assert!(c.describe("k", "g").is_none(), "nobody joined while held");
+        drop(hold);
+        let answer = tokio::time::timeout(Duration::from_secs(5), joiner)
+            .await
+            .expect("the join goes ahead once the hold is gone")
+            .unwrap();
+        assert_eq!(answer.error, 0);
+        // Now the group has a member: holding it is refused with the member count.
+        assert_eq!(c.hold_empty("k", "g").err(), Some(1));
     }
 }

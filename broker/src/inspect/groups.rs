@@ -247,14 +247,21 @@ pub async fn reset_group_offsets(
             )))
         }
     };
-    if let Some(view) = broker.groups.describe(cluster, group) {
-        if !view.members.is_empty() {
+    // Held until the new offsets are committed: a consumer joining meanwhile waits, so it
+    // starts from the reset offsets rather than racing them.
+    let _hold = match broker.groups.hold_empty(cluster, group) {
+        Ok(hold) => hold,
+        Err(0) => {
             return Err(InspectError::Conflict(format!(
-                "group {group} has {} active members; stop its consumers first",
-                view.members.len()
-            )));
+                "another offset reset of group {group} is in progress; try again"
+            )))
         }
-    }
+        Err(members) => {
+            return Err(InspectError::Conflict(format!(
+                "group {group} has {members} active members; stop its consumers first"
+            )))
+        }
+    };
     let stored = broker.meta.group_offsets(cluster, group).await?;
     let previous: HashMap<(&str, i32), i64> = stored
         .iter()
