@@ -68,6 +68,7 @@ pub fn routes() -> Router<AppState> {
             "/api/v1/team/invites/{id}",
             axum::routing::delete(revoke_invite),
         )
+        .route("/api/v1/invites/{token}/accept", post(accept_invite))
 }
 
 fn ok(value: impl serde::Serialize) -> Result<Response, Refusal> {
@@ -573,6 +574,20 @@ async fn revoke_invite(
         let v = user(&c, &session, &headers, true).await?;
         ops::revoke_invite(&c, &v, &id).await?;
         no_content()
+    }
+    .await)
+}
+
+async fn accept_invite(
+    State(c): State<AppState>,
+    session: Session,
+    headers: HeaderMap,
+    Path(token): Path<String>,
+) -> Api {
+    Api(async {
+        let v = user(&c, &session, &headers, true).await?;
+        let org = ops::accept_invite(&c, &v.user, &token).await?;
+        ok(json!({ "organisation": org }))
     }
     .await)
 }

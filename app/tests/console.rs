@@ -964,3 +964,56 @@ async fn closed_sign_up_needs_an_invite() {
         .unwrap()
         .is_none());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_user_joins_a_second_organisation_and_switches() {
+    let app = app().await;
+    let mut owner = Browser::new(&app);
+    owner.sign_up("lead@example.com", "Platform").await;
+    let (_, made) = owner
+        .json(
+            "POST",
+            "/api/v1/team/invites",
+            Some(serde_json::json!({"role": "admin"})),
+            true,
+        )
+        .await;
+    let url = made["url"].as_str().unwrap();
+    let token = &url[url.find("/invite/").unwrap() + 8..];
+
+    let mut eve = Browser::new(&app);
+    eve.sign_up("eve@example.com", "Eve's own").await;
+    let (status, joined) = eve
+        .json(
+            "POST",
+            &format!("/api/v1/invites/{token}/accept"),
+            None,
+            true,
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{joined}");
+    let (status, again) = eve
+        .json(
+            "POST",
+            &format!("/api/v1/invites/{token}/accept"),
+            None,
+            true,
+        )
+        .await;
+    assert_eq!(status, StatusCode::GONE, "{again}");
+
+    // Two organisations: the header offers a switch, and switching changes what she sees.
+    let home = eve.get("/").await;
+    assert!(home.body.contains("/org/switch"), "{}", home.body);
+    let org_id = joined["organisation"].as_str().unwrap();
+    let switched = eve.submit("/", "/org/switch", &[("org", org_id)]).await;
+    assert_eq!(switched.location, "/");
+    let (_, me) = eve.json("GET", "/api/v1/me", None, false).await;
+    assert_eq!(
+        (me["organisation"]["name"].as_str(), me["role"].as_str()),
+        (Some("Platform"), Some("admin"))
+    );
+    // Switching to an organisation she is not in is refused.
+    let refused = eve.submit("/", "/org/switch", &[("org", "not-mine")]).await;
+    assert_eq!(refused.status, StatusCode::FORBIDDEN);
+}
