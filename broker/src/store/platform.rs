@@ -109,6 +109,56 @@ fn new_id() -> String {
     uuid::Uuid::new_v4().simple().to_string()
 }
 
+/// Inserts `$user` inside transaction `$tx`; an e-mail address already taken ends the
+/// calling function with `AlreadyExists` (the transaction rolls back when dropped).
+macro_rules! insert_user {
+    ($tx:ident, $user:ident, $password_hash:expr) => {
+        let inserted = sqlx::query(
+            "INSERT INTO users (id, email, password_hash, created_at_ms) VALUES ($1, $2, $3, $4) \
+             ON CONFLICT (email) DO NOTHING",
+        )
+        .bind(&$user.id)
+        .bind(&$user.email)
+        .bind($password_hash)
+        .bind($user.created_at_ms)
+        .execute(&mut *$tx)
+        .await?
+        .rows_affected();
+        if inserted == 0 {
+            return Err(StoreError::AlreadyExists(format!(
+                "an account for {}",
+                $user.email
+            )));
+        }
+    };
+}
+
+/// Uses up an invite inside transaction `$tx`, giving its (org id, role). The one rule of
+/// invites lives here: unused, not revoked, not expired, and used exactly once (the
+/// conditional UPDATE is atomic). When it cannot be used, the calling function returns
+/// `Ok(Err(reason))` and the transaction rolls back.
+macro_rules! use_invite {
+    ($self:ident, $tx:ident, $token_hash:expr, $now:expr, $user_id:expr) => {{
+        let used: Option<(String, String)> = sqlx::query_as(
+            "UPDATE invites SET used_at_ms = $2, used_by = $3 WHERE token_hash = $1 \
+             AND used_at_ms IS NULL AND revoked_at_ms IS NULL AND expires_at_ms > $2 \
+             RETURNING org_id, role",
+        )
+        .bind($token_hash)
+        .bind($now)
+        .bind($user_id)
+        .fetch_optional(&mut *$tx)
+        .await?;
+        match used {
+            Some(found) => found,
+            None => {
+                drop($tx);
+                return Ok(Err($self.invite_problem($token_hash, $now).await?));
+            }
+        }
+    }};
+}
+
 impl Metadata {
     pub async fn user_count(&self) -> Result<i64, StoreError> {
         let (n,): (i64,) = with_pool!(self, |pool, _lock, _db| {
@@ -139,20 +189,7 @@ impl Metadata {
         };
         with_pool!(self, |pool, _lock, _db| {
             let mut tx = pool.begin().await?;
-            let inserted = sqlx::query(
-                "INSERT INTO users (id, email, password_hash, created_at_ms) VALUES ($1, $2, $3, $4) \
-                 ON CONFLICT (email) DO NOTHING",
-            )
-            .bind(&user.id)
-            .bind(email)
-            .bind(password_hash)
-            .bind(now)
-            .execute(&mut *tx)
-            .await?
-            .rows_affected();
-            if inserted == 0 {
-                return Err(StoreError::AlreadyExists(format!("an account for {email}")));
-            }
+            insert_user!(tx, user, password_hash);
             sqlx::query("INSERT INTO orgs (id, name, created_at_ms) VALUES ($1, $2, $3)")
                 .bind(&org.id)
                 .bind(org_name)
@@ -188,34 +225,8 @@ impl Metadata {
         };
         with_pool!(self, |pool, _lock, _db| {
             let mut tx = pool.begin().await?;
-            let inserted = sqlx::query(
-                "INSERT INTO users (id, email, password_hash, created_at_ms) VALUES ($1, $2, $3, $4) \
-                 ON CONFLICT (email) DO NOTHING",
-            )
-            .bind(&user.id)
-            .bind(email)
-            .bind(password_hash)
-            .bind(now)
-            .execute(&mut *tx)
-            .await?
-            .rows_affected();
-            if inserted == 0 {
-                return Err(StoreError::AlreadyExists(format!("an account for {email}")));
-            }
-            let used: Option<(String, String)> = sqlx::query_as(
-                "UPDATE invites SET used_at_ms = $2, used_by = $3 WHERE token_hash = $1 \
-                 AND used_at_ms IS NULL AND revoked_at_ms IS NULL AND expires_at_ms > $2 \
-                 RETURNING org_id, role",
-            )
-            .bind(token_hash)
-            .bind(now)
-            .bind(&user.id)
-            .fetch_optional(&mut *tx)
-            .await?;
-            let Some((org_id, role)) = used else {
-                drop(tx);
-                return Ok(Err(self.invite_problem(token_hash, now).await?));
-            };
+            insert_user!(tx, user, password_hash);
+            let (org_id, role) = use_invite!(self, tx, token_hash, now, &user.id);
             sqlx::query(
                 "INSERT INTO memberships (org_id, user_id, role, created_at_ms) VALUES ($1, $2, $3, $4)",
             )
@@ -239,20 +250,7 @@ impl Metadata {
         let now = now_ms();
         with_pool!(self, |pool, _lock, _db| {
             let mut tx = pool.begin().await?;
-            let used: Option<(String, String)> = sqlx::query_as(
-                "UPDATE invites SET used_at_ms = $2, used_by = $3 WHERE token_hash = $1 \
-                 AND used_at_ms IS NULL AND revoked_at_ms IS NULL AND expires_at_ms > $2 \
-                 RETURNING org_id, role",
-            )
-            .bind(token_hash)
-            .bind(now)
-            .bind(user_id)
-            .fetch_optional(&mut *tx)
-            .await?;
-            let Some((org_id, role)) = used else {
-                drop(tx);
-                return Ok(Err(self.invite_problem(token_hash, now).await?));
-            };
+            let (org_id, role) = use_invite!(self, tx, token_hash, now, user_id);
             let joined = sqlx::query(
                 "INSERT INTO memberships (org_id, user_id, role, created_at_ms) VALUES ($1, $2, $3, $4) \
                  ON CONFLICT (org_id, user_id) DO NOTHING",
