@@ -1,0 +1,186 @@
+//! The console tests' harness: a real broker on SQLite behind the console router, and a
+//! `Browser` that calls the router with `oneshot` the way a browser would (keeps the
+//! session cookie, posts forms with the page's CSRF token, does not follow redirects).
+
+#![allow(dead_code)]
+
+use std::sync::Arc;
+
+use app::{Console, Settings};
+use axum::body::Body;
+use axum::http::{header, Request, StatusCode};
+use axum::Router;
+use http_body_util::BodyExt;
+use tokio_util::sync::CancellationToken;
+use tower::ServiceExt;
+
+pub struct App {
+    pub router: Router,
+    pub console: Arc<Console>,
+    _running: broker::Running,
+    _dir: tempfile::TempDir,
+}
+
+pub async fn app_with(settings: Settings) -> App {
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}", dir.path().join("meta.db").display());
+    let config = broker::BrokerConfig::for_tests(url);
+    let running = broker::start(config, broker::Metrics::new(), CancellationToken::new())
+        .await
+        .unwrap();
+    let console = Console::new(running.broker.clone(), settings);
+    let router = app::router(console.clone()).await.unwrap();
+    App {
+        router,
+        console,
+        _running: running,
+        _dir: dir,
+    }
+}
+
+pub async fn app() -> App {
+    app_with(Settings::default()).await
+}
+
+/// A browser: keeps the session cookie, sends forms, does not follow redirects.
+pub struct Browser<'a> {
+    app: &'a App,
+    cookie: Option<String>,
+}
+
+pub struct Answer {
+    pub status: StatusCode,
+    pub location: String,
+    pub body: String,
+}
+
+impl Answer {
+    pub fn csrf(&self) -> String {
+        let at = self
+            .body
+            .find("name=\"csrf\" value=\"")
+            .unwrap_or_else(|| panic!("no csrf field in: {}", self.body));
+        let rest = &self.body[at + 19..];
+        rest[..rest.find('"').unwrap()].to_string()
+    }
+}
+
+fn form(fields: &[(&str, &str)]) -> String {
+    fields
+        .iter()
+        .map(|(k, v)| format!("{}={}", app::views::enc(k), app::views::enc(v)))
+        .collect::<Vec<_>>()
+        .join("&")
+}
+
+impl<'a> Browser<'a> {
+    pub fn new(app: &'a App) -> Self {
+        Browser { app, cookie: None }
+    }
+
+    pub async fn send(&mut self, mut req: Request<Body>) -> Answer {
+        if let Some(c) = &self.cookie {
+            req.headers_mut().insert(header::COOKIE, c.parse().unwrap());
+        }
+        let res = self.app.router.clone().oneshot(req).await.unwrap();
+        if let Some(set) = res.headers().get(header::SET_COOKIE) {
+            let set = set.to_str().unwrap();
+            self.cookie = Some(set.split(';').next().unwrap().to_string());
+        }
+        let status = res.status();
+        let location = res
+            .headers()
+            .get(header::LOCATION)
+            .map(|l| l.to_str().unwrap().to_string())
+            .unwrap_or_default();
+        let body = res.into_body().collect().await.unwrap().to_bytes();
+        Answer {
+            status,
+            location,
+            body: String::from_utf8_lossy(&body).into_owned(),
+        }
+    }
+
+    pub async fn get(&mut self, path: &str) -> Answer {
+        self.send(Request::get(path).body(Body::empty()).unwrap())
+            .await
+    }
+
+    pub async fn post(&mut self, path: &str, fields: &[(&str, &str)]) -> Answer {
+        self.send(
+            Request::post(path)
+                .header(header::CONTENT_TYPE, "application/x-www-form-urlencoded")
+                .body(Body::from(form(fields)))
+                .unwrap(),
+        )
+        .await
+    }
+
+    /// Posts a form with the CSRF token of the page it is on.
+    pub async fn submit(&mut self, page: &str, action: &str, fields: &[(&str, &str)]) -> Answer {
+        let csrf = self.get(page).await.csrf();
+        let mut all = vec![("csrf", csrf.as_str())];
+        all.extend_from_slice(fields);
+        self.post(action, &all).await
+    }
+
+    pub async fn json(
+        &mut self,
+        method: &str,
+        path: &str,
+        body: Option<serde_json::Value>,
+        csrf: bool,
+    ) -> (StatusCode, serde_json::Value) {
+        let mut req = Request::builder().method(method).uri(path);
+        if csrf {
+            let me = self.get("/api/v1/me").await;
+            let v: serde_json::Value = serde_json::from_str(&me.body).unwrap();
+            req = req.header("x-csrf-token", v["csrf_token"].as_str().unwrap());
+        }
+        let req = req
+            .header(header::CONTENT_TYPE, "application/json")
+            .body(Body::from(body.map(|b| b.to_string()).unwrap_or_default()))
+            .unwrap();
+        let a = self.send(req).await;
+        (
+            a.status,
+            serde_json::from_str(&a.body).unwrap_or(serde_json::Value::Null),
+        )
+    }
+
+    pub async fn sign_up(&mut self, email: &str, org: &str) -> Answer {
+        self.submit(
+            "/signup",
+            "/signup",
+            &[
+                ("email", email),
+                ("password", "correct horse battery"),
+                ("org", org),
+            ],
+        )
+        .await
+    }
+}
+
+pub async fn key_call(
+    app: &App,
+    method: &str,
+    path: &str,
+    key: &str,
+    body: Option<serde_json::Value>,
+) -> (StatusCode, serde_json::Value) {
+    let req = Request::builder()
+        .method(method)
+        .uri(path)
+        .header(header::AUTHORIZATION, format!("Bearer {key}"))
+        .header(header::CONTENT_TYPE, "application/json")
+        .body(Body::from(body.map(|b| b.to_string()).unwrap_or_default()))
+        .unwrap();
+    let res = app.router.clone().oneshot(req).await.unwrap();
+    let status = res.status();
+    let body = res.into_body().collect().await.unwrap().to_bytes();
+    (
+        status,
+        serde_json::from_slice(&body).unwrap_or(serde_json::Value::Null),
+    )
+}
