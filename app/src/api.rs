@@ -192,7 +192,7 @@ async fn update_cluster(
     Api(async {
         let v = user(&c, &session, &headers, true).await?;
         let b: ClusterPatch = body(&bytes)?;
-        let cur = ops::cluster(&c, &Actor::User(Box::new(v.clone())), &id).await?;
+        let cur = ops::cluster(&c, &v.actor(), &id).await?;
         if let Some(name) = &b.name {
             ops::rename_cluster(&c, &v, &id, name).await?;
         }
@@ -210,7 +210,7 @@ async fn update_cluster(
             )
             .await?;
         }
-        ok(ops::cluster(&c, &Actor::User(Box::new(v)), &id).await?)
+        ok(ops::cluster(&c, &v.actor(), &id).await?)
     }
     .await)
 }
@@ -239,7 +239,7 @@ async fn keys(
 ) -> Api {
     Api(async {
         let v = user(&c, &session, &headers, false).await?;
-        ok(ops::api_keys(&c, &v, &id).await?)
+        ok(ops::api_keys(&c, &v, &id).await?.1)
     }
     .await)
 }

@@ -75,6 +75,11 @@ pub struct Viewer {
 }
 
 impl Viewer {
+    /// This viewer as the caller of an action.
+    pub fn actor(&self) -> Actor {
+        Actor::User(Box::new(self.clone()))
+    }
+
     pub fn require_admin(&self) -> Result<(), Refusal> {
         if self.role.can_admin() {
             Ok(())

@@ -290,7 +290,7 @@ pub async fn rename_cluster(
     name: &str,
 ) -> Result<(), Refusal> {
     viewer.require_admin()?;
-    let c = cluster(console, &Actor::User(Box::new(viewer.clone())), id).await?;
+    let c = cluster(console, &viewer.actor(), id).await?;
     not_builtin(&c)?;
     let name = name.trim();
     check_name("cluster", name, 64)?;
@@ -307,7 +307,7 @@ pub async fn update_cluster_settings(
     retention_ms: i64,
 ) -> Result<(), Refusal> {
     viewer.require_admin()?;
-    let c = cluster(console, &Actor::User(Box::new(viewer.clone())), id).await?;
+    let c = cluster(console, &viewer.actor(), id).await?;
     not_builtin(&c)?;
     if !(1..=1000).contains(&partitions) {
         return Err(Refusal::bad_request(
@@ -333,7 +333,7 @@ pub async fn delete_cluster(
     confirm: &str,
 ) -> Result<ClusterRef, Refusal> {
     viewer.require_admin()?;
-    let c = cluster(console, &Actor::User(Box::new(viewer.clone())), id).await?;
+    let c = cluster(console, &viewer.actor(), id).await?;
     not_builtin(&c)?;
     if confirm.trim() != c.name {
         return Err(Refusal::bad_request(format!(
@@ -355,12 +355,13 @@ pub async fn api_keys(
     console: &Console,
     viewer: &Viewer,
     cluster_id: &str,
-) -> Result<Vec<ApiKeyInfo>, Refusal> {
-    let c = cluster(console, &Actor::User(Box::new(viewer.clone())), cluster_id).await?;
+) -> Result<(ClusterRef, Vec<ApiKeyInfo>), Refusal> {
+    let c = cluster(console, &viewer.actor(), cluster_id).await?;
     if c.builtin {
-        return Ok(Vec::new());
+        return Ok((c, Vec::new()));
     }
-    Ok(console.meta().api_keys(cluster_id).await?)
+    let keys = console.meta().api_keys(cluster_id).await?;
+    Ok((c, keys))
 }
 
 pub async fn create_api_key(
@@ -370,7 +371,7 @@ pub async fn create_api_key(
     name: &str,
 ) -> Result<(ApiKeyInfo, String), Refusal> {
     viewer.require_admin()?;
-    let c = cluster(console, &Actor::User(Box::new(viewer.clone())), cluster_id).await?;
+    let c = cluster(console, &viewer.actor(), cluster_id).await?;
     if c.builtin {
         return Err(Refusal::bad_request(
             "The built-in default cluster needs no API key; create a cluster to use keys.",
@@ -393,7 +394,7 @@ pub async fn revoke_api_key(
     key_id: &str,
 ) -> Result<(), Refusal> {
     viewer.require_admin()?;
-    cluster(console, &Actor::User(Box::new(viewer.clone())), cluster_id).await?;
+    cluster(console, &viewer.actor(), cluster_id).await?;
     let keys = console.meta().api_keys(cluster_id).await?;
     if !keys.iter().any(|k| k.id == key_id) {
         return Err(Refusal::not_found(format!(

@@ -128,21 +128,10 @@ fn signup_body(csrf: &str, invite: Option<(String, String, String)>) -> AnyView 
 async fn invite_details(c: &AppState, token: &str) -> Result<(String, String), Refusal> {
     match c.meta().invite_by_token(&auth::token_hash(token)).await? {
         None => Err(ops::invite_refusal(broker::store::InviteProblem::Unknown)),
-        Some((inv, org)) => {
-            let problem = if inv.revoked_at_ms.is_some() {
-                Some(broker::store::InviteProblem::Revoked)
-            } else if inv.used_at_ms.is_some() {
-                Some(broker::store::InviteProblem::Used)
-            } else if inv.expires_at_ms <= broker::clock::now_ms() {
-                Some(broker::store::InviteProblem::Expired)
-            } else {
-                None
-            };
-            match problem {
-                Some(p) => Err(ops::invite_refusal(p)),
-                None => Ok((org, inv.role)),
-            }
-        }
+        Some((inv, org)) => match inv.problem(broker::clock::now_ms()) {
+            Some(p) => Err(ops::invite_refusal(p)),
+            None => Ok((org, inv.role)),
+        },
     }
 }
 

@@ -8,7 +8,7 @@ use tower_sessions::Session;
 
 use super::layout::{csrf_field, page, Nav};
 use super::{back_with, done, enc, fmt_time, html, Fields};
-use crate::auth::{self, take_flash, Actor, Flash, Viewer};
+use crate::auth::{self, take_flash, Flash, Viewer};
 use crate::error::Page;
 use crate::ops::{self, ClusterRef};
 use crate::AppState;
@@ -58,7 +58,7 @@ pub async fn cluster_for(
     next: &str,
 ) -> Result<(Viewer, ClusterRef), crate::error::Refusal> {
     let viewer = auth::viewer(c, session, next).await?;
-    let cluster = ops::cluster(c, &Actor::User(Box::new(viewer.clone())), id).await?;
+    let cluster = ops::cluster(c, &viewer.actor(), id).await?;
     Ok((viewer, cluster))
 }
 
@@ -340,8 +340,8 @@ pub async fn keys(State(c): State<AppState>, session: Session, Path(id): Path<St
     Page(
         async {
             let here = format!("/clusters/{}/keys", enc(&id));
-            let (viewer, cl) = cluster_for(&c, &session, &id, &here).await?;
-            let keys = ops::api_keys(&c, &viewer, &id).await?;
+            let viewer = auth::viewer(&c, &session, &here).await?;
+            let (cl, keys) = ops::api_keys(&c, &viewer, &id).await?;
             let admin = viewer.role.can_admin();
             let rows = keys
                 .iter()

@@ -11,7 +11,7 @@ use broker::inspect::ResetTo;
 use leptos::prelude::*;
 use tower_sessions::Session;
 
-use super::clusters::{cluster_for, tabs, Tab};
+use super::clusters::{tabs, Tab};
 use super::layout::{csrf_field, page, Nav};
 use super::topics::parse_time;
 use super::{back_with, done, enc, html, Fields};
@@ -33,8 +33,8 @@ pub async fn list(State(c): State<AppState>, session: Session, Path(id): Path<St
     Page(
         async {
             let here = format!("/clusters/{}/groups", enc(&id));
-            let (viewer, _) = cluster_for(&c, &session, &id, &here).await?;
-            let actor = Actor::User(Box::new(viewer.clone()));
+            let viewer = auth::viewer(&c, &session, &here).await?;
+            let actor = viewer.actor();
             let (cl, groups) = ops::groups(&c, &actor, &id).await?;
             let rows = groups
                 .iter()
@@ -83,8 +83,8 @@ pub async fn show(
     Page(
         async {
             let here = format!("/clusters/{}/groups/{}", enc(&id), enc(&group));
-            let (viewer, _) = cluster_for(&c, &session, &id, &here).await?;
-            let actor = Actor::User(Box::new(viewer.clone()));
+            let viewer = auth::viewer(&c, &session, &here).await?;
+            let actor = viewer.actor();
             let (cl, g) = ops::group(&c, &actor, &id, &group).await?;
             let window = match q.get("window").map(|s| s.as_str()) {
                 Some("24h") => "24h",
@@ -277,12 +277,15 @@ pub async fn chart(
             let here = format!("/clusters/{}/groups/{}", enc(&id), enc(&group));
             let viewer = auth::viewer(&c, &session, &here).await?;
             let actor = Actor::User(Box::new(viewer));
-            // An unknown group is a 404, as its page is.
-            ops::group(&c, &actor, &id, &group).await?;
             let window = q.get("window").map(|s| s.as_str()).unwrap_or("1h");
             let metric = Metric::parse(q.get("metric").map(|s| s.as_str()).unwrap_or("time"))
                 .ok_or_else(|| Refusal::bad_request("metric must be time or offset"))?;
             let (_, points, current) = ops::lag_history(&c, &actor, &id, &group, window).await?;
+            if points.is_empty() && current.is_none() {
+                // No lag known: an unknown group is a 404, as its page is (checked only
+                // then, since charts reload every few seconds).
+                ops::group(&c, &actor, &id, &group).await?;
+            }
             let svg = lag_chart(metric, window, &points, current.as_ref());
             Ok(([(header::CONTENT_TYPE, "image/svg+xml")], svg).into_response())
         }

@@ -9,7 +9,7 @@ use broker::inspect::{ReadFrom, RecordView};
 use leptos::prelude::*;
 use tower_sessions::Session;
 
-use super::clusters::{cluster_for, tabs, Tab};
+use super::clusters::{tabs, Tab};
 use super::layout::{csrf_field, page, Nav};
 use super::{back_with, done, enc, fmt_bytes, fmt_time, html, Fields};
 use crate::auth::{self, take_flash, Actor};
@@ -20,8 +20,8 @@ pub async fn list(State(c): State<AppState>, session: Session, Path(id): Path<St
     Page(
         async {
             let here = format!("/clusters/{}/topics", enc(&id));
-            let (viewer, _) = cluster_for(&c, &session, &id, &here).await?;
-            let actor = Actor::User(Box::new(viewer.clone()));
+            let viewer = auth::viewer(&c, &session, &here).await?;
+            let actor = viewer.actor();
             let (cl, topics) = ops::topics(&c, &actor, &id).await?;
             let rows = topics
                 .iter()
@@ -125,8 +125,8 @@ pub async fn show(
     Page(
         async {
             let here = format!("/clusters/{}/topics/{}", enc(&id), enc(&topic));
-            let (viewer, _) = cluster_for(&c, &session, &id, &here).await?;
-            let actor = Actor::User(Box::new(viewer.clone()));
+            let viewer = auth::viewer(&c, &session, &here).await?;
+            let actor = viewer.actor();
             let (cl, t) = ops::topic(&c, &actor, &id, &topic).await?;
             let parts = t
                 .partitions
@@ -458,8 +458,8 @@ pub async fn messages(
     Page(
         async {
             let here = format!("/clusters/{}/topics/{}/messages", enc(&id), enc(&topic));
-            let (viewer, _) = cluster_for(&c, &session, &id, &here).await?;
-            let actor = Actor::User(Box::new(viewer.clone()));
+            let viewer = auth::viewer(&c, &session, &here).await?;
+            let actor = viewer.actor();
             let (cl, t) = ops::topic(&c, &actor, &id, &topic).await?;
             let (records, error) = match parse_browse(&q) {
                 Ok(bq) => match ops::messages(&c, &actor, &id, &topic, bq.partition, bq.from, bq.limit).await {

@@ -45,6 +45,21 @@ pub struct Invite {
     pub revoked_at_ms: Option<i64>,
 }
 
+impl Invite {
+    /// Why this invite cannot be used at `now_ms`, if it cannot.
+    pub fn problem(&self, now_ms: i64) -> Option<InviteProblem> {
+        if self.revoked_at_ms.is_some() {
+            Some(InviteProblem::Revoked)
+        } else if self.used_at_ms.is_some() {
+            Some(InviteProblem::Used)
+        } else if self.expires_at_ms <= now_ms {
+            Some(InviteProblem::Expired)
+        } else {
+            None
+        }
+    }
+}
+
 /// Why an invite cannot be accepted.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum InviteProblem {
@@ -279,10 +294,7 @@ impl Metadata {
     ) -> Result<InviteProblem, StoreError> {
         Ok(match self.invite_by_token(token_hash).await? {
             None => InviteProblem::Unknown,
-            Some((i, _)) if i.revoked_at_ms.is_some() => InviteProblem::Revoked,
-            Some((i, _)) if i.used_at_ms.is_some() => InviteProblem::Used,
-            Some((i, _)) if i.expires_at_ms <= now => InviteProblem::Expired,
-            Some(_) => InviteProblem::Unknown,
+            Some((i, _)) => i.problem(now).unwrap_or(InviteProblem::Unknown),
         })
     }
 
