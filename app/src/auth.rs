@@ -463,7 +463,7 @@ impl Console {
         let refused = || Refusal::new(StatusCode::UNAUTHORIZED, "Invalid or revoked API key.");
         let cred = self
             .broker
-            .credentials
+            .credentials()
             .get(id)
             .await
             .map_err(Refusal::from)?
@@ -494,7 +494,7 @@ impl Console {
             }
             ok.insert(key, Instant::now());
         }
-        self.broker.credentials.used(id).await;
+        self.broker.credentials().used(id).await;
         Ok(Actor::Key {
             key_id: id.to_string(),
             cluster_id: cred.cluster_id.clone(),

@@ -86,12 +86,12 @@ impl Console {
     }
 
     pub fn meta(&self) -> &Metadata {
-        &self.broker.meta
+        self.broker.meta()
     }
 
     /// host:port clients bootstrap from.
     pub fn bootstrap(&self) -> String {
-        format!("{}:{}", self.broker.advertised.0, self.broker.advertised.1)
+        self.broker.advertised()
     }
 }
 

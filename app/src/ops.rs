@@ -43,7 +43,7 @@ impl ClusterRef {
     }
 
     fn builtin(console: &Console) -> Self {
-        let c = &console.broker.config;
+        let c = &console.broker.config();
         ClusterRef {
             id: DEFAULT_CLUSTER.to_string(),
             name: "default".to_string(),
@@ -687,7 +687,7 @@ pub async fn lag_history(
         .meta()
         .lag_history(&c.id, group, broker::clock::now_ms() - window_ms)
         .await?;
-    let current = console.broker.lag.get(&c.id, group);
+    let current = console.broker.lag().get(&c.id, group);
     let points = history
         .into_iter()
         .map(|(minute, lag_ms, offset_lag)| LagPoint {

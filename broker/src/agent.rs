@@ -1,206 +1,111 @@
-//! The agent: everything one broker process shares between connections, and its start-up
-//! and shutdown order.
+//! Start-up and shutdown of one agent: connects the stores, builds the shared
+//! [`Broker`] state, binds the Kafka listener and spawns every long-running task on one
+//! tracker, so that shutdown can wait for all of them.
+//!
+//! # Shutdown order
+//! 1. stop accepting connections and reading requests;
+//! 2. drain in-flight requests (their answers are written; bounded by
+//!    [`crate::server::DRAIN_TIMEOUT`]);
+//! 3. seal and commit buffered segments (acknowledged records are never left behind);
+//! 4. stop the jobs (group ticker, lag, retention, and any task the binary adds through
+//!    [`Running::spawn_job`]) and wait for them.
 
-use std::collections::{BTreeMap, HashMap};
+use std::future::Future;
 use std::net::SocketAddr;
-use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::sync::Arc;
+use std::time::Duration;
 
 use anyhow::Context;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
 
 use crate::bucket::Bucket;
 use crate::cache::ChunkCache;
 use crate::config::BrokerConfig;
-use crate::gate::Gate;
 use crate::groups::Coordinator;
 use crate::metrics::Metrics;
-use crate::store::{Metadata, StoreError, TopicMeta};
+use crate::state::Parts;
+use crate::store::Metadata;
 use crate::writer::{SegmentWriter, WriterConfig};
 
-/// The virtual cluster the plaintext listener serves.
-pub const DEFAULT_CLUSTER: &str = "default";
+pub use crate::session::DEFAULT_CLUSTER;
+pub use crate::state::Broker;
+pub use crate::topics::TopicLookup;
 
-const TOPIC_CACHE_TTL: Duration = Duration::from_secs(1);
-
-/// (cluster, topic name) to the topic and when it was read.
-type TopicCache = HashMap<(String, String), (Arc<TopicMeta>, Instant)>;
-
-/// Shared state of one agent.
-pub struct Broker {
-    pub config: BrokerConfig,
-    pub meta: Metadata,
-    pub bucket: Bucket,
-    pub cache: ChunkCache,
-    pub writer: SegmentWriter,
-    pub groups: Arc<Coordinator>,
-    pub produce_gate: Arc<Gate>,
-    /// Fetch responses being read at once: bounded to half the cores, so a fetch storm
-    /// cannot take the CPU that producers need.
-    pub fetch_readers: tokio::sync::Semaphore,
-    /// API keys for SASL, cached.
-    pub credentials: crate::auth::CredentialCache,
-    pub fetch_gate: Arc<Gate>,
-    /// The latest consumer-group lag, from the lag job.
-    pub lag: crate::lag::job::LagBoard,
-    pub metrics: Metrics,
-    pub cluster_id: String,
-    pub agent_id: String,
-    /// Host and port announced in Metadata.
-    pub advertised: (String, i32),
-    commits: watch::Sender<u64>,
-    topics: Mutex<TopicCache>,
-}
-
-/// Why a topic could not be resolved for a request.
-#[derive(Debug)]
-pub enum TopicLookup {
-    Found(Arc<TopicMeta>),
-    Missing,
-}
-
-impl Broker {
-    /// A receiver that changes after every segment commit (wakes long-polling fetches).
-    pub fn subscribe_commits(&self) -> watch::Receiver<u64> {
-        self.commits.subscribe()
-    }
-
-    /// Looks a topic up by name, through a short-lived cache.
-    pub async fn topic(
-        &self,
-        cluster: &str,
-        name: &str,
-    ) -> Result<Option<Arc<TopicMeta>>, StoreError> {
-        let key = (cluster.to_string(), name.to_string());
-        if let Some((t, at)) = self.lock_topics().get(&key) {
-            if at.elapsed() < TOPIC_CACHE_TTL {
-                return Ok(Some(t.clone()));
-            }
-        }
-        let found = self.meta.topic(cluster, name).await?.map(Arc::new);
-        let mut cache = self.lock_topics();
-        match &found {
-            Some(t) => {
-                cache.insert(key, (t.clone(), Instant::now()));
-            }
-            None => {
-                cache.remove(&key);
-            }
-        }
-        Ok(found)
-    }
-
-    /// Looks a topic up by name and creates it when auto-creation is on.
-    pub async fn topic_or_create(
-        &self,
-        cluster: &str,
-        name: &str,
-        allow_create: bool,
-    ) -> Result<TopicLookup, StoreError> {
-        if let Some(t) = self.topic(cluster, name).await? {
-            return Ok(TopicLookup::Found(t));
-        }
-        // The built-in cluster follows the agent's flags; a virtual cluster its own settings.
-        let (auto_create, partitions) = if cluster == DEFAULT_CLUSTER {
-            (
-                self.config.auto_create_topics,
-                self.config.default_partitions,
-            )
-        } else {
-            match self.meta.virtual_cluster(cluster).await? {
-                Some(vc) => (vc.auto_create_topics, vc.default_partitions.max(1)),
-                None => (false, 1),
-            }
-        };
-        if !(allow_create && auto_create)
-            || crate::handlers::admin::validate_topic_name(name).is_err()
-        {
-            return Ok(TopicLookup::Missing);
-        }
-        match self
-            .create_topic(cluster, name, partitions, &BTreeMap::new())
-            .await
-        {
-            Ok(t) => {
-                tracing::info!(
-                    topic = name,
-                    partitions = t.partitions,
-                    "auto-created topic"
-                );
-                Ok(TopicLookup::Found(Arc::new(t)))
-            }
-            // Created concurrently by another request or agent: use that one.
-            Err(StoreError::TopicExists(_)) => Ok(match self.topic(cluster, name).await? {
-                Some(t) => TopicLookup::Found(t),
-                None => TopicLookup::Missing,
-            }),
-            Err(e) => Err(e),
-        }
-    }
-
-    /// Creates a topic with the defaults of its cluster filled in: a virtual cluster's
-    /// default retention applies unless `retention.ms` is given. Every way of creating a
-    /// topic (CreateTopics, auto-creation, the console) goes through here.
-    pub async fn create_topic(
-        &self,
-        cluster: &str,
-        name: &str,
-        partitions: i32,
-        configs: &BTreeMap<String, String>,
-    ) -> Result<crate::store::TopicMeta, StoreError> {
-        let mut configs = configs.clone();
-        if cluster != DEFAULT_CLUSTER && !configs.contains_key("retention.ms") {
-            if let Some(vc) = self.meta.virtual_cluster(cluster).await? {
-                configs.insert(
-                    "retention.ms".to_string(),
-                    vc.default_retention_ms.to_string(),
-                );
-            }
-        }
-        self.meta
-            .create_topic(cluster, name, partitions, &configs)
-            .await
-    }
-
-    /// Drops a cached topic after a local change.
-    pub fn forget_topic(&self, cluster: &str, name: &str) {
-        self.lock_topics()
-            .remove(&(cluster.to_string(), name.to_string()));
-    }
-
-    fn lock_topics(&self) -> std::sync::MutexGuard<'_, TopicCache> {
-        // A poisoned lock only means a panic elsewhere mid-insert; the map is still usable.
-        self.topics.lock().unwrap_or_else(|p| p.into_inner())
-    }
-}
+/// How long shutdown waits for the segment pipeline to commit what was buffered.
+const COMMIT_TIMEOUT: Duration = Duration::from_secs(30);
+/// How long shutdown waits for the jobs to notice and return.
+const JOBS_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// A started agent.
 pub struct Running {
     pub broker: Arc<Broker>,
     pub kafka_addr: SocketAddr,
-    cancel: CancellationToken,
+    /// Stops the listener and the connections' read loops.
+    accept_cancel: CancellationToken,
+    /// Stops the segment writer's sealing timer (which seals what is left).
+    flush_cancel: CancellationToken,
+    /// Stops the upload/commit pipeline once the queued segments are committed.
     stop: CancellationToken,
+    /// Stops the jobs.
+    jobs_cancel: CancellationToken,
     accept: JoinHandle<()>,
     pipeline: JoinHandle<()>,
+    jobs: TaskTracker,
 }
 
 impl Running {
-    /// Stops accepting, seals and commits what is buffered, then returns.
+    /// Runs `task` as a job of this agent: it gets a token that fires at step 4 of the
+    /// shutdown, which then waits for it to return.
+    pub fn spawn_job<F, Fut>(&self, name: &'static str, task: F)
+    where
+        F: FnOnce(CancellationToken) -> Fut,
+        Fut: Future<Output = ()> + Send + 'static,
+    {
+        spawn_named(&self.jobs, name, task(self.jobs_cancel.child_token()));
+    }
+
+    /// Shuts down in order (see the module doc) and returns when every task has stopped or
+    /// its timeout passed.
     pub async fn shutdown(self) {
-        self.cancel.cancel();
+        self.accept_cancel.cancel();
         let _ = self.accept.await;
+        tracing::info!("stopped accepting; in-flight requests drained");
+        self.flush_cancel.cancel();
         self.broker.writer.flush().await;
         self.stop.cancel();
-        if tokio::time::timeout(Duration::from_secs(30), self.pipeline)
+        if tokio::time::timeout(COMMIT_TIMEOUT, self.pipeline)
             .await
             .is_err()
         {
-            tracing::warn!("segment pipeline did not finish within 30s of shutdown");
+            tracing::warn!("segment pipeline did not finish within {COMMIT_TIMEOUT:?} of shutdown");
+        } else {
+            tracing::info!("buffered segments committed");
+        }
+        self.jobs_cancel.cancel();
+        self.jobs.close();
+        if tokio::time::timeout(JOBS_TIMEOUT, self.jobs.wait())
+            .await
+            .is_err()
+        {
+            tracing::warn!("jobs did not stop within {JOBS_TIMEOUT:?} of shutdown");
+        } else {
+            tracing::info!("jobs stopped");
         }
     }
+}
+
+fn spawn_named<Fut>(tracker: &TaskTracker, name: &'static str, fut: Fut)
+where
+    Fut: Future<Output = ()> + Send + 'static,
+{
+    tracker.spawn(async move {
+        fut.await;
+        tracing::debug!(task = name, "task stopped");
+    });
 }
 
 fn advertised(config: &BrokerConfig, bound: SocketAddr) -> anyhow::Result<(String, i32)> {
@@ -221,7 +126,8 @@ fn advertised(config: &BrokerConfig, bound: SocketAddr) -> anyhow::Result<(Strin
     Ok((host, bound.port() as i32))
 }
 
-/// Connects the stores, binds the Kafka listener and starts serving.
+/// Connects the stores, binds the Kafka listener and starts serving. `cancel` is the
+/// root token: cancelling it stops accepting at once (as step 1 of [`Running::shutdown`]).
 pub async fn start(
     config: BrokerConfig,
     metrics: Metrics,
@@ -240,7 +146,11 @@ pub async fn start(
     let agent_id = uuid::Uuid::new_v4().simple().to_string();
     let cache = ChunkCache::new(bucket.clone(), config.read_cache_bytes, metrics.clone());
     let (commits, _) = watch::channel(0u64);
+    let accept_cancel = cancel.child_token();
+    // Not children of the root: they fire only when shutdown reaches their step.
+    let flush_cancel = CancellationToken::new();
     let stop = CancellationToken::new();
+    let jobs_cancel = CancellationToken::new();
     let (writer, pipeline) = SegmentWriter::start(
         WriterConfig {
             batch_timeout: config.batch_timeout,
@@ -252,7 +162,7 @@ pub async fn start(
         cache.clone(),
         metrics.clone(),
         commits.clone(),
-        cancel.child_token(),
+        flush_cancel.clone(),
         stop.clone(),
     );
     tracing::info!(
@@ -263,65 +173,59 @@ pub async fn start(
         cluster_id = %cluster_id,
         "broker started"
     );
-    let produce_gate = Gate::new(
-        "produce",
-        config.produce_inflight_bytes,
-        Some(metrics.gate_gauges("produce", config.produce_inflight_bytes)),
-    );
-    let fetch_gate = Gate::new(
-        "fetch",
-        config.fetch_inflight_bytes,
-        Some(metrics.gate_gauges("fetch", config.fetch_inflight_bytes)),
-    );
     let groups = Coordinator::new(config.group_initial_rebalance_delay);
-    groups.start_ticker(cancel.child_token());
-    let credentials = crate::auth::CredentialCache::new(meta.clone());
-    let broker = Arc::new(Broker {
+    let broker = Arc::new(Broker::new(Parts {
         config,
         meta,
         bucket,
         cache,
         writer,
         groups,
-        produce_gate,
-        fetch_gate,
-        fetch_readers: tokio::sync::Semaphore::new(
-            std::thread::available_parallelism()
-                .map(|n| n.get() / 2)
-                .unwrap_or(1)
-                .max(1),
-        ),
-        credentials,
-        lag: Default::default(),
         metrics,
         cluster_id,
         agent_id,
         advertised,
         commits,
-        topics: Mutex::new(HashMap::new()),
-    });
-    crate::lag::job::start(
-        broker.clone(),
-        broker.config.lag_interval,
-        cancel.child_token(),
+    }));
+    let jobs = TaskTracker::new();
+    spawn_named(
+        &jobs,
+        "group ticker",
+        broker.groups.clone().run_ticker(jobs_cancel.child_token()),
     );
-    crate::retention::start(
-        broker.clone(),
-        broker.config.retention_interval,
-        cancel.child_token(),
+    spawn_named(
+        &jobs,
+        "lag",
+        crate::lag::job::run(
+            broker.clone(),
+            broker.config.lag_interval,
+            jobs_cancel.child_token(),
+        ),
+    );
+    spawn_named(
+        &jobs,
+        "retention",
+        crate::retention::run(
+            broker.clone(),
+            broker.config.retention_interval,
+            jobs_cancel.child_token(),
+        ),
     );
     let accept = tokio::spawn(crate::server::accept_loop(
         listener,
         broker.clone(),
-        cancel.clone(),
+        accept_cancel.clone(),
     ));
     Ok(Running {
         broker,
         kafka_addr,
-        cancel,
+        accept_cancel,
+        flush_cancel,
         stop,
+        jobs_cancel,
         accept,
         pipeline,
+        jobs,
     })
 }
 

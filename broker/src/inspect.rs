@@ -5,9 +5,9 @@
 //! `topics.cluster` and `group_offsets.cluster`) and returns plain serialisable structs or
 //! an [`InspectError`] whose message a person can act on. Nothing here is new behaviour:
 //! writes go through the same validation and store calls as the Kafka handlers
-//! ([`handlers::admin::validate_new_topic`], [`handlers::admin::delete_topic`],
-//! [`topic_config`], `handlers::offsets::offset_at`) and records are read the way Fetch
-//! reads them (`handlers::fetch::read_batch`), so the console and Kafka clients always
+//! ([`topic_config::validate_new_topic`], [`crate::topics`], [`crate::log::offset_at`]) and
+//! records are read the way Fetch reads them ([`crate::log::read_batch`]), so the console
+//! and Kafka clients always
 //! agree. Aggregates that would otherwise cost a query per topic live in
 //! `store/inspect.rs`.
 //!
@@ -36,10 +36,9 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
-use crate::agent::Broker;
 use crate::clock::now_ms;
-use crate::handlers;
 use crate::lag::index::{minute_of, MINUTE_MS};
+use crate::state::Broker;
 use crate::store::StoreError;
 use crate::topic_config;
 
@@ -238,7 +237,7 @@ fn config_map(pairs: &[(String, String)]) -> Result<BTreeMap<String, String>, In
 }
 
 /// Creates a topic with CreateTopics' rules: a valid name, 1 to
-/// [`handlers::admin::MAX_PARTITIONS`] partitions, known configs with valid values;
+/// [`topic_config::MAX_PARTITIONS`] partitions, known configs with valid values;
 /// Conflict when it already exists.
 pub async fn create_topic(
     broker: &Broker,
@@ -248,7 +247,7 @@ pub async fn create_topic(
     configs: &[(String, String)],
 ) -> Result<(), InspectError> {
     let configs = config_map(configs)?;
-    handlers::admin::validate_new_topic(name, partitions, &configs)
+    crate::topic_config::validate_new_topic(name, partitions, &configs)
         .map_err(|(_code, message)| InspectError::Invalid(message))?;
     broker
         .create_topic(cluster, name, partitions, &configs)
@@ -266,7 +265,7 @@ pub async fn create_topic(
 /// Deletes a topic as DeleteTopics does (its records, configs and committed offsets);
 /// NotFound when it does not exist.
 pub async fn delete_topic(broker: &Broker, cluster: &str, name: &str) -> Result<(), InspectError> {
-    if handlers::admin::delete_topic(broker, cluster, name).await? {
+    if broker.topics.delete(cluster, name).await? {
         Ok(())
     } else {
         Err(topic_not_found(name))

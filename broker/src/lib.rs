@@ -11,8 +11,15 @@
 //! * Metadata schema: `migrations/sqlite` and `migrations/postgres`; queries in [`store`].
 //! * Console view: [`inspect`] gives the web console typed reads (topics, records, groups)
 //!   and the few admin writes it offers, through the same code the handlers use.
-//! * [`agent`] wires it together (start-up and shutdown order); [`metrics`] are exported by
-//!   the binary on `/metrics`.
+//! * [`state`] is the agent's shared state (low in the house: handlers and jobs use it, it
+//!   uses none of them); [`agent`] at the top starts it, spawns every task on one tracker
+//!   and shuts them down in order; [`session`] is what a connection knows of its client.
+//! * Shared by the handlers and [`inspect`]: [`topics`] (look-up cache, creation with the
+//!   cluster's defaults, deletion), [`log`] (reading a stored batch, offsets by time) and
+//!   the topic rules in [`topic_config`]. Kafka error codes all live in [`codes`].
+//! * Jobs: [`lag`] (consumer-group lag, timestamp-index merge) and [`retention`]
+//!   (retention and garbage collection); [`metrics`] are exported by the binary on
+//!   `/metrics`.
 //!
 //! This crate owns the Kafka-facing data plane and the cluster metadata; it does not serve
 //! HTTP and knows nothing about console users or teams.
@@ -24,6 +31,7 @@ pub mod batch;
 pub mod bucket;
 pub mod cache;
 pub mod clock;
+pub mod codes;
 pub mod config;
 pub mod gate;
 pub mod groups;
@@ -31,13 +39,17 @@ pub mod handlers;
 pub mod inspect;
 pub mod lag;
 pub mod limits;
+pub mod log;
 pub mod metrics;
 pub mod protocol;
 pub mod retention;
 pub mod segment;
 pub mod server;
+pub mod session;
+pub mod state;
 pub mod store;
 pub mod topic_config;
+pub mod topics;
 pub mod writer;
 
 pub use agent::{start, Broker, Running};

@@ -8,7 +8,7 @@ use prometheus::{
 };
 
 use crate::groups::state::Phase;
-use crate::lag::job::GroupLag;
+use crate::lag::GroupLag;
 
 #[derive(Clone)]
 pub struct Metrics {

@@ -19,11 +19,10 @@ use std::collections::{BTreeMap, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
-use crate::agent::Broker;
 use crate::clock::now_ms;
+use crate::state::Broker;
 use crate::topic_config;
 
 /// An object with no metadata row is an orphan once it is this old.
@@ -154,26 +153,25 @@ pub async fn run_once(
     })
 }
 
-pub fn start(broker: Arc<Broker>, interval: Duration, cancel: CancellationToken) -> JoinHandle<()> {
-    tokio::spawn(async move {
-        let mut collector = Collector::default();
-        loop {
-            tokio::select! {
-                _ = tokio::time::sleep(interval) => {}
-                _ = cancel.cancelled() => break,
-            }
-            match run_once(&broker, &mut collector, now_ms()).await {
-                Ok(r) if r != PassReport::default() => tracing::info!(
-                    batches_expired = r.batches_expired,
-                    files_deleted = r.files_deleted,
-                    orphans_deleted = r.orphans_deleted,
-                    "retention pass"
-                ),
-                Ok(_) => {}
-                Err(e) => {
-                    tracing::warn!(error = %e, "retention pass failed; retrying next interval")
-                }
+/// Runs retention and garbage collection until `cancel` fires.
+pub async fn run(broker: Arc<Broker>, interval: Duration, cancel: CancellationToken) {
+    let mut collector = Collector::default();
+    loop {
+        tokio::select! {
+            _ = tokio::time::sleep(interval) => {}
+            _ = cancel.cancelled() => break,
+        }
+        match run_once(&broker, &mut collector, now_ms()).await {
+            Ok(r) if r != PassReport::default() => tracing::info!(
+                batches_expired = r.batches_expired,
+                files_deleted = r.files_deleted,
+                orphans_deleted = r.orphans_deleted,
+                "retention pass"
+            ),
+            Ok(_) => {}
+            Err(e) => {
+                tracing::warn!(error = %e, "retention pass failed; retrying next interval")
             }
         }
-    })
+    }
 }

@@ -25,20 +25,16 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
-use crate::agent::{Broker, DEFAULT_CLUSTER};
 use crate::auth::{self, Sasl, Step};
 use crate::config::KafkaAuth;
 use crate::gate::Permit;
 use crate::handlers::{self, Reply};
 use crate::protocol::{self, Decoded};
+use crate::session::Session;
+use crate::state::Broker;
 
-/// What a connection knows about its client.
-#[derive(Debug, Clone)]
-pub struct Session {
-    /// The virtual cluster this connection acts in.
-    pub cluster: String,
-    pub peer: String,
-}
+/// How long the listener waits, once it stops accepting, for in-flight requests.
+pub const DRAIN_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
 
 pub async fn accept_loop(listener: TcpListener, broker: Arc<Broker>, cancel: CancellationToken) {
     let tracker = tokio_util::task::TaskTracker::new();
@@ -59,10 +55,7 @@ pub async fn accept_loop(listener: TcpListener, broker: Arc<Broker>, cancel: Can
                 let _ = socket.set_nodelay(true);
                 let broker = broker.clone();
                 let cancel = cancel.clone();
-                let session = Session {
-                    cluster: DEFAULT_CLUSTER.to_string(),
-                    peer: peer.to_string(),
-                };
+                let session = Session::unauthenticated(peer.to_string());
                 tracker.spawn(
                     async move {
                         broker.metrics.open_connections.inc();
@@ -80,8 +73,18 @@ pub async fn accept_loop(listener: TcpListener, broker: Arc<Broker>, cancel: Can
             }
         }
     }
+    // Stop accepting; the connections stop reading and finish what they already read.
+    drop(listener);
     tracker.close();
-    tracker.wait().await;
+    if tokio::time::timeout(DRAIN_TIMEOUT, tracker.wait())
+        .await
+        .is_err()
+    {
+        tracing::warn!(
+            connections = tracker.len(),
+            "in-flight requests still running after the drain timeout; not waiting for them"
+        );
+    }
 }
 
 /// Waits until a new connection may be accepted: the produce gate has room (new clients

@@ -1,4 +1,5 @@
-//! Topic configuration: the keys Sluice knows, their defaults and their validation.
+//! Topic rules (names, partition counts) and topic configuration: the keys Sluice knows,
+//! their defaults and their validation.
 //!
 //! Enforced by the broker: `max.message.bytes` (produce), `message.timestamp.type`
 //! (produce). Stored and reported for the jobs that act on them: `retention.ms`,
@@ -7,6 +8,8 @@
 //! instance `segment.bytes`: Sluice's segments are bucket objects sized by the agent).
 
 use std::collections::BTreeMap;
+
+use crate::codes;
 
 pub const MAX_MESSAGE_BYTES: &str = "max.message.bytes";
 pub const MESSAGE_TIMESTAMP_TYPE: &str = "message.timestamp.type";
@@ -176,6 +179,47 @@ pub fn log_append_time(set: &BTreeMap<String, String>) -> bool {
     get(set, MESSAGE_TIMESTAMP_TYPE) == "LogAppendTime"
 }
 
+/// The most partitions one topic may have.
+pub const MAX_PARTITIONS: i32 = 10_000;
+
+/// Kafka's topic name rules: 1–249 of `[a-zA-Z0-9._-]`, not `.` or `..`.
+pub fn validate_topic_name(name: &str) -> Result<(), String> {
+    if name.is_empty() || name == "." || name == ".." {
+        return Err(format!("'{name}' is not a valid topic name"));
+    }
+    if name.len() > 249 {
+        return Err("topic names are at most 249 characters".to_string());
+    }
+    if let Some(c) = name
+        .chars()
+        .find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-')))
+    {
+        return Err(format!(
+            "topic name '{name}' contains '{c}'; use letters, digits, '.', '_' and '-'"
+        ));
+    }
+    Ok(())
+}
+
+/// Checks a topic about to be created (name, partition count, configs): Ok, or the Kafka
+/// error code and a message for the person who asked. Shared by CreateTopics and the
+/// console.
+pub fn validate_new_topic(
+    name: &str,
+    partitions: i32,
+    configs: &BTreeMap<String, String>,
+) -> Result<(), (i16, String)> {
+    validate_topic_name(name).map_err(|e| (codes::INVALID_TOPIC_EXCEPTION, e))?;
+    if !(1..=MAX_PARTITIONS).contains(&partitions) {
+        return Err((
+            codes::INVALID_PARTITIONS,
+            format!("partition count must be 1..={MAX_PARTITIONS}, got {partitions}"),
+        ));
+    }
+    validate_all(configs.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+        .map_err(|e| (codes::INVALID_CONFIG, e.0))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -202,5 +246,16 @@ mod tests {
         assert!(all.contains(&("cleanup.policy", "delete".to_string(), true)));
         assert_eq!(max_message_bytes(&set), 1_048_588);
         assert!(!log_append_time(&set));
+    }
+
+    #[test]
+    fn topic_names() {
+        assert!(validate_topic_name("orders.v1_x-2").is_ok());
+        for bad in ["", ".", "..", "has space", "slash/name", &"x".repeat(250)] {
+            assert!(
+                validate_topic_name(bad).is_err(),
+                "{bad:?} should be refused"
+            );
+        }
     }
 }

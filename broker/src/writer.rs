@@ -35,8 +35,7 @@ use crate::segment::SegmentBuilder;
 use crate::store::plan::{AppendGroup, GroupOutcome, PendingBatch};
 use crate::store::{Metadata, SegmentCommit};
 
-/// KAFKA_STORAGE_ERROR: retriable; the data was not stored.
-pub const KAFKA_STORAGE_ERROR: i16 = 56;
+use crate::codes::KAFKA_STORAGE_ERROR;
 
 const MAX_CONCURRENT_UPLOADS: usize = 4;
 const UPLOAD_ATTEMPTS: u32 = 5;

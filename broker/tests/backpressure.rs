@@ -27,7 +27,7 @@ async fn a_closed_gate_stops_reading_and_an_open_one_resumes() {
     let dir = tempfile::tempdir().unwrap();
     let running = start(dir.path()).await;
     let addr = running.kafka_addr;
-    let gate = running.broker.produce_gate.clone();
+    let gate = running.broker.produce_gate().clone();
 
     // An established connection (a closed gate also pauses accepting new ones).
     let mut s = TcpStream::connect(addr).unwrap();
@@ -94,7 +94,7 @@ async fn a_full_fetch_gate_does_not_stall_producers() {
     let dir = tempfile::tempdir().unwrap();
     let running = start(dir.path()).await;
     let addr = running.kafka_addr;
-    let _fetch_full = running.broker.fetch_gate.try_acquire(1 << 20).unwrap();
+    let _fetch_full = running.broker.fetch_gate().try_acquire(1 << 20).unwrap();
     let frame = produce_frame("still-open", 1, 100, 0);
     let resp = tokio::task::spawn_blocking(move || {
         let mut s = TcpStream::connect(addr).unwrap();

@@ -553,7 +553,7 @@ async fn groups_and_offset_resets(a: &Agent) {
         metadata: None,
         commit_time_ms: 0,
     };
-    b.meta
+    b.meta()
         .commit_offsets(DEFAULT, &group, &[commit(0, 2), commit(1, 3)])
         .await
         .unwrap();
@@ -632,7 +632,7 @@ async fn groups_and_offset_resets(a: &Agent) {
         ]
     );
     let stored: Vec<i64> = b
-        .meta
+        .meta()
         .group_offsets(DEFAULT, &group)
         .await
         .unwrap()
@@ -708,7 +708,7 @@ async fn groups_and_offset_resets(a: &Agent) {
             .with_topics(vec![StrBytes::from_string(topic.clone())]),
     );
     let joined = b
-        .groups
+        .groups()
         .join(
             DEFAULT,
             &group,
@@ -734,7 +734,7 @@ async fn groups_and_offset_resets(a: &Agent) {
         ]),
     );
     let synced = b
-        .groups
+        .groups()
         .sync(
             DEFAULT,
             &group,
@@ -780,7 +780,7 @@ async fn groups_and_offset_resets(a: &Agent) {
     }
     // Once the member leaves, the group can be reset again.
     assert_eq!(
-        b.groups
+        b.groups()
             .leave(DEFAULT, &group, &[(joined.member_id.clone(), None)]),
         [0]
     );

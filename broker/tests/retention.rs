@@ -37,19 +37,19 @@ async fn retention_moves_the_log_start_and_collects_segments() {
     let mut configs = BTreeMap::new();
     configs.insert("retention.ms".to_string(), "3600000".to_string());
     let timed = b
-        .meta
+        .meta()
         .create_topic("default", "timed", 1, &configs)
         .await
         .unwrap();
     let mut configs = BTreeMap::new();
     configs.insert("retention.bytes".to_string(), "25000".to_string());
     let sized = b
-        .meta
+        .meta()
         .create_topic("default", "sized", 1, &configs)
         .await
         .unwrap();
     let kept = b
-        .meta
+        .meta()
         .create_topic("default", "kept", 1, &BTreeMap::new())
         .await
         .unwrap();
@@ -69,7 +69,7 @@ async fn retention_moves_the_log_start_and_collects_segments() {
     .await
     .unwrap();
     let old_files: Vec<String> = b
-        .meta
+        .meta()
         .batches_from(timed.id, 0, 0, 2)
         .await
         .unwrap()
@@ -84,19 +84,29 @@ async fn retention_moves_the_log_start_and_collects_segments() {
         2 + 3,
         "two old batches of 'timed', three of 'sized'"
     );
-    let t = b.meta.partition_state(timed.id, 0).await.unwrap().unwrap();
+    let t = b
+        .meta()
+        .partition_state(timed.id, 0)
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!(
         (t.log_start_offset, t.next_offset),
         (20, 30),
         "the log starts at the first recent batch"
     );
-    let s = b.meta.partition_state(sized.id, 0).await.unwrap().unwrap();
+    let s = b
+        .meta()
+        .partition_state(sized.id, 0)
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!(
         s.log_start_offset, 30,
         "about 25 kB remain: the last two batches"
     );
     assert_eq!(
-        b.meta
+        b.meta()
             .partition_state(kept.id, 0)
             .await
             .unwrap()
@@ -106,7 +116,7 @@ async fn retention_moves_the_log_start_and_collects_segments() {
         "no retention set: kept"
     );
     assert!(b
-        .meta
+        .meta()
         .batches_from(timed.id, 0, 0, 10)
         .await
         .unwrap()
@@ -116,12 +126,12 @@ async fn retention_moves_the_log_start_and_collects_segments() {
     // The old segments are deleted on the second pass, not the first.
     assert_eq!(report.files_deleted, 0);
     for key in &old_files {
-        assert!(b.bucket.get(key).await.is_ok());
+        assert!(b.bucket().get(key).await.is_ok());
     }
     let second = run_once(&b, &mut collector, now).await.unwrap();
     assert!(second.files_deleted >= 2, "{second:?}");
     for key in &old_files {
-        assert!(b.bucket.get(key).await.is_err(), "{key} was deleted");
+        assert!(b.bucket().get(key).await.is_err(), "{key} was deleted");
     }
     // A retention pass never moves the start backwards or past the end.
     assert_eq!(
@@ -134,7 +144,7 @@ async fn retention_moves_the_log_start_and_collects_segments() {
 
     // An object with no metadata row (a crash between upload and commit) is an orphan once
     // it is old enough.
-    b.bucket
+    b.bucket()
         .put_new(
             "segments/crashed/000000000001-x.seg",
             Bytes::from_static(b"partial"),
@@ -143,7 +153,7 @@ async fn retention_moves_the_log_start_and_collects_segments() {
         .unwrap();
     run_once(&b, &mut collector, now).await.unwrap();
     assert!(
-        b.bucket
+        b.bucket()
             .get("segments/crashed/000000000001-x.seg")
             .await
             .is_ok(),
@@ -153,7 +163,7 @@ async fn retention_moves_the_log_start_and_collects_segments() {
     let r = run_once(&b, &mut collector, later).await.unwrap();
     assert_eq!(r.orphans_deleted, 1);
     assert!(b
-        .bucket
+        .bucket()
         .get("segments/crashed/000000000001-x.seg")
         .await
         .is_err());

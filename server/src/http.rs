@@ -43,20 +43,18 @@ async fn metrics(State(state): State<HttpState>, headers: HeaderMap) -> Response
                 .into_response();
         }
     }
-    let broker = &state.broker;
-    broker.metrics.publish_groups(&broker.groups.snapshot());
     (
         [(
             header::CONTENT_TYPE,
             "text/plain; version=0.0.4; charset=utf-8",
         )],
-        broker.metrics.render(),
+        state.broker.render_metrics(),
     )
         .into_response()
 }
 
 async fn healthz(State(state): State<HttpState>) -> impl IntoResponse {
-    match state.broker.meta.cluster_id().await {
+    match state.broker.healthy().await {
         Ok(_) => (StatusCode::OK, "ok\n"),
         Err(e) => {
             tracing::warn!(error = %e, "health check: metadata store unreachable");

@@ -21,9 +21,7 @@ pub const CACHE_TTL: Duration = Duration::from_secs(2);
 const CACHE_MAX_ENTRIES: usize = 100_000;
 const TOUCH_EVERY_MS: i64 = 60_000;
 
-pub const UNSUPPORTED_SASL_MECHANISM: i16 = 33;
-pub const ILLEGAL_SASL_STATE: i16 = 34;
-pub const SASL_AUTHENTICATION_FAILED: i16 = 58;
+use crate::codes::{ILLEGAL_SASL_STATE, SASL_AUTHENTICATION_FAILED, UNSUPPORTED_SASL_MECHANISM};
 
 /// Who a connection authenticated as.
 #[derive(Debug, Clone, PartialEq, Eq)]

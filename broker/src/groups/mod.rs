@@ -19,10 +19,10 @@ use bytes::{Buf, Bytes};
 use kafka_protocol::messages::{ConsumerProtocolAssignment, ConsumerProtocolSubscription};
 use kafka_protocol::protocol::Decodable;
 use tokio::sync::oneshot;
-use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
-use state::{codes, Answer, Group, Join, JoinAnswer, MemberView, Phase, SyncAnswer};
+use crate::codes;
+use state::{Answer, Group, Join, JoinAnswer, MemberView, Phase, SyncAnswer};
 
 type Waiter = oneshot::Sender<Answer>;
 
@@ -342,27 +342,24 @@ impl Coordinator {
 
     /// Expires sessions and deadlines every 100 ms; empty groups are dropped from memory
     /// (their offsets stay in the database).
-    pub fn start_ticker(self: &Arc<Self>, cancel: CancellationToken) -> JoinHandle<()> {
-        let me = self.clone();
-        tokio::spawn(async move {
-            let mut interval = tokio::time::interval(Duration::from_millis(100));
-            loop {
-                tokio::select! {
-                    _ = interval.tick() => {}
-                    _ = cancel.cancelled() => break,
-                }
-                let now = me.now();
-                let mut out = Vec::new();
-                {
-                    let mut groups = me.lock();
-                    for g in groups.values_mut() {
-                        out.extend(g.tick(now));
-                    }
-                    groups.retain(|_, g| !g.is_idle());
-                }
-                deliver(out);
+    pub async fn run_ticker(self: Arc<Self>, cancel: CancellationToken) {
+        let mut interval = tokio::time::interval(Duration::from_millis(100));
+        loop {
+            tokio::select! {
+                _ = interval.tick() => {}
+                _ = cancel.cancelled() => break,
             }
-        })
+            let now = self.now();
+            let mut out = Vec::new();
+            {
+                let mut groups = self.lock();
+                for g in groups.values_mut() {
+                    out.extend(g.tick(now));
+                }
+                groups.retain(|_, g| !g.is_idle());
+            }
+            deliver(out);
+        }
     }
 }
 

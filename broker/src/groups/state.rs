@@ -15,18 +15,7 @@ use std::collections::{BTreeMap, HashMap};
 
 use bytes::Bytes;
 
-/// Kafka error codes used by the group protocol.
-pub mod codes {
-    pub const NONE: i16 = 0;
-    pub const ILLEGAL_GENERATION: i16 = 22;
-    pub const INCONSISTENT_GROUP_PROTOCOL: i16 = 23;
-    pub const INVALID_GROUP_ID: i16 = 24;
-    pub const UNKNOWN_MEMBER_ID: i16 = 25;
-    pub const INVALID_SESSION_TIMEOUT: i16 = 26;
-    pub const REBALANCE_IN_PROGRESS: i16 = 27;
-    pub const MEMBER_ID_REQUIRED: i16 = 79;
-    pub const FENCED_INSTANCE_ID: i16 = 82;
-}
+use crate::codes;
 
 pub const MIN_SESSION_TIMEOUT_MS: i32 = 1_000;
 pub const MAX_SESSION_TIMEOUT_MS: i32 = 1_800_000;

@@ -20,11 +20,12 @@ use kafka_protocol::messages::{
 };
 use kafka_protocol::protocol::StrBytes;
 
-use super::{codes, store_error_code};
-use crate::agent::Broker;
-use crate::server::Session;
+use super::store_error_code;
+use crate::codes;
+use crate::session::Session;
+use crate::state::Broker;
 use crate::store::{StoreError, TopicMeta};
-use crate::topic_config;
+use crate::topic_config::{self, validate_new_topic, MAX_PARTITIONS};
 
 const RESOURCE_TOPIC: i8 = 2;
 const RESOURCE_BROKER: i8 = 4;
@@ -32,47 +33,6 @@ const RESOURCE_BROKER: i8 = 4;
 const SOURCE_TOPIC: i8 = 1;
 const SOURCE_STATIC_BROKER: i8 = 4;
 const SOURCE_DEFAULT: i8 = 5;
-/// The most partitions one topic may have.
-pub const MAX_PARTITIONS: i32 = 10_000;
-
-/// Kafka's topic name rules: 1–249 of `[a-zA-Z0-9._-]`, not `.` or `..`.
-pub fn validate_topic_name(name: &str) -> Result<(), String> {
-    if name.is_empty() || name == "." || name == ".." {
-        return Err(format!("'{name}' is not a valid topic name"));
-    }
-    if name.len() > 249 {
-        return Err("topic names are at most 249 characters".to_string());
-    }
-    if let Some(c) = name
-        .chars()
-        .find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-')))
-    {
-        return Err(format!(
-            "topic name '{name}' contains '{c}'; use letters, digits, '.', '_' and '-'"
-        ));
-    }
-    Ok(())
-}
-
-/// Checks a topic about to be created (name, partition count, configs): Ok, or the Kafka
-/// error code and a message for the person who asked. Shared by CreateTopics and the
-/// console ([`crate::inspect::create_topic`]).
-pub fn validate_new_topic(
-    name: &str,
-    partitions: i32,
-    configs: &BTreeMap<String, String>,
-) -> Result<(), (i16, String)> {
-    validate_topic_name(name).map_err(|e| (codes::INVALID_TOPIC_EXCEPTION, e))?;
-    if !(1..=MAX_PARTITIONS).contains(&partitions) {
-        return Err((
-            codes::INVALID_PARTITIONS,
-            format!("partition count must be 1..={MAX_PARTITIONS}, got {partitions}"),
-        ));
-    }
-    topic_config::validate_all(configs.iter().map(|(k, v)| (k.as_str(), v.as_str())))
-        .map_err(|e| (codes::INVALID_CONFIG, e.0))
-}
-
 fn msg(s: impl Into<String>) -> Option<StrBytes> {
     Some(StrBytes::from_string(s.into()))
 }
@@ -135,7 +95,6 @@ pub async fn create_topics(
         };
         results.push(match created {
             Ok(meta) => {
-                broker.forget_topic(&session.cluster, &name);
                 let mut r = result
                     .with_num_partitions(partitions)
                     // Durability comes from the bucket; there are no broker replicas.
@@ -201,7 +160,7 @@ pub async fn delete_topics(
             .with_name(name.clone())
             .with_topic_id(id);
         match found {
-            Ok(Some(t)) => match delete_topic(broker, &session.cluster, &t.name).await {
+            Ok(Some(t)) => match broker.topics.delete(&session.cluster, &t.name).await {
                 Ok(_) => {
                     r = r
                         .with_name(Some(TopicName(StrBytes::from_string(t.name.clone()))))
@@ -226,18 +185,6 @@ pub async fn delete_topics(
         responses.push(r);
     }
     DeleteTopicsResponse::default().with_responses(responses)
-}
-
-/// Deletes a topic with everything stored for it (batch rows, configs, committed offsets)
-/// and drops it from the topic cache; false when it did not exist. Shared by DeleteTopics
-/// and the console ([`crate::inspect::delete_topic`]).
-pub async fn delete_topic(broker: &Broker, cluster: &str, name: &str) -> Result<bool, StoreError> {
-    let deleted = broker.meta.delete_topic(cluster, name).await?;
-    broker.forget_topic(cluster, name);
-    if deleted {
-        tracing::info!(topic = %name, "deleted topic");
-    }
-    Ok(deleted)
 }
 
 pub async fn create_partitions(
@@ -552,20 +499,4 @@ pub async fn incremental_alter_configs(
         responses.push(r);
     }
     IncrementalAlterConfigsResponse::default().with_responses(responses)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn topic_names() {
-        assert!(validate_topic_name("orders.v1_x-2").is_ok());
-        for bad in ["", ".", "..", "has space", "slash/name", &"x".repeat(250)] {
-            assert!(
-                validate_topic_name(bad).is_err(),
-                "{bad:?} should be refused"
-            );
-        }
-    }
 }

@@ -9,13 +9,13 @@ use kafka_protocol::messages::fetch_request::FetchTopic;
 use kafka_protocol::messages::fetch_response::{FetchableTopicResponse, PartitionData};
 use kafka_protocol::messages::{FetchRequest, FetchResponse};
 
-use super::{codes, store_error_code};
-use crate::agent::Broker;
-use crate::batch;
-use crate::bucket::BucketError;
+use super::store_error_code;
+use crate::codes;
 use crate::gate::Permit;
-use crate::server::Session;
-use crate::store::{BatchLocation, TopicMeta};
+use crate::log::read_batch;
+use crate::session::Session;
+use crate::state::Broker;
+use crate::store::TopicMeta;
 
 /// Batch rows read per partition and round; a client wanting more fetches again.
 const MAX_BATCH_ROWS: i64 = 1000;
@@ -256,31 +256,4 @@ async fn read_partition(
         *total += len;
     }
     Ok((hw, lso, (!buf.is_empty()).then_some(buf)))
-}
-
-/// Appends one stored batch to `buf` through the chunk cache and writes its assigned base
-/// offset into the copy (stored bytes keep the producer's 0). On failure `buf` is left as
-/// it was. Shared by fetch and the console's record viewer ([`crate::inspect`]).
-pub(crate) async fn read_batch(
-    broker: &Broker,
-    row: &BatchLocation,
-    buf: &mut BytesMut,
-) -> Result<(), Arc<BucketError>> {
-    let start = buf.len();
-    if let Err(e) = broker
-        .cache
-        .read_into(
-            &row.object_key,
-            row.object_size,
-            row.byte_offset,
-            row.byte_len as u64,
-            buf,
-        )
-        .await
-    {
-        buf.truncate(start);
-        return Err(e);
-    }
-    batch::patch_base_offset(&mut buf[start..], row.base_offset);
-    Ok(())
 }

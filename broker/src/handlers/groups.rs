@@ -27,15 +27,13 @@ use kafka_protocol::messages::{
 };
 use kafka_protocol::protocol::StrBytes;
 
-use super::{codes, store_error_code};
-use crate::agent::Broker;
-use crate::groups::state::{codes as group_codes, Join};
-use crate::server::Session;
+use super::store_error_code;
+use crate::codes;
+use crate::groups::state::Join;
+use crate::session::Session;
+use crate::state::Broker;
 use crate::store::CommittedOffset;
 
-const OFFSET_METADATA_TOO_LARGE: i16 = 12;
-const GROUP_ID_NOT_FOUND: i16 = 69;
-const GROUP_SUBSCRIBED_TO_TOPIC: i16 = 86;
 /// Longest metadata string stored with a committed offset (Kafka's default).
 const MAX_OFFSET_METADATA: usize = 4096;
 /// "Authorized operations not requested".
@@ -54,7 +52,7 @@ pub async fn join_group(
 ) -> JoinGroupResponse {
     if req.group_id.is_empty() {
         return JoinGroupResponse::default()
-            .with_error_code(group_codes::INVALID_GROUP_ID)
+            .with_error_code(codes::INVALID_GROUP_ID)
             .with_generation_id(-1);
     }
     let join = Join {
@@ -223,7 +221,7 @@ pub async fn offset_commit(
         let mut parts = Vec::with_capacity(t.partitions.len());
         for p in &t.partitions {
             let code = if req.group_id.is_empty() {
-                group_codes::INVALID_GROUP_ID
+                codes::INVALID_GROUP_ID
             } else if allowed != codes::NONE {
                 allowed
             } else if p
@@ -231,7 +229,7 @@ pub async fn offset_commit(
                 .as_ref()
                 .is_some_and(|m| m.len() > MAX_OFFSET_METADATA)
             {
-                OFFSET_METADATA_TOO_LARGE
+                codes::OFFSET_METADATA_TOO_LARGE
             } else {
                 match &topic {
                     Ok(Some(meta))
@@ -523,7 +521,7 @@ pub async fn delete_groups(
                 .delete_group_offsets(&session.cluster, &g, None)
                 .await
             {
-                Ok(0) if !known => GROUP_ID_NOT_FOUND,
+                Ok(0) if !known => codes::GROUP_ID_NOT_FOUND,
                 Ok(_) => codes::NONE,
                 Err(e) => store_error_code(&e),
             },
@@ -564,7 +562,7 @@ pub async fn offset_delete(
         .describe(&session.cluster, &req.group_id)
         .is_some_and(|v| !v.members.is_empty());
     if offsets.is_empty() && !live {
-        return OffsetDeleteResponse::default().with_error_code(GROUP_ID_NOT_FOUND);
+        return OffsetDeleteResponse::default().with_error_code(codes::GROUP_ID_NOT_FOUND);
     }
     let subscribed = subscribed_topics(broker, session, &req.group_id);
     let mut topics = Vec::with_capacity(req.topics.len());
@@ -572,7 +570,7 @@ pub async fn offset_delete(
         let in_use = subscribed.iter().any(|x| x == t.name.as_str());
         let partitions: Vec<i32> = t.partitions.iter().map(|p| p.partition_index).collect();
         let code = if in_use {
-            GROUP_SUBSCRIBED_TO_TOPIC
+            codes::GROUP_SUBSCRIBED_TO_TOPIC
         } else {
             match broker
                 .meta

@@ -14,11 +14,13 @@ use kafka_protocol::messages::{
 };
 use kafka_protocol::protocol::StrBytes;
 
-use super::{codes, store_error_code};
-use crate::agent::{Broker, TopicLookup};
+use super::store_error_code;
+use crate::codes;
 use crate::protocol::SUPPORTED;
-use crate::server::Session;
+use crate::session::Session;
+use crate::state::Broker;
 use crate::store::TopicMeta;
+use crate::topics::TopicLookup;
 
 /// "Authorized operations not requested" in Kafka's encoding.
 const NO_OPERATIONS: i32 = i32::MIN;
@@ -108,7 +110,7 @@ pub async fn metadata(
                 continue;
             }
         };
-        let entry = if super::admin::validate_topic_name(&by_name).is_err() {
+        let entry = if crate::topic_config::validate_topic_name(&by_name).is_err() {
             MetadataResponseTopic::default()
                 .with_name(Some(by_name))
                 .with_error_code(codes::INVALID_TOPIC_EXCEPTION)
@@ -146,8 +148,6 @@ pub fn describe_cluster(broker: &Broker) -> DescribeClusterResponse {
 
 /// FindCoordinator key types.
 const KEY_TYPE_GROUP: i8 = 0;
-/// COORDINATOR_NOT_AVAILABLE.
-const COORDINATOR_NOT_AVAILABLE: i16 = 15;
 
 /// Names the coordinator of consumer groups: with one agent, that agent. (Several agents will
 /// pick one by rendezvous hashing of the key over the live agents.) Transactions are not
@@ -161,7 +161,7 @@ pub fn find_coordinator(
     let (host, port) = &broker.advertised;
     let refusal = (req.key_type != KEY_TYPE_GROUP).then(|| {
         (
-            COORDINATOR_NOT_AVAILABLE,
+            codes::COORDINATOR_NOT_AVAILABLE,
             StrBytes::from_static_str(
                 "only consumer-group coordinators are served; transactions are not supported yet",
             ),

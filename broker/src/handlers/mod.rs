@@ -17,27 +17,11 @@ use futures::future::BoxFuture;
 use futures::FutureExt;
 use kafka_protocol::messages::{RequestHeader, RequestKind, ResponseKind};
 
-use crate::agent::Broker;
+use crate::codes;
 use crate::gate::Permit;
-use crate::server::Session;
+use crate::session::Session;
+use crate::state::Broker;
 use crate::store::StoreError;
-
-/// Kafka error codes used by the handlers.
-pub mod codes {
-    pub const NONE: i16 = 0;
-    pub const UNKNOWN_SERVER_ERROR: i16 = -1;
-    pub const OFFSET_OUT_OF_RANGE: i16 = 1;
-    pub const UNKNOWN_TOPIC_OR_PARTITION: i16 = 3;
-    pub const INVALID_TOPIC_EXCEPTION: i16 = 17;
-    pub const INVALID_REQUIRED_ACKS: i16 = 21;
-    pub const TOPIC_ALREADY_EXISTS: i16 = 36;
-    pub const INVALID_PARTITIONS: i16 = 37;
-    pub const INVALID_REPLICATION_FACTOR: i16 = 38;
-    pub const INVALID_CONFIG: i16 = 40;
-    pub const INVALID_REQUEST: i16 = 42;
-    pub const KAFKA_STORAGE_ERROR: i16 = 56;
-    pub const UNKNOWN_TOPIC_ID: i16 = 100;
-}
 
 /// Maps a store failure to the code a client sees, logging the cause once.
 pub fn store_error_code(e: &StoreError) -> i16 {

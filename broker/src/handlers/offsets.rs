@@ -7,17 +7,12 @@ use kafka_protocol::messages::list_offsets_response::{
 };
 use kafka_protocol::messages::{ListOffsetsRequest, ListOffsetsResponse};
 
-use super::{codes, store_error_code};
-use crate::agent::Broker;
-use crate::server::Session;
-use crate::store::{StoreError, TopicMeta};
-
-/// ListOffsets' special timestamps: the log end and the log start.
-pub const LATEST: i64 = -1;
-pub const EARLIEST: i64 = -2;
-const MAX_TIMESTAMP: i64 = -3;
-const EARLIEST_LOCAL: i64 = -4;
-const LATEST_TIERED: i64 = -5;
+use super::store_error_code;
+use crate::codes;
+use crate::log::offset_at;
+use crate::session::Session;
+use crate::state::Broker;
+use crate::store::TopicMeta;
 
 pub async fn list_offsets(
     broker: &Arc<Broker>,
@@ -69,37 +64,4 @@ async fn lookup(
     offset_at(broker, topic, partition, timestamp)
         .await
         .unwrap_or_else(|e| Err(store_error_code(&e)))
-}
-
-/// ListOffsets' answer for one partition and timestamp (or [`LATEST`], [`EARLIEST`], …):
-/// `Ok(Ok((offset, timestamp)))`, -1/-1 when no record is at or after the time;
-/// `Ok(Err(code))` when the request is refused; `Err` when the store failed. Also used by
-/// the console to reset group offsets ([`crate::inspect::reset_group_offsets`]).
-pub(crate) async fn offset_at(
-    broker: &Broker,
-    topic: &TopicMeta,
-    partition: i32,
-    timestamp: i64,
-) -> Result<Result<(i64, i64), i16>, StoreError> {
-    let Some(state) = broker.meta.partition_state(topic.id, partition).await? else {
-        return Ok(Err(codes::UNKNOWN_TOPIC_OR_PARTITION));
-    };
-    Ok(Ok(match timestamp {
-        LATEST | LATEST_TIERED => (state.next_offset, -1),
-        EARLIEST | EARLIEST_LOCAL => (state.log_start_offset, -1),
-        MAX_TIMESTAMP => broker
-            .meta
-            .max_timestamp_offset(topic.id, partition)
-            .await?
-            .unwrap_or((-1, -1)),
-        t if t >= 0 => match broker
-            .meta
-            .offset_for_timestamp(topic.id, partition, t)
-            .await?
-        {
-            Some((offset, ts)) => (offset.max(state.log_start_offset), ts),
-            None => (-1, -1),
-        },
-        _ => return Ok(Err(codes::INVALID_REQUEST)),
-    }))
 }

@@ -11,13 +11,15 @@ use kafka_protocol::messages::{
 use kafka_protocol::protocol::StrBytes;
 use tokio::sync::oneshot;
 
-use super::{codes, store_error_code};
-use crate::agent::{Broker, TopicLookup};
+use super::store_error_code;
 use crate::batch::{self, BatchError};
 use crate::clock::now_ms;
-use crate::server::Session;
+use crate::codes;
+use crate::session::Session;
+use crate::state::Broker;
 use crate::store::plan::GroupOutcome;
 use crate::topic_config;
+use crate::topics::TopicLookup;
 use crate::writer::PartitionAppend;
 
 /// Where one partition's answer comes from.

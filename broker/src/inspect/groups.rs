@@ -6,8 +6,7 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 use serde::{Deserialize, Serialize};
 
 use super::{topic_not_found, InspectError};
-use crate::agent::Broker;
-use crate::handlers;
+use crate::state::Broker;
 use crate::store::{CommittedOffset, TopicMeta};
 
 /// A consumer group as the group list shows it.
@@ -238,8 +237,8 @@ pub async fn reset_group_offsets(
         return Err(InspectError::Invalid("a group id is required".to_string()));
     }
     let target_time = match to {
-        ResetTo::Earliest => handlers::offsets::EARLIEST,
-        ResetTo::Latest => handlers::offsets::LATEST,
+        ResetTo::Earliest => crate::log::EARLIEST,
+        ResetTo::Latest => crate::log::LATEST,
         ResetTo::Timestamp(t) if t >= 0 => t,
         ResetTo::Timestamp(t) => {
             return Err(InspectError::Invalid(format!(
@@ -346,16 +345,12 @@ async fn offset_for(
             topic.name
         ))
     };
-    match handlers::offsets::offset_at(broker, topic, partition, time).await? {
+    match crate::log::offset_at(broker, topic, partition, time).await? {
         Ok((offset, _)) if offset >= 0 => Ok(offset),
-        Ok(_) => {
-            match handlers::offsets::offset_at(broker, topic, partition, handlers::offsets::LATEST)
-                .await?
-            {
-                Ok((end, _)) => Ok(end),
-                Err(_) => Err(missing()),
-            }
-        }
+        Ok(_) => match crate::log::offset_at(broker, topic, partition, crate::log::LATEST).await? {
+            Ok((end, _)) => Ok(end),
+            Err(_) => Err(missing()),
+        },
         Err(_) => Err(missing()),
     }
 }

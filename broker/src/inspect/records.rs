@@ -7,8 +7,7 @@ use kafka_protocol::records::{RecordBatchDecoder, TimestampType};
 use serde::{Deserialize, Serialize};
 
 use super::{topic_not_found, InspectError, MAX_READ_BYTES, MAX_RECORDS, PARTITION_READS};
-use crate::agent::Broker;
-use crate::handlers;
+use crate::state::Broker;
 use crate::store::{BatchLocation, TopicMeta};
 
 /// Where a read starts.
@@ -203,7 +202,7 @@ async fn decode_batch(
     partition: i32,
 ) -> Result<Vec<RecordView>, InspectError> {
     let mut buf = BytesMut::with_capacity(row.byte_len as usize);
-    if let Err(e) = handlers::fetch::read_batch(broker, row, &mut buf).await {
+    if let Err(e) = crate::log::read_batch(broker, row, &mut buf).await {
         tracing::error!(error = %e, key = %row.object_key, "reading batch from bucket failed");
         return Err(InspectError::Storage(format!(
             "records at offset {} could not be read from the bucket: {e}",

@@ -5,18 +5,17 @@
 //! Runs on agents with the `jobs` role (today: every agent). Each pass is independent, so
 //! a failed pass is logged and the next one starts from scratch.
 
-use std::collections::{BTreeMap, HashMap};
-use std::sync::{Arc, RwLock};
+use std::collections::BTreeMap;
+use std::sync::Arc;
 use std::time::Duration;
 
-use serde::Serialize;
-use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 use super::index::{self, minute_of, MINUTE_MS};
 use super::{compute, PartitionLag};
-use crate::agent::Broker;
+pub use super::{GroupLag, LagBoard};
 use crate::clock::now_ms;
+use crate::state::Broker;
 use crate::store::StoreError;
 
 /// History kept for charts (a little over a day at one-minute resolution).
@@ -28,57 +27,27 @@ const MAINTENANCE_EVERY: u64 = 20;
 /// indexed lookup per lagging partition (index-based dating is off by up to a minute).
 const PRECISE_BELOW_SECONDS: f64 = 180.0;
 
-/// A group's lag at one instant.
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct GroupLag {
-    pub computed_at_ms: i64,
-    pub max_time_lag_seconds: f64,
-    pub total_offset_lag: i64,
-    pub partitions: Vec<PartitionLag>,
-}
-
-/// The latest lag of every group, as the last pass computed it.
-#[derive(Default)]
-pub struct LagBoard {
-    groups: RwLock<HashMap<(String, String), GroupLag>>,
-}
-
-impl LagBoard {
-    pub fn get(&self, cluster: &str, group: &str) -> Option<GroupLag> {
-        self.groups
-            .read()
-            .unwrap_or_else(|p| p.into_inner())
-            .get(&(cluster.to_string(), group.to_string()))
-            .cloned()
-    }
-
-    fn replace(&self, all: HashMap<(String, String), GroupLag>) {
-        *self.groups.write().unwrap_or_else(|p| p.into_inner()) = all;
-    }
-}
-
-pub fn start(broker: Arc<Broker>, interval: Duration, cancel: CancellationToken) -> JoinHandle<()> {
-    tokio::spawn(async move {
-        let mut passes: u64 = 0;
-        loop {
-            // The first pass waits one interval too: nothing has lag at start-up.
-            tokio::select! {
-                _ = tokio::time::sleep(interval) => {}
-                _ = cancel.cancelled() => break,
-            }
-            passes += 1;
-            let now = now_ms();
-            if let Err(e) = run_once(&broker, now).await {
-                tracing::warn!(error = %e, "lag pass failed; retrying next interval");
-                continue;
-            }
-            if passes % MAINTENANCE_EVERY == 1 {
-                if let Err(e) = maintain(&broker, now).await {
-                    tracing::warn!(error = %e, "timestamp index maintenance failed");
-                }
+/// Runs the lag job until `cancel` fires.
+pub async fn run(broker: Arc<Broker>, interval: Duration, cancel: CancellationToken) {
+    let mut passes: u64 = 0;
+    loop {
+        // The first pass waits one interval too: nothing has lag at start-up.
+        tokio::select! {
+            _ = tokio::time::sleep(interval) => {}
+            _ = cancel.cancelled() => break,
+        }
+        passes += 1;
+        let now = now_ms();
+        if let Err(e) = run_once(&broker, now).await {
+            tracing::warn!(error = %e, "lag pass failed; retrying next interval");
+            continue;
+        }
+        if passes % MAINTENANCE_EVERY == 1 {
+            if let Err(e) = maintain(&broker, now).await {
+                tracing::warn!(error = %e, "timestamp index maintenance failed");
             }
         }
-    })
+    }
 }
 
 /// Computes, publishes and records every group's lag at `now`.

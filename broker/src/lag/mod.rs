@@ -8,6 +8,9 @@
 pub mod index;
 pub mod job;
 
+use std::collections::HashMap;
+use std::sync::RwLock;
+
 use serde::Serialize;
 
 use index::{estimate_produce_time, IndexRow};
@@ -37,6 +40,35 @@ pub fn compute(now_ms: i64, committed: i64, log_end: i64, rows: &[IndexRow]) -> 
         None => 0,
     };
     (offset_lag, time_lag_ms as f64 / 1000.0)
+}
+
+/// A group's lag at one instant.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct GroupLag {
+    pub computed_at_ms: i64,
+    pub max_time_lag_seconds: f64,
+    pub total_offset_lag: i64,
+    pub partitions: Vec<PartitionLag>,
+}
+
+/// The latest lag of every group, as the last pass computed it.
+#[derive(Default)]
+pub struct LagBoard {
+    groups: RwLock<HashMap<(String, String), GroupLag>>,
+}
+
+impl LagBoard {
+    pub fn get(&self, cluster: &str, group: &str) -> Option<GroupLag> {
+        self.groups
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(&(cluster.to_string(), group.to_string()))
+            .cloned()
+    }
+
+    pub(crate) fn replace(&self, all: HashMap<(String, String), GroupLag>) {
+        *self.groups.write().unwrap_or_else(|p| p.into_inner()) = all;
+    }
 }
 
 #[cfg(test)]

@@ -12,8 +12,7 @@ use bytes::{Buf, BufMut, Bytes, BytesMut};
 use kafka_protocol::messages::{ApiKey, RequestHeader, RequestKind, ResponseHeader, ResponseKind};
 use kafka_protocol::protocol::{Decodable, Encodable};
 
-/// UNSUPPORTED_VERSION.
-pub const UNSUPPORTED_VERSION: i16 = 35;
+use crate::codes::UNSUPPORTED_VERSION;
 
 /// Every API Sluice serves with the request versions it accepts.
 ///

@@ -9,10 +9,9 @@
 
 use std::collections::{HashMap, VecDeque};
 
-/// Kafka error codes the planner can answer with.
-pub const OUT_OF_ORDER_SEQUENCE_NUMBER: i16 = 45;
-pub const INVALID_PRODUCER_EPOCH: i16 = 47;
-pub const UNKNOWN_TOPIC_OR_PARTITION: i16 = 3;
+use crate::codes::{
+    INVALID_PRODUCER_EPOCH, OUT_OF_ORDER_SEQUENCE_NUMBER, UNKNOWN_TOPIC_OR_PARTITION,
+};
 
 /// How many recent batches per producer and partition are remembered for deduplication
 /// (Kafka clients keep at most five requests in flight when idempotent).

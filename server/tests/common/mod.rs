@@ -38,9 +38,11 @@ impl Server {
             "127.0.0.1:0".into(),
             "--http-addr".into(),
             "127.0.0.1:0".into(),
-            "--batch-timeout".into(),
-            "10ms".into(),
         ];
+        // A short batch timeout keeps tests fast, unless the test sets its own.
+        if !extra.contains(&"--batch-timeout") {
+            args.extend(["--batch-timeout".into(), "10ms".into()]);
+        }
         args.extend(extra.iter().map(|s| s.to_string()));
         Self::spawn(dir, args)
     }
@@ -95,9 +97,33 @@ impl Server {
         let _ = self.child.wait();
     }
 
+    /// SIGTERM, then waits up to `limit` for the process to exit; returns how long it took,
+    /// or None when it was still running (it is then killed).
+    pub fn terminate(&mut self, limit: Duration) -> Option<Duration> {
+        let started = std::time::Instant::now();
+        let sent = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status()
+            .expect("kill runs");
+        assert!(sent.success(), "SIGTERM was delivered");
+        while started.elapsed() < limit {
+            if let Ok(Some(_)) = self.child.try_wait() {
+                return Some(started.elapsed());
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        self.kill9();
+        None
+    }
+
     /// Starts again with the same flags and data (new ports).
     pub fn restart(&mut self) {
         self.kill9();
+        self.start_again();
+    }
+
+    /// Starts again with the same flags and data after the process has exited.
+    pub fn start_again(&mut self) {
         // Dropping the old value kills an already-reaped child: harmless.
         *self = Self::spawn(&self.dir, self.args.clone());
     }

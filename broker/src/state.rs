@@ -1,0 +1,224 @@
+//! The agent's shared state: what every connection, handler and job of one broker process
+//! uses (stores, caches, the segment writer, the group coordinator, gates, metrics).
+//!
+//! It sits low in the module graph: it knows the components it holds, and nothing that
+//! uses it (handlers, jobs, the listener, start-up in [`crate::agent`]). Fields are
+//! private to the crate; other crates get the few narrow methods below, and the console
+//! goes through [`crate::inspect`].
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use tokio::sync::watch;
+
+use crate::auth::CredentialCache;
+use crate::bucket::Bucket;
+use crate::cache::ChunkCache;
+use crate::config::BrokerConfig;
+use crate::gate::Gate;
+use crate::groups::Coordinator;
+use crate::lag::LagBoard;
+use crate::metrics::Metrics;
+use crate::store::{Metadata, StoreError, TopicMeta};
+use crate::topics::{BuiltinDefaults, TopicLookup, Topics};
+use crate::writer::SegmentWriter;
+
+/// Shared state of one agent.
+pub struct Broker {
+    pub(crate) config: BrokerConfig,
+    pub(crate) meta: Metadata,
+    pub(crate) bucket: Bucket,
+    pub(crate) cache: ChunkCache,
+    pub(crate) writer: SegmentWriter,
+    pub(crate) groups: Arc<Coordinator>,
+    pub(crate) produce_gate: Arc<Gate>,
+    pub(crate) fetch_gate: Arc<Gate>,
+    /// Fetch responses being read at once: bounded to half the cores, so a fetch storm
+    /// cannot take the CPU that producers need.
+    pub(crate) fetch_readers: tokio::sync::Semaphore,
+    /// API keys for SASL, cached.
+    pub(crate) credentials: CredentialCache,
+    /// The latest consumer-group lag, from the lag job.
+    pub(crate) lag: LagBoard,
+    pub(crate) metrics: Metrics,
+    pub(crate) topics: Topics,
+    pub(crate) cluster_id: String,
+    pub(crate) agent_id: String,
+    /// Host and port announced in Metadata.
+    pub(crate) advertised: (String, i32),
+    commits: watch::Sender<u64>,
+}
+
+/// What [`Broker::new`] puts together (built by [`crate::agent::start`]).
+pub(crate) struct Parts {
+    pub config: BrokerConfig,
+    pub meta: Metadata,
+    pub bucket: Bucket,
+    pub cache: ChunkCache,
+    pub writer: SegmentWriter,
+    pub groups: Arc<Coordinator>,
+    pub metrics: Metrics,
+    pub cluster_id: String,
+    pub agent_id: String,
+    pub advertised: (String, i32),
+    pub commits: watch::Sender<u64>,
+}
+
+impl Broker {
+    pub(crate) fn new(p: Parts) -> Self {
+        let produce_gate = Gate::new(
+            "produce",
+            p.config.produce_inflight_bytes,
+            Some(
+                p.metrics
+                    .gate_gauges("produce", p.config.produce_inflight_bytes),
+            ),
+        );
+        let fetch_gate = Gate::new(
+            "fetch",
+            p.config.fetch_inflight_bytes,
+            Some(
+                p.metrics
+                    .gate_gauges("fetch", p.config.fetch_inflight_bytes),
+            ),
+        );
+        let topics = Topics::new(
+            p.meta.clone(),
+            BuiltinDefaults {
+                auto_create_topics: p.config.auto_create_topics,
+                default_partitions: p.config.default_partitions,
+            },
+        );
+        Broker {
+            credentials: CredentialCache::new(p.meta.clone()),
+            fetch_readers: tokio::sync::Semaphore::new(
+                std::thread::available_parallelism()
+                    .map(|n| n.get() / 2)
+                    .unwrap_or(1)
+                    .max(1),
+            ),
+            lag: LagBoard::default(),
+            produce_gate,
+            fetch_gate,
+            topics,
+            config: p.config,
+            meta: p.meta,
+            bucket: p.bucket,
+            cache: p.cache,
+            writer: p.writer,
+            groups: p.groups,
+            metrics: p.metrics,
+            cluster_id: p.cluster_id,
+            agent_id: p.agent_id,
+            advertised: p.advertised,
+            commits: p.commits,
+        }
+    }
+
+    /// A receiver that changes after every segment commit (wakes long-polling fetches).
+    pub fn subscribe_commits(&self) -> watch::Receiver<u64> {
+        self.commits.subscribe()
+    }
+
+    /// Looks a topic up by name, through a short-lived cache.
+    pub async fn topic(
+        &self,
+        cluster: &str,
+        name: &str,
+    ) -> Result<Option<Arc<TopicMeta>>, StoreError> {
+        self.topics.get(cluster, name).await
+    }
+
+    /// Looks a topic up by name and creates it when auto-creation is on.
+    pub async fn topic_or_create(
+        &self,
+        cluster: &str,
+        name: &str,
+        allow_create: bool,
+    ) -> Result<TopicLookup, StoreError> {
+        self.topics.get_or_create(cluster, name, allow_create).await
+    }
+
+    /// Creates a topic with its cluster's defaults (see [`Topics::create`]).
+    pub async fn create_topic(
+        &self,
+        cluster: &str,
+        name: &str,
+        partitions: i32,
+        configs: &BTreeMap<String, String>,
+    ) -> Result<TopicMeta, StoreError> {
+        self.topics.create(cluster, name, partitions, configs).await
+    }
+
+    /// Drops a cached topic after a change made on this agent.
+    pub fn forget_topic(&self, cluster: &str, name: &str) {
+        self.topics.forget(cluster, name)
+    }
+
+    /// The agent's configuration.
+    pub fn config(&self) -> &BrokerConfig {
+        &self.config
+    }
+
+    /// The cluster metadata store (for the admin command line and tests; the console goes
+    /// through [`crate::inspect`]).
+    pub fn meta(&self) -> &Metadata {
+        &self.meta
+    }
+
+    pub fn bucket(&self) -> &Bucket {
+        &self.bucket
+    }
+
+    pub fn groups(&self) -> &Arc<Coordinator> {
+        &self.groups
+    }
+
+    pub fn produce_gate(&self) -> &Arc<Gate> {
+        &self.produce_gate
+    }
+
+    pub fn fetch_gate(&self) -> &Arc<Gate> {
+        &self.fetch_gate
+    }
+
+    pub fn metrics(&self) -> &Metrics {
+        &self.metrics
+    }
+
+    /// The Prometheus text of this agent's metrics, group gauges refreshed first.
+    pub fn render_metrics(&self) -> String {
+        self.metrics.publish_groups(&self.groups.snapshot());
+        self.metrics.render()
+    }
+
+    /// The latest consumer-group lag, as the lag job computed it.
+    pub fn lag(&self) -> &LagBoard {
+        &self.lag
+    }
+
+    /// The cached API-key credentials of the Kafka port.
+    pub fn credentials(&self) -> &CredentialCache {
+        &self.credentials
+    }
+
+    /// host:port clients bootstrap from (announced in Metadata).
+    pub fn advertised(&self) -> String {
+        format!("{}:{}", self.advertised.0, self.advertised.1)
+    }
+
+    /// This process's id: it names the segment objects it writes.
+    pub fn agent_id(&self) -> &str {
+        &self.agent_id
+    }
+
+    /// The cluster id clients see in Metadata.
+    pub fn cluster_id(&self) -> &str {
+        &self.cluster_id
+    }
+
+    /// Whether the metadata database answers.
+    pub async fn healthy(&self) -> Result<(), StoreError> {
+        self.meta.cluster_id().await.map(|_| ())
+    }
+}
