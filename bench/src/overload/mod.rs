@@ -15,12 +15,14 @@
 //!
 //! Each second it also samples the agent's RSS (every 100 ms, peak per second), its CPU, the
 //! benchmark's own CPU, and the agent's backpressure gauges from `/metrics` (`scrape`).
-//! Modules: `load` (producers, fetchers, record format), `hist` (latency histograms),
-//! `verify` (acknowledgement index and read-back), `scrape` (/metrics), `report` (table,
-//! summary, pass/fail).
+//! Modules: `load` (producers, fetchers), `records` (record format and the read-everything
+//! consumer setup shared by `load` and `verify`), `hist` (latency histograms), `verify`
+//! (acknowledgement index and read-back), `scrape` (/metrics), `report` (table, summary,
+//! pass/fail).
 
 mod hist;
 mod load;
+mod records;
 mod report;
 mod scrape;
 mod verify;
@@ -38,8 +40,9 @@ use rdkafka::producer::{BaseProducer, Producer};
 
 use self::load::{
     spawn_fetcher, spawn_producer, FetchStats, FetcherOutcome, FetcherPlan, GroupStats,
-    GroupWindow, Payloads, ProducerOutcome, ProducerPlan, ProducerShared,
+    GroupWindow, ProducerOutcome, ProducerPlan, ProducerShared,
 };
+use self::records::Payloads;
 use self::report::{Phase, Report, Row};
 use self::scrape::Scraper;
 use self::verify::AckIndex;

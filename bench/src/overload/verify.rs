@@ -16,7 +16,7 @@ use rdkafka::error::KafkaError;
 use rdkafka::message::Message;
 use rdkafka::ClientContext;
 
-use super::load::{all_from_beginning, consumer_config, decode_key, encode_key, Payloads};
+use super::records::{all_from_beginning, consumer_config, decode_key, encode_key, Payloads};
 
 /// Problems printed in detail before only counting.
 const MAX_DETAILS: usize = 10;
