@@ -13,12 +13,15 @@
 //!
 //! Every wait is bounded by a timeout. See `bench/README.md` for how to run it.
 //!
-//! `sluice-bench overload ...` runs the overload benchmark instead (module `overload`).
+//! `sluice-bench overload ...` runs the overload benchmark instead (module `overload`);
+//! `sluice-bench check-history FILE...` checks the history of a kill test (module `history`).
 //!
 //! Modules: `server` (spawned `sluice serve`), `rss` (memory/CPU from `/proc`), `topic`
-//! (topic creation), `util` (size/duration parsing), `overload` (the overload benchmark).
+//! (topic creation), `util` (size/duration parsing), `overload` (the overload benchmark),
+//! `history` (kill-test histories: writer and checker).
 
 mod consume;
+mod history;
 mod overload;
 mod rss;
 mod server;
@@ -70,12 +73,18 @@ struct Cli {
     run: Args,
 }
 
+// Parsed once at start-up: the size of the largest variant does not matter.
+#[allow(clippy::large_enum_variant)]
 #[derive(Subcommand, Debug)]
 enum BenchCommand {
     /// Overload benchmark (DESIGN.md section 7): measure the peak with a normal load, drive
     /// 10x that plus a fetch storm, drop back, and check memory, throughput, recovery and
     /// that every acknowledged record reads back.
     Overload(overload::OverloadArgs),
+    /// Check the history of a kill test (JSON lines written by its producers and consumers):
+    /// lost, duplicated, misplaced and unexpected records, ack and poll order, polls below a
+    /// committed offset. Exits 1 on any violation.
+    CheckHistory(history::CheckHistoryArgs),
 }
 
 // The default benchmark: produce `--records` records, then consume them back.
@@ -167,8 +176,10 @@ struct Args {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    if let Some(BenchCommand::Overload(args)) = &cli.command {
-        return overload::main(args);
+    match &cli.command {
+        Some(BenchCommand::Overload(args)) => return overload::main(args),
+        Some(BenchCommand::CheckHistory(args)) => return history::main(args),
+        None => {}
     }
     let args = cli.run;
     match run(&args) {
