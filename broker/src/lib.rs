@@ -11,6 +11,8 @@
 //! * Metadata schema: `migrations/sqlite` and `migrations/postgres`; queries in [`store`].
 //! * Console view: [`inspect`] gives the web console typed reads (topics, records, groups)
 //!   and the few admin writes it offers, through the same code the handlers use.
+//! * Scale-out: the agent registry and job leases live in the [`store`]; [`placement`]
+//!   picks partition leaders and group coordinators among live agents (rendezvous hashing).
 //! * [`agent`] wires it together (start-up and shutdown order); [`metrics`] are exported by
 //!   the binary on `/metrics`.
 //!
@@ -32,6 +34,7 @@ pub mod inspect;
 pub mod lag;
 pub mod limits;
 pub mod metrics;
+pub mod placement;
 pub mod protocol;
 pub mod retention;
 pub mod segment;
