@@ -20,6 +20,8 @@
 //! * Jobs: [`lag`] (consumer-group lag, timestamp-index merge) and [`retention`]
 //!   (retention and garbage collection); [`metrics`] are exported by the binary on
 //!   `/metrics`.
+//! * Scale-out: the agent registry and job leases live in the [`store`]; [`placement`]
+//!   picks partition leaders and group coordinators among live agents (rendezvous hashing).
 //!
 //! This crate owns the Kafka-facing data plane and the cluster metadata; it does not serve
 //! HTTP and knows nothing about console users or teams.
@@ -41,6 +43,7 @@ pub mod lag;
 pub mod limits;
 pub mod log;
 pub mod metrics;
+pub mod placement;
 pub mod protocol;
 pub mod retention;
 pub mod segment;

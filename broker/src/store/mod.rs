@@ -1,4 +1,5 @@
-//! The cluster metadata store: topics, partitions, segment files, batch rows, producers.
+//! The cluster metadata store: topics, partitions, segment files, batch rows, producers,
+//! the agent registry and job leases.
 //!
 //! One API over two SQL backends (SQLite embedded, Postgres shared). Each query is written
 //! once in portable SQL (`$n` placeholders, `RETURNING`, `ON CONFLICT`) and compiled for
@@ -58,6 +59,7 @@ macro_rules! begin_write {
     };
 }
 
+mod agents;
 mod credentials;
 mod inspect;
 mod lag;
@@ -67,6 +69,7 @@ mod platform;
 mod retention;
 mod sql;
 
+pub use agents::{AgentInfo, NewAgent};
 pub use credentials::{ApiKeyInfo, Credential, VirtualCluster};
 pub use inspect::{GroupTopicLag, PartitionStats, TopicStats};
 pub use lag::GroupPosition;

@@ -25,6 +25,24 @@ pub enum StoreError {
     UnknownTopic(String),
     #[error("{0}")]
     InvalidPartitions(String),
+    #[error(
+        "node id {node_id} is held by a live agent at {holder} (last seen {seen_ms_ago} ms ago); \
+         pick another --node-id or stop that agent"
+    )]
+    NodeIdTaken {
+        node_id: i32,
+        /// The holder's advertised `host:port`.
+        holder: String,
+        seen_ms_ago: i64,
+    },
+    #[error("node id {0} is invalid: node ids are 0 or more")]
+    InvalidNodeId(i32),
+    #[error("every node id is held by a live agent")]
+    NoFreeNodeId,
+    #[error(
+        "could not lease a node id: other agents took the free one {0} times in a row; try again"
+    )]
+    NodeIdContended(u32),
     #[error("unsupported database url '{0}': use sqlite://PATH or postgres://…")]
     BadUrl(String),
     #[error("metadata database error: {0}")]
