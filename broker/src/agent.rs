@@ -7,8 +7,9 @@
 //! 2. drain in-flight requests (their answers are written; bounded by
 //!    [`crate::server::DRAIN_TIMEOUT`]);
 //! 3. seal and commit buffered segments (acknowledged records are never left behind);
-//! 4. stop the jobs (group ticker, lag, retention, and any task the binary adds through
-//!    [`Running::spawn_job`]) and wait for them.
+//! 4. stop the jobs (heartbeat, group ticker, lag, retention, and any task the binary adds
+//!    through [`Running::spawn_job`]) and wait for them;
+//! 5. give the node id up, so the agent leaves Metadata before the process exits.
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -26,9 +27,10 @@ use crate::bucket::Bucket;
 use crate::cache::ChunkCache;
 use crate::config::BrokerConfig;
 use crate::groups::Coordinator;
+use crate::membership::Membership;
 use crate::metrics::Metrics;
 use crate::state::Parts;
-use crate::store::Metadata;
+use crate::store::{Metadata, NewAgent};
 use crate::writer::{SegmentWriter, WriterConfig};
 
 pub use crate::session::DEFAULT_CLUSTER;
@@ -95,6 +97,8 @@ impl Running {
         } else {
             tracing::info!("jobs stopped");
         }
+        // Last: other agents stop listing this one at their next refresh.
+        self.broker.membership.leave().await;
     }
 }
 
@@ -173,6 +177,23 @@ pub async fn start(
         cluster_id = %cluster_id,
         "broker started"
     );
+    let membership = Membership::join(
+        meta.clone(),
+        NewAgent {
+            agent_id: agent_id.clone(),
+            host: advertised.0.clone(),
+            port: advertised.1,
+            rack: config.rack.clone(),
+            agent_group: config.agent_group.clone(),
+            roles: config.roles.names().to_vec(),
+            version: env!("CARGO_PKG_VERSION").to_string(),
+            started_at_ms: crate::clock::now_ms(),
+        },
+        config.node_id,
+        config.agent_session_timeout,
+    )
+    .await
+    .context("joining the cluster (leasing a node id)")?;
     let groups = Coordinator::new(config.group_initial_rebalance_delay);
     let broker = Arc::new(Broker::new(Parts {
         config,
@@ -182,12 +203,18 @@ pub async fn start(
         writer,
         groups,
         metrics,
+        membership,
         cluster_id,
         agent_id,
         advertised,
         commits,
     }));
     let jobs = TaskTracker::new();
+    spawn_named(
+        &jobs,
+        "heartbeat",
+        broker.membership.clone().run(jobs_cancel.child_token()),
+    );
     spawn_named(
         &jobs,
         "group ticker",

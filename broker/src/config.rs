@@ -14,6 +14,62 @@ pub enum KafkaAuth {
     Sasl,
 }
 
+/// What an agent does (`--roles`): serve produce and/or fetch traffic, run the jobs
+/// (retention, lag, index merge), run pipelines, serve the console.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Roles(Vec<String>);
+
+impl Roles {
+    pub const PRODUCE: &'static str = "produce";
+    pub const FETCH: &'static str = "fetch";
+    pub const JOBS: &'static str = "jobs";
+    pub const PIPELINES: &'static str = "pipelines";
+    pub const CONSOLE: &'static str = "console";
+    pub const ALL: [&'static str; 5] = [
+        Self::PRODUCE,
+        Self::FETCH,
+        Self::JOBS,
+        Self::PIPELINES,
+        Self::CONSOLE,
+    ];
+
+    /// Every role (the default).
+    pub fn all() -> Self {
+        Roles(Self::ALL.iter().map(|r| r.to_string()).collect())
+    }
+
+    /// Parses `produce,fetch,jobs`: known names only, at least one.
+    pub fn parse(list: &str) -> Result<Self, String> {
+        let mut roles: Vec<String> = Vec::new();
+        for r in list.split(',').map(str::trim).filter(|r| !r.is_empty()) {
+            if !Self::ALL.contains(&r) {
+                return Err(format!(
+                    "unknown role '{r}'; roles are {}",
+                    Self::ALL.join(", ")
+                ));
+            }
+            if !roles.iter().any(|x| x == r) {
+                roles.push(r.to_string());
+            }
+        }
+        if roles.is_empty() {
+            return Err(format!(
+                "give at least one role of {}",
+                Self::ALL.join(", ")
+            ));
+        }
+        Ok(Roles(roles))
+    }
+
+    pub fn has(&self, role: &str) -> bool {
+        self.0.iter().any(|r| r == role)
+    }
+
+    pub fn names(&self) -> &[String] {
+        &self.0
+    }
+}
+
 #[derive(Debug, Clone)]
 pub struct BrokerConfig {
     pub kafka_auth: KafkaAuth,
@@ -36,7 +92,15 @@ pub struct BrokerConfig {
     pub max_connections: usize,
     /// Requests one connection may have in flight (read but not yet answered).
     pub max_inflight_per_connection: usize,
-    pub node_id: i32,
+    /// The node id to lease; None leases the smallest free one.
+    pub node_id: Option<i32>,
+    /// Kafka's broker.rack: the availability zone of this agent.
+    pub rack: Option<String>,
+    /// Agents of one group serve the same clients (Metadata lists only them).
+    pub agent_group: String,
+    pub roles: Roles,
+    /// An agent not heard from for this long is dead.
+    pub agent_session_timeout: Duration,
     /// How long the first rebalance of an empty group waits for more members.
     pub group_initial_rebalance_delay: Duration,
     /// How often the lag job computes consumer-group lag.
@@ -64,7 +128,11 @@ impl BrokerConfig {
             fetch_inflight_bytes: 256 << 20,
             max_connections: 10_000,
             max_inflight_per_connection: 64,
-            node_id: 1,
+            node_id: None,
+            rack: None,
+            agent_group: "default".to_string(),
+            roles: Roles::all(),
+            agent_session_timeout: Duration::from_secs(10),
             group_initial_rebalance_delay: Duration::from_millis(0),
             lag_interval: Duration::from_secs(15),
             retention_interval: Duration::from_secs(60),

@@ -42,6 +42,7 @@ pub mod inspect;
 pub mod lag;
 pub mod limits;
 pub mod log;
+pub mod membership;
 pub mod metrics;
 pub mod placement;
 pub mod protocol;

@@ -18,6 +18,7 @@ use crate::config::BrokerConfig;
 use crate::gate::Gate;
 use crate::groups::Coordinator;
 use crate::lag::LagBoard;
+use crate::membership::Membership;
 use crate::metrics::Metrics;
 use crate::store::{Metadata, StoreError, TopicMeta};
 use crate::topics::{BuiltinDefaults, TopicLookup, Topics};
@@ -42,6 +43,8 @@ pub struct Broker {
     pub(crate) lag: LagBoard,
     pub(crate) metrics: Metrics,
     pub(crate) topics: Topics,
+    /// This agent's node id and the live agents of the cluster.
+    pub(crate) membership: Arc<Membership>,
     pub(crate) cluster_id: String,
     pub(crate) agent_id: String,
     /// Host and port announced in Metadata.
@@ -58,6 +61,7 @@ pub(crate) struct Parts {
     pub writer: SegmentWriter,
     pub groups: Arc<Coordinator>,
     pub metrics: Metrics,
+    pub membership: Arc<Membership>,
     pub cluster_id: String,
     pub agent_id: String,
     pub advertised: (String, i32),
@@ -108,6 +112,7 @@ impl Broker {
             writer: p.writer,
             groups: p.groups,
             metrics: p.metrics,
+            membership: p.membership,
             cluster_id: p.cluster_id,
             agent_id: p.agent_id,
             advertised: p.advertised,
@@ -210,6 +215,11 @@ impl Broker {
     /// This process's id: it names the segment objects it writes.
     pub fn agent_id(&self) -> &str {
         &self.agent_id
+    }
+
+    /// This agent's node id and the live agents of the cluster.
+    pub fn membership(&self) -> &Arc<Membership> {
+        &self.membership
     }
 
     /// The cluster id clients see in Metadata.

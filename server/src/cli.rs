@@ -164,6 +164,30 @@ pub struct ServeArgs {
     #[arg(long, env = "SLUICE_MAX_FRAME_BYTES", default_value = "100MiB", value_parser = parse_size)]
     pub max_frame_bytes: u64,
 
+    /// The node id this agent announces; by default a free id is leased from the metadata
+    /// database at start and given back at shutdown.
+    #[arg(long, env = "SLUICE_NODE_ID", value_parser = clap::value_parser!(i32).range(0..=i32::MAX as i64))]
+    pub node_id: Option<i32>,
+
+    /// The availability zone of this agent (Kafka's broker.rack). Clients whose client.id
+    /// contains `sluice_az=NAME` are given the agents of zone NAME when there are any.
+    #[arg(long, env = "SLUICE_RACK")]
+    pub rack: Option<String>,
+
+    /// Agents of one group serve the same clients: Metadata from an agent lists only the
+    /// live agents of its group.
+    #[arg(long, env = "SLUICE_AGENT_GROUP", default_value = "default")]
+    pub agent_group: String,
+
+    /// What this agent does: any of produce, fetch, jobs, pipelines, console.
+    #[arg(long, env = "SLUICE_ROLES", default_value = "produce,fetch,jobs,pipelines,console", value_parser = parse_roles)]
+    pub roles: broker::config::Roles,
+
+    /// An agent not heard from for this long is dead: it leaves Metadata and its groups
+    /// move to a live agent.
+    #[arg(long, env = "SLUICE_AGENT_SESSION_TIMEOUT", default_value = "10s", value_parser = parse_duration)]
+    pub agent_session_timeout: Duration,
+
     /// How long the first rebalance of an empty consumer group waits for more members
     /// (Kafka's group.initial.rebalance.delay.ms).
     #[arg(long, env = "SLUICE_GROUP_INITIAL_REBALANCE_DELAY", default_value = "3s", value_parser = parse_duration)]
@@ -203,7 +227,11 @@ pub struct ServeArgs {
 }
 
 /// Parses `250ms`, `2s`, `1m` or a bare number of milliseconds.
-pub fn parse_duration(s: &str) -> Result<Duration, String> {
+pub fn parse_roles(s: &str) -> Result<broker::config::Roles, String> {
+    broker::config::Roles::parse(s)
+}
+
+fn parse_duration(s: &str) -> Result<Duration, String> {
     let s = s.trim();
     let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
     let (num, unit) = s.split_at(split);

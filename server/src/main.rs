@@ -102,7 +102,11 @@ fn broker_config(args: &ServeArgs) -> anyhow::Result<broker::BrokerConfig> {
         // Memory is bounded by the gates; this only caps bookkeeping per connection. Produce
         // requests wait up to --batch-timeout, so pipelining depth is what gives throughput.
         max_inflight_per_connection: 1024,
-        node_id: 1,
+        node_id: args.node_id,
+        rack: args.rack.clone(),
+        agent_group: args.agent_group.clone(),
+        roles: args.roles.clone(),
+        agent_session_timeout: args.agent_session_timeout,
         group_initial_rebalance_delay: args.group_initial_rebalance_delay,
         lag_interval: args.lag_interval,
         retention_interval: args.retention_interval,

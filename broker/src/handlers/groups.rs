@@ -43,6 +43,13 @@ fn s(v: impl Into<String>) -> StrBytes {
     StrBytes::from_string(v.into())
 }
 
+/// Whether this agent coordinates `group`. Group requests that reach another agent get
+/// NOT_COORDINATOR, so the client looks the coordinator up again (FindCoordinator gives
+/// the same agent from every agent).
+fn coordinated_here(broker: &Broker, session: &Session, group: &str) -> bool {
+    broker.membership.is_coordinator(&session.cluster, group)
+}
+
 pub async fn join_group(
     broker: &Arc<Broker>,
     session: &Session,
@@ -53,6 +60,11 @@ pub async fn join_group(
     if req.group_id.is_empty() {
         return JoinGroupResponse::default()
             .with_error_code(codes::INVALID_GROUP_ID)
+            .with_generation_id(-1);
+    }
+    if !coordinated_here(broker, session, &req.group_id) {
+        return JoinGroupResponse::default()
+            .with_error_code(codes::NOT_COORDINATOR)
             .with_generation_id(-1);
     }
     let join = Join {
@@ -120,6 +132,9 @@ pub async fn sync_group(
     version: i16,
     req: SyncGroupRequest,
 ) -> SyncGroupResponse {
+    if !coordinated_here(broker, session, &req.group_id) {
+        return SyncGroupResponse::default().with_error_code(codes::NOT_COORDINATOR);
+    }
     let assignments = req
         .assignments
         .iter()
@@ -147,6 +162,9 @@ pub async fn sync_group(
 }
 
 pub fn heartbeat(broker: &Broker, session: &Session, req: HeartbeatRequest) -> HeartbeatResponse {
+    if !coordinated_here(broker, session, &req.group_id) {
+        return HeartbeatResponse::default().with_error_code(codes::NOT_COORDINATOR);
+    }
     let code = broker.groups.heartbeat(
         &session.cluster,
         &req.group_id,
@@ -163,6 +181,9 @@ pub fn leave_group(
     version: i16,
     req: LeaveGroupRequest,
 ) -> LeaveGroupResponse {
+    if !coordinated_here(broker, session, &req.group_id) {
+        return LeaveGroupResponse::default().with_error_code(codes::NOT_COORDINATOR);
+    }
     if version < 3 {
         let code = broker.groups.leave(
             &session.cluster,
@@ -203,13 +224,17 @@ pub async fn offset_commit(
     session: &Session,
     req: OffsetCommitRequest,
 ) -> OffsetCommitResponse {
-    let allowed = broker.groups.commit_allowed(
-        &session.cluster,
-        &req.group_id,
-        &req.member_id,
-        req.group_instance_id.as_deref(),
-        req.generation_id_or_member_epoch,
-    );
+    let allowed = if coordinated_here(broker, session, &req.group_id) {
+        broker.groups.commit_allowed(
+            &session.cluster,
+            &req.group_id,
+            &req.member_id,
+            req.group_instance_id.as_deref(),
+            req.generation_id_or_member_epoch,
+        )
+    } else {
+        codes::NOT_COORDINATOR
+    };
     let mut to_store = Vec::new();
     let mut topics = Vec::with_capacity(req.topics.len());
     for t in &req.topics {
@@ -288,6 +313,9 @@ async fn fetch_group(
     group: &str,
     wanted: Option<Vec<(TopicName, Vec<i32>)>>,
 ) -> Result<Vec<(TopicName, Vec<(i32, i64, i32, Option<String>)>)>, i16> {
+    if !coordinated_here(broker, session, group) {
+        return Err(codes::NOT_COORDINATOR);
+    }
     let stored = broker
         .meta
         .group_offsets(&session.cluster, group)

@@ -19,7 +19,7 @@ use crate::codes;
 use crate::protocol::SUPPORTED;
 use crate::session::Session;
 use crate::state::Broker;
-use crate::store::TopicMeta;
+use crate::store::{AgentInfo, TopicMeta};
 use crate::topics::TopicLookup;
 
 /// "Authorized operations not requested" in Kafka's encoding.
@@ -39,8 +39,18 @@ pub fn api_versions() -> ApiVersionsResponse {
     )
 }
 
-fn topic_entry(broker: &Broker, t: &TopicMeta) -> MetadataResponseTopic {
-    let node = broker.config.node_id;
+/// The zone a client asks to stay in: `sluice_az=NAME` anywhere in its `client.id`.
+pub fn client_zone(client_id: &str) -> Option<&str> {
+    let at = client_id.find("sluice_az=")? + "sluice_az=".len();
+    let zone = &client_id[at..];
+    let end = zone
+        .find(|c: char| !(c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.')))
+        .unwrap_or(zone.len());
+    (end > 0).then(|| &zone[..end])
+}
+
+fn topic_entry(broker: &Broker, brokers: &[AgentInfo], t: &TopicMeta) -> MetadataResponseTopic {
+    let uuid = t.uuid.to_string();
     MetadataResponseTopic::default()
         .with_name(Some(TopicName(StrBytes::from_string(t.name.clone()))))
         .with_topic_id(t.uuid)
@@ -48,6 +58,7 @@ fn topic_entry(broker: &Broker, t: &TopicMeta) -> MetadataResponseTopic {
         .with_partitions(
             (0..t.partitions)
                 .map(|p| {
+                    let node = broker.membership.leader(brokers, &uuid, p);
                     MetadataResponsePartition::default()
                         .with_partition_index(p)
                         .with_leader_id(node.into())
@@ -59,28 +70,50 @@ fn topic_entry(broker: &Broker, t: &TopicMeta) -> MetadataResponseTopic {
         )
 }
 
+/// The controller clients send admin requests to: the live agent with the lowest id.
+fn controller(broker: &Broker, brokers: &[AgentInfo]) -> i32 {
+    brokers
+        .iter()
+        .map(|a| a.node_id)
+        .min()
+        .unwrap_or_else(|| broker.membership.node_id())
+}
+
 pub async fn metadata(
     broker: &Arc<Broker>,
     session: &Session,
+    client_id: &str,
     version: i16,
     req: MetadataRequest,
 ) -> MetadataResponse {
-    let node = broker.config.node_id;
-    let (host, port) = &broker.advertised;
+    let brokers = broker.membership.brokers_for(client_zone(client_id));
     let mut resp = MetadataResponse::default()
-        .with_brokers(vec![MetadataResponseBroker::default()
-            .with_node_id(node.into())
-            .with_host(StrBytes::from_string(host.clone()))
-            .with_port(*port)])
+        .with_brokers(
+            brokers
+                .iter()
+                .map(|a| {
+                    MetadataResponseBroker::default()
+                        .with_node_id(a.node_id.into())
+                        .with_host(StrBytes::from_string(a.host.clone()))
+                        .with_port(a.port)
+                        .with_rack(a.rack.clone().map(StrBytes::from_string))
+                })
+                .collect(),
+        )
         .with_cluster_id(Some(StrBytes::from_string(broker.cluster_id.clone())))
-        .with_controller_id(node.into())
+        .with_controller_id(controller(broker, &brokers).into())
         .with_cluster_authorized_operations(NO_OPERATIONS);
     // v0 asks for all topics with an empty list; v1+ with a null one.
     let requested = match req.topics {
         Some(list) if !(version == 0 && list.is_empty()) => list,
         _ => {
             match broker.meta.list_topics(&session.cluster).await {
-                Ok(all) => resp.topics = all.iter().map(|t| topic_entry(broker, t)).collect(),
+                Ok(all) => {
+                    resp.topics = all
+                        .iter()
+                        .map(|t| topic_entry(broker, &brokers, t))
+                        .collect()
+                }
                 Err(e) => resp.error_code = store_error_code(&e),
             }
             return resp;
@@ -98,7 +131,7 @@ pub async fn metadata(
                     .topic_by_uuid(&session.cluster, t.topic_id)
                     .await
                 {
-                    Ok(Some(found)) => topic_entry(broker, &found),
+                    Ok(Some(found)) => topic_entry(broker, &brokers, &found),
                     Ok(None) => MetadataResponseTopic::default()
                         .with_topic_id(t.topic_id)
                         .with_error_code(codes::UNKNOWN_TOPIC_ID),
@@ -119,7 +152,7 @@ pub async fn metadata(
                 .topic_or_create(&session.cluster, &by_name, allow_create)
                 .await
             {
-                Ok(TopicLookup::Found(found)) => topic_entry(broker, &found),
+                Ok(TopicLookup::Found(found)) => topic_entry(broker, &brokers, &found),
                 Ok(TopicLookup::Missing) => MetadataResponseTopic::default()
                     .with_name(Some(by_name))
                     .with_error_code(codes::UNKNOWN_TOPIC_OR_PARTITION),
@@ -134,31 +167,37 @@ pub async fn metadata(
 }
 
 pub fn describe_cluster(broker: &Broker) -> DescribeClusterResponse {
-    let node = broker.config.node_id;
-    let (host, port) = &broker.advertised;
+    let brokers = broker.membership.brokers_for(None);
     DescribeClusterResponse::default()
         .with_cluster_id(StrBytes::from_string(broker.cluster_id.clone()))
-        .with_controller_id(node.into())
+        .with_controller_id(controller(broker, &brokers).into())
         .with_cluster_authorized_operations(NO_OPERATIONS)
-        .with_brokers(vec![DescribeClusterBroker::default()
-            .with_broker_id(node.into())
-            .with_host(StrBytes::from_string(host.clone()))
-            .with_port(*port)])
+        .with_brokers(
+            brokers
+                .iter()
+                .map(|a| {
+                    DescribeClusterBroker::default()
+                        .with_broker_id(a.node_id.into())
+                        .with_host(StrBytes::from_string(a.host.clone()))
+                        .with_port(a.port)
+                        .with_rack(a.rack.clone().map(StrBytes::from_string))
+                })
+                .collect(),
+        )
 }
 
 /// FindCoordinator key types.
 const KEY_TYPE_GROUP: i8 = 0;
 
-/// Names the coordinator of consumer groups: with one agent, that agent. (Several agents will
-/// pick one by rendezvous hashing of the key over the live agents.) Transactions are not
-/// served yet, so their coordinator is reported unavailable.
+/// Names the coordinator of consumer groups: the live agent chosen by rendezvous hashing
+/// of the group over the agents of this agent group, the same from every agent.
+/// Transactions are not served yet, so their coordinator is reported unavailable.
 pub fn find_coordinator(
     broker: &Broker,
+    session: &Session,
     version: i16,
     req: FindCoordinatorRequest,
 ) -> FindCoordinatorResponse {
-    let node = broker.config.node_id;
-    let (host, port) = &broker.advertised;
     let refusal = (req.key_type != KEY_TYPE_GROUP).then(|| {
         (
             codes::COORDINATOR_NOT_AVAILABLE,
@@ -175,16 +214,19 @@ pub fn find_coordinator(
                 .with_error_message((version >= 1).then_some(message))
                 .with_node_id((-1).into())
                 .with_port(-1),
-            None => resp
-                .with_node_id(node.into())
-                .with_host(StrBytes::from_string(host.clone()))
-                .with_port(*port),
+            None => {
+                let c = broker.membership.coordinator(&session.cluster, &req.key);
+                resp.with_node_id(c.node_id.into())
+                    .with_host(StrBytes::from_string(c.host))
+                    .with_port(c.port)
+            }
         };
     }
     let coordinators = req
         .coordinator_keys
         .into_iter()
         .map(|key| {
+            let chosen = broker.membership.coordinator(&session.cluster, &key);
             let c = Coordinator::default().with_key(key);
             match &refusal {
                 Some((code, message)) => c
@@ -193,9 +235,9 @@ pub fn find_coordinator(
                     .with_node_id((-1).into())
                     .with_port(-1),
                 None => c
-                    .with_node_id(node.into())
-                    .with_host(StrBytes::from_string(host.clone()))
-                    .with_port(*port),
+                    .with_node_id(chosen.node_id.into())
+                    .with_host(StrBytes::from_string(chosen.host))
+                    .with_port(chosen.port),
             }
         })
         .collect();

@@ -88,14 +88,17 @@ async fn dispatch_plain(
     match body {
         RequestKind::Produce(req) => produce::produce(broker, session, version, req).await,
         RequestKind::ApiVersions(_) => ready(ResponseKind::ApiVersions(metadata::api_versions())),
-        RequestKind::Metadata(req) => async move {
-            Some(ResponseKind::Metadata(
-                metadata::metadata(&b, &s, version, req).await,
-            ))
+        RequestKind::Metadata(req) => {
+            let client_id = header.client_id.as_deref().unwrap_or("").to_string();
+            async move {
+                Some(ResponseKind::Metadata(
+                    metadata::metadata(&b, &s, &client_id, version, req).await,
+                ))
+            }
+            .boxed()
         }
-        .boxed(),
         RequestKind::FindCoordinator(req) => ready(ResponseKind::FindCoordinator(
-            metadata::find_coordinator(broker, version, req),
+            metadata::find_coordinator(broker, session, version, req),
         )),
         RequestKind::JoinGroup(req) => {
             let client_id = header

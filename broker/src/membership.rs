@@ -1,0 +1,213 @@
+//! This agent's place in the cluster: the node id it leased in the metadata database, its
+//! heartbeat, and the list of live agents that Metadata, FindCoordinator and the console
+//! read.
+//!
+//! # Consistency
+//! * The node id is a lease: the row in `agents` stays ours while we heartbeat it at least
+//!   once per session timeout. An agent that misses it (paused, partitioned) may find its
+//!   id taken; its next heartbeat says so and it registers again under a new id.
+//! * The live list is refreshed every [`refresh_interval`] (a second at most), so a new
+//!   agent shows up in Metadata within about a second and a dead one disappears within the
+//!   session timeout plus a second. Every agent computes leaders and coordinators from the
+//!   same list with the same hash ([`crate::placement`]), so they agree once their lists
+//!   agree; in between, a client may be told to go elsewhere once more (NOT_COORDINATOR),
+//!   never served by two coordinators for long.
+
+use std::sync::atomic::{AtomicI32, Ordering};
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+
+use tokio_util::sync::CancellationToken;
+
+use crate::clock::now_ms;
+use crate::config::Roles;
+use crate::placement;
+use crate::store::{AgentInfo, Metadata, NewAgent, StoreError};
+
+/// How often the heartbeat runs and the live list is re-read.
+pub fn refresh_interval(session_timeout: Duration) -> Duration {
+    (session_timeout / 3)
+        .min(Duration::from_secs(1))
+        .max(Duration::from_millis(50))
+}
+
+pub struct Membership {
+    meta: Metadata,
+    me: NewAgent,
+    requested: Option<i32>,
+    node_id: AtomicI32,
+    timeout: Duration,
+    live: RwLock<Arc<Vec<AgentInfo>>>,
+}
+
+impl Membership {
+    /// Registers this agent (leasing `requested` or a free node id) and reads the live list.
+    pub async fn join(
+        meta: Metadata,
+        me: NewAgent,
+        requested: Option<i32>,
+        timeout: Duration,
+    ) -> Result<Arc<Self>, StoreError> {
+        let node_id = meta
+            .register_agent(&me, requested, now_ms(), timeout.as_millis() as i64)
+            .await?;
+        let m = Arc::new(Membership {
+            meta,
+            me,
+            requested,
+            node_id: AtomicI32::new(node_id),
+            timeout,
+            live: RwLock::new(Arc::new(Vec::new())),
+        });
+        m.refresh().await?;
+        tracing::info!(node_id, agent_group = %m.me.agent_group, "joined the cluster");
+        Ok(m)
+    }
+
+    pub fn node_id(&self) -> i32 {
+        self.node_id.load(Ordering::Relaxed)
+    }
+
+    pub fn agent_group(&self) -> &str {
+        &self.me.agent_group
+    }
+
+    pub fn session_timeout(&self) -> Duration {
+        self.timeout
+    }
+
+    /// This agent as the registry lists it.
+    pub fn me(&self) -> AgentInfo {
+        AgentInfo {
+            node_id: self.node_id(),
+            agent_id: self.me.agent_id.clone(),
+            host: self.me.host.clone(),
+            port: self.me.port,
+            rack: self.me.rack.clone(),
+            agent_group: self.me.agent_group.clone(),
+            roles: self.me.roles.clone(),
+            version: self.me.version.clone(),
+            started_at_ms: self.me.started_at_ms,
+            last_seen_ms: now_ms(),
+        }
+    }
+
+    /// Every live agent of the cluster (all agent groups), this one included.
+    pub fn live(&self) -> Arc<Vec<AgentInfo>> {
+        self.live.read().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    /// The live agents a client of this agent's group is told about: the group's agents
+    /// that serve Kafka, narrowed to `rack` when the client asked for a zone that has any.
+    pub fn brokers_for(&self, rack: Option<&str>) -> Vec<AgentInfo> {
+        let live = self.live();
+        let group: Vec<AgentInfo> = live
+            .iter()
+            .filter(|a| a.agent_group == self.me.agent_group && serves_kafka(&a.roles))
+            .cloned()
+            .collect();
+        if let Some(rack) = rack {
+            let zoned: Vec<AgentInfo> = group
+                .iter()
+                .filter(|a| a.rack.as_deref() == Some(rack))
+                .cloned()
+                .collect();
+            if !zoned.is_empty() {
+                return zoned;
+            }
+        }
+        group
+    }
+
+    /// The leader of a partition among `brokers` (from [`Membership::brokers_for`]): an
+    /// agent with the produce role, spread by rendezvous hashing.
+    pub fn leader(&self, brokers: &[AgentInfo], topic_uuid: &str, partition: i32) -> i32 {
+        let producers: Vec<AgentInfo> = brokers
+            .iter()
+            .filter(|a| a.roles.iter().any(|r| r == Roles::PRODUCE))
+            .cloned()
+            .collect();
+        let pool = if producers.is_empty() {
+            brokers
+        } else {
+            &producers
+        };
+        placement::partition_leader(topic_uuid, partition, pool).unwrap_or_else(|| self.node_id())
+    }
+
+    /// The agent coordinating a consumer group: the same from every agent of the group.
+    pub fn coordinator(&self, cluster: &str, group: &str) -> AgentInfo {
+        let brokers = self.brokers_for(None);
+        placement::group_coordinator(cluster, group, &brokers)
+            .and_then(|id| brokers.iter().find(|a| a.node_id == id).cloned())
+            .unwrap_or_else(|| self.me())
+    }
+
+    pub fn is_coordinator(&self, cluster: &str, group: &str) -> bool {
+        self.coordinator(cluster, group).node_id == self.node_id()
+    }
+
+    /// Heartbeats our row and re-reads the live list; re-registers if the id was lost.
+    async fn refresh(&self) -> Result<(), StoreError> {
+        let now = now_ms();
+        let timeout_ms = self.timeout.as_millis() as i64;
+        if !self
+            .meta
+            .heartbeat_agent(self.node_id(), &self.me.agent_id, now)
+            .await?
+        {
+            let lost = self.node_id();
+            let id = self
+                .meta
+                .register_agent(&self.me, self.requested, now, timeout_ms)
+                .await?;
+            self.node_id.store(id, Ordering::Relaxed);
+            tracing::warn!(
+                lost,
+                node_id = id,
+                "node id lease was lost (heartbeats missed); registered again"
+            );
+        }
+        let mut live = self.meta.live_agents(now, timeout_ms).await?;
+        if !live.iter().any(|a| a.agent_id == self.me.agent_id) {
+            live.push(self.me());
+            live.sort_by_key(|a| a.node_id);
+        }
+        *self.live.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(live);
+        Ok(())
+    }
+
+    /// Heartbeats until `cancel` fires.
+    pub async fn run(self: Arc<Self>, cancel: CancellationToken) {
+        let every = refresh_interval(self.timeout);
+        loop {
+            tokio::select! {
+                _ = tokio::time::sleep(every) => {}
+                _ = cancel.cancelled() => break,
+            }
+            if let Err(e) = self.refresh().await {
+                tracing::warn!(error = %e, "agent heartbeat failed; retrying");
+            }
+        }
+    }
+
+    /// Gives the node id up (graceful shutdown): other agents drop us at their next refresh.
+    pub async fn leave(&self) {
+        match self
+            .meta
+            .deregister_agent(self.node_id(), &self.me.agent_id)
+            .await
+        {
+            Ok(_) => tracing::info!(node_id = self.node_id(), "left the cluster"),
+            Err(e) => {
+                tracing::warn!(error = %e, "giving up the node id failed; it expires by itself")
+            }
+        }
+    }
+}
+
+fn serves_kafka(roles: &[String]) -> bool {
+    roles
+        .iter()
+        .any(|r| r == Roles::PRODUCE || r == Roles::FETCH)
+}

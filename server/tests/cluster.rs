@@ -1,0 +1,171 @@
+//! Several agents on one metadata database and one bucket form one cluster: Metadata from
+//! any agent lists every live agent, leaders spread over them, FindCoordinator agrees,
+//! group requests at another agent get NOT_COORDINATOR, a stopped agent leaves, records
+//! produced through one agent are read through another.
+
+mod common;
+
+use std::collections::BTreeSet;
+use std::time::{Duration, Instant};
+
+use common::{consume, consumer, decode, producer, raw_request, Server};
+use kafka_protocol::messages::{
+    ApiKey, FindCoordinatorRequest, FindCoordinatorResponse, HeartbeatRequest, HeartbeatResponse,
+    MetadataRequest, MetadataResponse,
+};
+use kafka_protocol::protocol::StrBytes;
+use rdkafka::producer::FutureRecord;
+use rdkafka::Offset;
+
+/// Three agents sharing `dir`'s database and bucket, in racks z1, z2, z3.
+fn three_agents(dir: &std::path::Path, extra: &[&str]) -> Vec<Server> {
+    let db = format!("sqlite://{}", dir.join("meta.db").display());
+    let bucket = format!("file://{}", dir.join("bucket").display());
+    (1..=3)
+        .map(|i| {
+            let own = dir.join(format!("agent{i}"));
+            std::fs::create_dir_all(&own).unwrap();
+            let rack = format!("z{i}");
+            let mut args = vec![
+                "--database-url",
+                &db,
+                "--bucket-url",
+                &bucket,
+                "--rack",
+                &rack,
+                "--agent-session-timeout",
+                "2s",
+            ];
+            args.extend_from_slice(extra);
+            Server::start(&own, &args)
+        })
+        .collect()
+}
+
+fn metadata(addr: &str, topic: &str) -> MetadataResponse {
+    let req = MetadataRequest::default().with_topics(Some(vec![
+        kafka_protocol::messages::metadata_request::MetadataRequestTopic::default()
+            .with_name(Some(StrBytes::from_string(topic.to_string()).into())),
+    ]));
+    decode(raw_request(addr, ApiKey::Metadata, 12, &req), 12)
+}
+
+/// Waits until Metadata from `addr` lists `n` brokers.
+fn wait_for_brokers(addr: &str, n: usize) -> MetadataResponse {
+    let started = Instant::now();
+    loop {
+        let m = metadata(addr, "spread");
+        if m.brokers.len() == n {
+            return m;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(15),
+            "metadata from {addr} lists {} brokers, not {n}",
+            m.brokers.len()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+fn coordinator(addr: &str, group: &str) -> i32 {
+    let req = FindCoordinatorRequest::default().with_key(StrBytes::from_string(group.to_string()));
+    let r: FindCoordinatorResponse = decode(raw_request(addr, ApiKey::FindCoordinator, 2, &req), 2);
+    assert_eq!(r.error_code, 0);
+    r.node_id.0
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn three_agents_are_one_cluster() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut agents = three_agents(dir.path(), &["--default-partitions", "12"]);
+    let addrs: Vec<String> = agents.iter().map(|a| a.kafka.clone()).collect();
+
+    // Every agent lists all three, with distinct node ids and their racks.
+    let mut ids = BTreeSet::new();
+    for a in &addrs {
+        let m = wait_for_brokers(a, 3);
+        let listed: BTreeSet<i32> = m.brokers.iter().map(|b| b.node_id.0).collect();
+        assert_eq!(listed.len(), 3);
+        ids.extend(listed);
+        let leaders: BTreeSet<i32> = m.topics[0]
+            .partitions
+            .iter()
+            .map(|p| p.leader_id.0)
+            .collect();
+        assert!(leaders.len() > 1, "leaders spread over agents: {leaders:?}");
+        assert!(m.brokers.iter().all(|b| b.rack.is_some()));
+    }
+    assert_eq!(ids.len(), 3, "all agents agree on the same three ids");
+
+    // FindCoordinator agrees across agents, and only the coordinator serves the group.
+    for g in ["orders", "billing", "audit", "search"] {
+        let c: BTreeSet<i32> = addrs.iter().map(|a| coordinator(a, g)).collect();
+        assert_eq!(c.len(), 1, "one coordinator for group {g}: {c:?}");
+        let chosen = *c.iter().next().unwrap();
+        for a in &addrs {
+            let m = metadata(a, "spread");
+            let me = m
+                .brokers
+                .iter()
+                .find(|b| a.ends_with(&format!(":{}", b.port)))
+                .expect("the agent lists itself")
+                .node_id
+                .0;
+            let hb = HeartbeatRequest::default()
+                .with_group_id(StrBytes::from_string(g.to_string()).into())
+                .with_member_id(StrBytes::from_static_str("nobody"))
+                .with_generation_id(1);
+            let r: HeartbeatResponse = decode(raw_request(a, ApiKey::Heartbeat, 3, &hb), 3);
+            if me == chosen {
+                assert_ne!(r.error_code, 16, "the coordinator answers for {g}");
+            } else {
+                assert_eq!(r.error_code, 16, "NOT_COORDINATOR from {a} for {g}");
+            }
+        }
+    }
+
+    // A client in zone z1 is given agent 1 only: produce through it, read through zone z3.
+    let p = producer(
+        &addrs[0],
+        &[("acks", "all"), ("client.id", "writer-sluice_az=z1")],
+    );
+    let m = metadata(&addrs[0], "zoned");
+    assert_eq!(m.topics[0].partitions.len(), 12);
+    for i in 0..120 {
+        p.send(
+            FutureRecord::to("zoned")
+                .key("k")
+                .payload(&format!("v{i}"))
+                .partition(i % 12),
+            Duration::from_secs(30),
+        )
+        .await
+        .expect("produced through agent 1");
+    }
+    let c = consumer(&addrs[2], &[("client.id", "reader-sluice_az=z3")]);
+    let got = consume(
+        &c,
+        "zoned",
+        &(0..12).map(|p| (p, Offset::Beginning)).collect::<Vec<_>>(),
+        120,
+        Duration::from_secs(60),
+    );
+    assert_eq!(got.len(), 120, "every record once");
+    for part in 0..12 {
+        let offsets: Vec<i64> = got
+            .iter()
+            .filter(|g| g.partition == part)
+            .map(|g| g.offset)
+            .collect();
+        assert_eq!(offsets, (0..10).collect::<Vec<i64>>(), "in order on {part}");
+    }
+
+    // A stopped agent leaves Metadata; a restarted one rejoins.
+    assert!(agents[1].terminate(Duration::from_secs(10)).is_some());
+    wait_for_brokers(&addrs[0], 2);
+    agents[1].start_again();
+    wait_for_brokers(&addrs[0], 3);
+    // kill -9: gone within the session timeout.
+    agents[2].kill9();
+    wait_for_brokers(&addrs[0], 2);
+}
