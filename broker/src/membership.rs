@@ -169,6 +169,21 @@ impl Membership {
             );
         }
         let mut live = self.meta.live_agents(now, timeout_ms).await?;
+        // An agent of our group that missed its last heartbeat is probed: a refused
+        // connection means the process is gone (killed, restarted elsewhere), so clients are
+        // not sent to it for the rest of its session timeout.
+        let stale_after = refresh_interval(self.timeout).as_millis() as i64 + 500;
+        let mut gone = Vec::new();
+        for a in &live {
+            if a.agent_id != self.me.agent_id
+                && a.agent_group == self.me.agent_group
+                && now - a.last_seen_ms > stale_after
+                && !reachable(&a.host, a.port).await
+            {
+                gone.push(a.agent_id.clone());
+            }
+        }
+        live.retain(|a| !gone.contains(&a.agent_id));
         if !live.iter().any(|a| a.agent_id == self.me.agent_id) {
             live.push(self.me());
             live.sort_by_key(|a| a.node_id);
@@ -210,4 +225,17 @@ fn serves_kafka(roles: &[String]) -> bool {
     roles
         .iter()
         .any(|r| r == Roles::PRODUCE || r == Roles::FETCH)
+}
+
+/// Whether a TCP connection to the agent's Kafka listener opens within 300 ms.
+async fn reachable(host: &str, port: i32) -> bool {
+    let addr = format!("{host}:{port}");
+    matches!(
+        tokio::time::timeout(
+            Duration::from_millis(300),
+            tokio::net::TcpStream::connect(addr)
+        )
+        .await,
+        Ok(Ok(_))
+    )
 }
