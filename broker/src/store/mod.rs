@@ -58,6 +58,7 @@ macro_rules! begin_write {
     };
 }
 
+mod clusters;
 mod credentials;
 mod inspect;
 mod lag;
@@ -67,7 +68,8 @@ mod platform;
 mod retention;
 mod sql;
 
-pub use credentials::{ApiKeyInfo, Credential, VirtualCluster};
+pub use clusters::VirtualCluster;
+pub use credentials::{ApiKeyInfo, Credential};
 pub use inspect::{GroupTopicLag, PartitionStats, TopicStats};
 pub use lag::GroupPosition;
 pub use offsets::CommittedOffset;

@@ -1,5 +1,4 @@
-//! Platform data of the console: users, organisations, memberships, invites, and the
-//! changes to virtual clusters the console makes (rename, settings, delete).
+//! Platform data of the console: users, organisations, memberships and invites.
 //!
 //! Rules that protect the data live here, inside one transaction each, so that the console
 //! and the JSON API cannot get around them: an invite is used at most once and never after
@@ -7,7 +6,7 @@
 
 use serde::Serialize;
 
-use super::sql::{Db, Metadata, StoreError, TOPIC_ROW_TABLES};
+use super::sql::{Db, Metadata, StoreError};
 use crate::clock::now_ms;
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -544,79 +543,6 @@ impl Metadata {
             .await?
             .rows_affected()
                 > 0)
-        })
-    }
-
-    pub async fn rename_virtual_cluster(&self, id: &str, name: &str) -> Result<bool, StoreError> {
-        with_pool!(self, |pool, _lock, _db| {
-            let r = sqlx::query("UPDATE virtual_clusters SET name = $2 WHERE id = $1")
-                .bind(id)
-                .bind(name)
-                .execute(pool)
-                .await;
-            match r {
-                Ok(r) => Ok(r.rows_affected() > 0),
-                Err(sqlx::Error::Database(e)) if e.is_unique_violation() => Err(
-                    StoreError::AlreadyExists(format!("a cluster named '{name}'")),
-                ),
-                Err(e) => Err(e.into()),
-            }
-        })
-    }
-
-    pub async fn update_cluster_settings(
-        &self,
-        id: &str,
-        auto_create_topics: bool,
-        default_partitions: i32,
-        default_retention_ms: i64,
-    ) -> Result<bool, StoreError> {
-        with_pool!(self, |pool, _lock, _db| {
-            Ok(sqlx::query(
-                "UPDATE virtual_clusters SET auto_create_topics = $2, default_partitions = $3, \
-                 default_retention_ms = $4 WHERE id = $1",
-            )
-            .bind(id)
-            .bind(auto_create_topics as i64)
-            .bind(default_partitions as i64)
-            .bind(default_retention_ms)
-            .execute(pool)
-            .await?
-            .rows_affected()
-                > 0)
-        })
-    }
-
-    /// Deletes a virtual cluster with everything in it: topics (their batch rows; the
-    /// segment objects go when the cleanup job finds them unreferenced), committed
-    /// offsets, lag history and API keys. Returns the names of the topics deleted.
-    pub async fn delete_virtual_cluster(&self, id: &str) -> Result<Vec<String>, StoreError> {
-        with_pool!(self, |pool, _lock, _db| {
-            let mut tx = pool.begin().await?;
-            let topics: Vec<(i64, String)> =
-                sqlx::query_as("SELECT id, name FROM topics WHERE cluster = $1")
-                    .bind(id)
-                    .fetch_all(&mut *tx)
-                    .await?;
-            for (topic_id, _) in &topics {
-                for table in TOPIC_ROW_TABLES {
-                    sqlx::query(&format!("DELETE FROM {table} WHERE topic_id = $1"))
-                        .bind(topic_id)
-                        .execute(&mut *tx)
-                        .await?;
-                }
-            }
-            for sql in [
-                "DELETE FROM topics WHERE cluster = $1",
-                "DELETE FROM group_offsets WHERE cluster = $1",
-                "DELETE FROM lag_history WHERE cluster = $1",
-                "DELETE FROM api_keys WHERE cluster_id = $1",
-                "DELETE FROM virtual_clusters WHERE id = $1",
-            ] {
-                sqlx::query(sql).bind(id).execute(&mut *tx).await?;
-            }
-            tx.commit().await?;
-            Ok(topics.into_iter().map(|t| t.1).collect())
         })
     }
 }
