@@ -18,12 +18,12 @@ use axum::http::{HeaderMap, StatusCode};
 use base64::engine::general_purpose::STANDARD as B64;
 use base64::Engine;
 use broker::auth::scram::Hash;
-use broker::store::{Org, User};
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 use tower_sessions::Session;
 
 use crate::error::Refusal;
+use crate::store::{Org, User};
 use crate::Console;
 
 pub const MIN_PASSWORD: usize = 10;
@@ -363,7 +363,7 @@ pub async fn session_user(console: &Console, session: &Session) -> Result<Option
     else {
         return Ok(None);
     };
-    Ok(console.meta().user(&uid).await?)
+    Ok(console.platform.user(&uid).await?)
 }
 
 /// The logged-in user in their current organisation; `next` is where to come back after
@@ -372,7 +372,7 @@ pub async fn viewer(console: &Console, session: &Session, next: &str) -> Result<
     let Some(user) = session_user(console, session).await? else {
         return Err(Refusal::login(next));
     };
-    let orgs = console.meta().memberships_of(&user.id).await?;
+    let orgs = console.platform.memberships_of(&user.id).await?;
     let wanted = session
         .get::<String>(ORG_KEY)
         .await

@@ -7,6 +7,8 @@ use axum::response::{IntoResponse, Redirect, Response};
 use axum::Json;
 use broker::store::StoreError;
 
+use crate::store;
+
 #[derive(Debug, Clone)]
 pub struct Refusal {
     pub status: StatusCode,
@@ -94,6 +96,17 @@ impl From<StoreError> for Refusal {
             }
             StoreError::InvalidPartitions(m) => Refusal::bad_request(m),
             other => Refusal::internal("metadata store request failed", other),
+        }
+    }
+}
+
+impl From<store::StoreError> for Refusal {
+    fn from(e: store::StoreError) -> Self {
+        match e {
+            store::StoreError::AlreadyExists(what) => {
+                Refusal::conflict(format!("{what} already exists."))
+            }
+            other => Refusal::internal("platform store request failed", other),
         }
     }
 }

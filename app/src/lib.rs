@@ -11,10 +11,12 @@
 //! * [`api`]: the JSON endpoints.
 //! * [`chart`]: lag charts as SVG (plotters).
 //!
-//! Platform data lives in the broker's metadata store (`broker::store`, tables from
-//! `migrations/*/0004` and `0005`); cluster data is read and changed through
-//! `broker::inspect`. This crate never touches SQL directly, except through the session
-//! store, which keeps its own table in the same database.
+//! * [`store`]: the platform data (users, organisations, memberships, invites) in the
+//!   console's own database, and the pool the session store keeps its table in.
+//!
+//! The platform database is the cluster metadata database unless
+//! `--platform-database-url` names another. Cluster data is read and changed through
+//! `broker::inspect`. No SQL outside [`store`], except the session store's own table.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -36,6 +38,7 @@ pub mod auth;
 pub mod chart;
 pub mod error;
 pub mod ops;
+pub mod store;
 pub mod views;
 
 /// Settings of the console, from the command line.
@@ -70,15 +73,18 @@ impl Default for Settings {
 /// The console's shared state.
 pub struct Console {
     pub broker: Arc<Broker>,
+    /// Accounts, organisations and invites (and the sessions' pool).
+    pub platform: store::Platform,
     pub settings: Settings,
     pub limiter: auth::LoginLimiter,
     key_checks: auth::KeyChecks,
 }
 
 impl Console {
-    pub fn new(broker: Arc<Broker>, settings: Settings) -> Arc<Self> {
+    pub fn new(broker: Arc<Broker>, platform: store::Platform, settings: Settings) -> Arc<Self> {
         Arc::new(Console {
             broker,
+            platform,
             settings,
             limiter: auth::LoginLimiter::new(Duration::from_secs(300), 5, 30),
             key_checks: auth::KeyChecks::new(),
@@ -131,26 +137,26 @@ async fn client_addr(mut req: Request, next: Next) -> Response {
     res
 }
 
-/// The console and the JSON API, with sessions kept in the metadata database.
+/// The console and the JSON API, with sessions kept in the platform database.
 pub async fn router(console: Arc<Console>) -> anyhow::Result<Router> {
     let routes = views::routes()
         .merge(api::routes())
         .route("/style.css", get(stylesheet))
         .route("/public/console.js", get(script))
         .with_state(console.clone());
-    let meta = console.meta();
     let idle = time::Duration::seconds(console.settings.session_idle.as_secs() as i64);
     let secure = console.settings.secure_cookies;
-    let routes = if let Some(pool) = meta.sqlite_pool() {
-        let store = tower_sessions_sqlx_store::SqliteStore::new(pool);
-        store.migrate().await?;
-        routes.layer(session_layer(store, secure, idle))
-    } else if let Some(pool) = meta.postgres_pool() {
-        let store = tower_sessions_sqlx_store::PostgresStore::new(pool);
-        store.migrate().await?;
-        routes.layer(session_layer(store, secure, idle))
-    } else {
-        anyhow::bail!("the metadata store has no SQL pool for sessions");
+    let routes = match console.platform.db() {
+        store::Db::Sqlite(pool) => {
+            let store = tower_sessions_sqlx_store::SqliteStore::new(pool.clone());
+            store.migrate().await?;
+            routes.layer(session_layer(store, secure, idle))
+        }
+        store::Db::Postgres(pool) => {
+            let store = tower_sessions_sqlx_store::PostgresStore::new(pool.clone());
+            store.migrate().await?;
+            routes.layer(session_layer(store, secure, idle))
+        }
     };
     Ok(routes.layer(middleware::from_fn(client_addr)))
 }

@@ -7,12 +7,11 @@
 //! organisation (clusters, keys, team).
 
 use broker::agent::DEFAULT_CLUSTER;
-use broker::store::{
-    ApiKeyInfo, Invite, InviteProblem, Member, MemberChange, Org, User, VirtualCluster,
-};
+use broker::store::{ApiKeyInfo, VirtualCluster};
 
 use crate::auth::{self, Actor, Role, Viewer};
 use crate::error::Refusal;
+use crate::store::{Invite, InviteProblem, Member, MemberChange, Org, StoreError, User};
 use crate::Console;
 
 /// A cluster the caller may see.
@@ -85,18 +84,18 @@ pub async fn sign_up(
     auth::check_email(&email)?;
     auth::check_password(password)?;
     check_name("organisation", org_name, 80)?;
-    if !console.settings.open_signup && console.meta().user_count().await? > 0 {
+    if !console.settings.open_signup && console.platform.user_count().await? > 0 {
         return Err(Refusal::forbidden(
             "Sign-up on this server is by invitation: ask an admin of your organisation for an invite link.",
         ));
     }
     let hash = auth::hash_password(password).await?;
     console
-        .meta()
+        .platform
         .create_user_with_org(&email, &hash, org_name)
         .await
         .map_err(|e| match e {
-            broker::store::StoreError::AlreadyExists(_) => Refusal::conflict(
+            StoreError::AlreadyExists(_) => Refusal::conflict(
                 "An account with this e-mail address already exists. Log in instead.",
             ),
             other => other.into(),
@@ -114,13 +113,13 @@ pub async fn sign_up_with_invite(
     auth::check_password(password)?;
     let hash = auth::hash_password(password).await?;
     match console
-        .meta()
+        .platform
         .create_user_with_invite(&email, &hash, &auth::token_hash(token))
         .await
     {
         Ok(Ok(done)) => Ok(done),
         Ok(Err(problem)) => Err(invite_refusal(problem)),
-        Err(broker::store::StoreError::AlreadyExists(_)) => Err(Refusal::conflict(
+        Err(StoreError::AlreadyExists(_)) => Err(Refusal::conflict(
             "An account with this e-mail address already exists. Log in, then open the invite link again.",
         )),
         Err(e) => Err(e.into()),
@@ -145,7 +144,7 @@ pub async fn log_in(
 ) -> Result<User, Refusal> {
     let email = auth::normalise_email(email);
     console.limiter.check(&email, client)?;
-    let found = console.meta().user_by_email(&email).await?;
+    let found = console.platform.user_by_email(&email).await?;
     let (user, phc) = match found {
         Some((u, h)) => (Some(u), Some(h)),
         None => (None, None),
@@ -165,7 +164,7 @@ pub async fn log_in(
 
 pub async fn accept_invite(console: &Console, user: &User, token: &str) -> Result<String, Refusal> {
     match console
-        .meta()
+        .platform
         .accept_invite(&auth::token_hash(token), &user.id)
         .await?
     {
@@ -413,11 +412,11 @@ pub async fn revoke_api_key(
 // ---- team ----
 
 pub async fn members(console: &Console, viewer: &Viewer) -> Result<Vec<Member>, Refusal> {
-    Ok(console.meta().org_members(&viewer.org.id).await?)
+    Ok(console.platform.org_members(&viewer.org.id).await?)
 }
 
 pub async fn invites(console: &Console, viewer: &Viewer) -> Result<Vec<Invite>, Refusal> {
-    Ok(console.meta().open_invites(&viewer.org.id).await?)
+    Ok(console.platform.open_invites(&viewer.org.id).await?)
 }
 
 /// Creates an invite; returns it with the token of its one-time link.
@@ -440,7 +439,7 @@ pub async fn invite(
     let token = auth::new_invite_token();
     let expires = broker::clock::now_ms() + console.settings.invite_ttl.as_millis() as i64;
     let inv = console
-        .meta()
+        .platform
         .create_invite(
             &viewer.org.id,
             role.as_str(),
@@ -455,7 +454,7 @@ pub async fn invite(
 
 pub async fn revoke_invite(console: &Console, viewer: &Viewer, id: &str) -> Result<(), Refusal> {
     viewer.require_admin()?;
-    if console.meta().revoke_invite(&viewer.org.id, id).await? {
+    if console.platform.revoke_invite(&viewer.org.id, id).await? {
         Ok(())
     } else {
         Err(Refusal::not_found("No open invite with that id."))
@@ -469,7 +468,7 @@ pub async fn change_member(
     user_id: &str,
     role: Option<&str>,
 ) -> Result<(), Refusal> {
-    let members = console.meta().org_members(&viewer.org.id).await?;
+    let members = console.platform.org_members(&viewer.org.id).await?;
     let target = members
         .iter()
         .find(|m| m.user_id == user_id)
@@ -495,7 +494,7 @@ pub async fn change_member(
         }
     }
     match console
-        .meta()
+        .platform
         .change_member(&viewer.org.id, user_id, new_role.map(Role::as_str))
         .await?
     {

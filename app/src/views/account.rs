@@ -13,6 +13,7 @@ use super::layout::{bare_page, csrf_field, page, Nav};
 use super::{enc, html, see_other, Fields};
 use crate::auth::{self, take_flash};
 use crate::error::{Page, Refusal};
+use crate::store::InviteProblem;
 use crate::{ops, AppState, ClientAddr};
 
 type Q = Query<HashMap<String, String>>;
@@ -29,7 +30,7 @@ pub async fn overview(State(c): State<AppState>, session: Session) -> Page {
     Page(
         async {
             if auth::session_user(&c, &session).await?.is_none() {
-                let to = if c.meta().user_count().await? == 0 {
+                let to = if c.platform.user_count().await? == 0 {
                     "/signup"
                 } else {
                     "/login"
@@ -126,8 +127,8 @@ fn signup_body(csrf: &str, invite: Option<(String, String, String)>) -> AnyView 
 }
 
 async fn invite_details(c: &AppState, token: &str) -> Result<(String, String), Refusal> {
-    match c.meta().invite_by_token(&auth::token_hash(token)).await? {
-        None => Err(ops::invite_refusal(broker::store::InviteProblem::Unknown)),
+    match c.platform.invite_by_token(&auth::token_hash(token)).await? {
+        None => Err(ops::invite_refusal(InviteProblem::Unknown)),
         Some((inv, org)) => match inv.problem(broker::clock::now_ms()) {
             Some(p) => Err(ops::invite_refusal(p)),
             None => Ok((org, inv.role)),
@@ -237,7 +238,7 @@ pub async fn login(
             let next = safe_next(q.get("next"));
             match ops::log_in(&c, f.get("email"), f.get("password"), &client.0).await {
                 Ok(user) => {
-                    let orgs = c.meta().memberships_of(&user.id).await?;
+                    let orgs = c.platform.memberships_of(&user.id).await?;
                     let org = orgs.first().map(|o| o.0.id.clone()).unwrap_or_default();
                     auth::log_in(&session, &user.id, &org).await?;
                     Ok(see_other(&next))

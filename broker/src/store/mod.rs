@@ -1,4 +1,6 @@
-//! The cluster metadata store: topics, partitions, segment files, batch rows, producers.
+//! The cluster metadata store: topics, partitions, segment files, batch rows, producers,
+//! committed offsets, lag history, and the virtual clusters with their API keys. Nothing
+//! here knows about console users: their accounts live in the console's own store.
 //!
 //! One API over two SQL backends (SQLite embedded, Postgres shared). Each query is written
 //! once in portable SQL (`$n` placeholders, `RETURNING`, `ON CONFLICT`) and compiled for
@@ -12,6 +14,12 @@
 //!   its write lock up front (`BEGIN IMMEDIATE`).
 //! * Offsets come only from `partitions.next_offset` inside that transaction, so they have
 //!   no gaps and no duplicates whatever the number of agents.
+//!
+//! # Migrations
+//! `migrations/sqlite` and `migrations/postgres`, versions below 1000. The console applies
+//! its own migrations (versions from 1001) to the same or another database; sqlx keeps
+//! both in one `_sqlx_migrations` table, so this migrator ignores versions it does not
+//! know (also the retired `0005_console_accounts` of databases created before the split).
 
 // The dispatch macros come first so that every submodule below can use them.
 /// Runs `$body` once per backend with `$pool` bound to the concrete pool, `$lock` to the
@@ -64,7 +72,6 @@ mod inspect;
 mod lag;
 mod offsets;
 pub mod plan;
-mod platform;
 mod retention;
 mod sql;
 
@@ -73,5 +80,4 @@ pub use credentials::{ApiKeyInfo, Credential};
 pub use inspect::{GroupTopicLag, PartitionStats, TopicStats};
 pub use lag::GroupPosition;
 pub use offsets::CommittedOffset;
-pub use platform::{Invite, InviteProblem, Member, MemberChange, Org, User};
 pub use sql::{BatchLocation, Metadata, PartitionState, SegmentCommit, StoreError, TopicMeta};

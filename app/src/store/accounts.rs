@@ -1,13 +1,13 @@
-//! Platform data of the console: users, organisations, memberships and invites.
+//! Accounts: users, organisations, memberships and invites.
 //!
 //! Rules that protect the data live here, inside one transaction each, so that the console
 //! and the JSON API cannot get around them: an invite is used at most once and never after
 //! it expires; an organisation always keeps at least one owner.
 
+use broker::clock::now_ms;
 use serde::Serialize;
 
-use super::sql::{Db, Metadata, StoreError};
-use crate::clock::now_ms;
+use super::{Db, Platform, StoreError};
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct User {
@@ -173,9 +173,9 @@ macro_rules! use_invite {
     }};
 }
 
-impl Metadata {
+impl Platform {
     pub async fn user_count(&self) -> Result<i64, StoreError> {
-        let (n,): (i64,) = with_pool!(self, |pool, _lock, _db| {
+        let (n,): (i64,) = with_pool!(self, |pool, _lock| {
             sqlx::query_as("SELECT COUNT(*) FROM users")
                 .fetch_one(pool)
                 .await?
@@ -201,7 +201,7 @@ impl Metadata {
             name: org_name.to_string(),
             created_at_ms: now,
         };
-        with_pool!(self, |pool, _lock, _db| {
+        with_pool!(self, |pool, _lock| {
             let mut tx = pool.begin().await?;
             insert_user!(tx, user, password_hash);
             sqlx::query("INSERT INTO orgs (id, name, created_at_ms) VALUES ($1, $2, $3)")
@@ -237,7 +237,7 @@ impl Metadata {
             email: email.to_string(),
             created_at_ms: now,
         };
-        with_pool!(self, |pool, _lock, _db| {
+        with_pool!(self, |pool, _lock| {
             let mut tx = pool.begin().await?;
             insert_user!(tx, user, password_hash);
             let (org_id, role) = use_invite!(self, tx, token_hash, now, &user.id);
@@ -262,7 +262,7 @@ impl Metadata {
         user_id: &str,
     ) -> Result<Result<String, InviteProblem>, StoreError> {
         let now = now_ms();
-        with_pool!(self, |pool, _lock, _db| {
+        with_pool!(self, |pool, _lock| {
             let mut tx = pool.begin().await?;
             let (org_id, role) = use_invite!(self, tx, token_hash, now, user_id);
             let joined = sqlx::query(
@@ -300,7 +300,7 @@ impl Metadata {
     /// A user and their password hash, by e-mail address (compared as stored: callers
     /// normalise it).
     pub async fn user_by_email(&self, email: &str) -> Result<Option<(User, String)>, StoreError> {
-        let row: Option<(String, String, String, i64)> = with_pool!(self, |pool, _lock, _db| {
+        let row: Option<(String, String, String, i64)> = with_pool!(self, |pool, _lock| {
             sqlx::query_as(
                 "SELECT id, email, password_hash, created_at_ms FROM users WHERE email = $1",
             )
@@ -322,7 +322,7 @@ impl Metadata {
 
     /// Every organisation, by name (for the admin command line).
     pub async fn orgs(&self) -> Result<Vec<Org>, StoreError> {
-        let rows: Vec<(String, String, i64)> = with_pool!(self, |pool, _lock, _db| {
+        let rows: Vec<(String, String, i64)> = with_pool!(self, |pool, _lock| {
             sqlx::query_as("SELECT id, name, created_at_ms FROM orgs ORDER BY name, id")
                 .fetch_all(pool)
                 .await?
@@ -338,7 +338,7 @@ impl Metadata {
     }
 
     pub async fn user(&self, id: &str) -> Result<Option<User>, StoreError> {
-        let row: Option<(String, String, i64)> = with_pool!(self, |pool, _lock, _db| {
+        let row: Option<(String, String, i64)> = with_pool!(self, |pool, _lock| {
             sqlx::query_as("SELECT id, email, created_at_ms FROM users WHERE id = $1")
                 .bind(id)
                 .fetch_optional(pool)
@@ -353,7 +353,7 @@ impl Metadata {
 
     /// The organisations a user belongs to, with their role, oldest membership first.
     pub async fn memberships_of(&self, user_id: &str) -> Result<Vec<(Org, String)>, StoreError> {
-        let rows: Vec<(String, String, i64, String)> = with_pool!(self, |pool, _lock, _db| {
+        let rows: Vec<(String, String, i64, String)> = with_pool!(self, |pool, _lock| {
             sqlx::query_as(
                 "SELECT o.id, o.name, o.created_at_ms, m.role FROM memberships m \
                  JOIN orgs o ON o.id = m.org_id WHERE m.user_id = $1 \
@@ -379,7 +379,7 @@ impl Metadata {
     }
 
     pub async fn org_members(&self, org_id: &str) -> Result<Vec<Member>, StoreError> {
-        let rows: Vec<(String, String, String, i64)> = with_pool!(self, |pool, _lock, _db| {
+        let rows: Vec<(String, String, String, i64)> = with_pool!(self, |pool, _lock| {
             sqlx::query_as(
                 "SELECT u.id, u.email, m.role, m.created_at_ms FROM memberships m \
                  JOIN users u ON u.id = m.user_id WHERE m.org_id = $1 \
@@ -408,7 +408,7 @@ impl Metadata {
         user_id: &str,
         role: Option<&str>,
     ) -> Result<MemberChange, StoreError> {
-        with_pool!(self, |pool, lock, _db| {
+        with_pool!(self, |pool, lock| {
             let mut tx = pool.begin().await?;
             // Lock the organisation's membership rows so two concurrent demotions cannot
             // both see a second owner.
@@ -469,7 +469,7 @@ impl Metadata {
             used_at_ms: None,
             revoked_at_ms: None,
         };
-        with_pool!(self, |pool, _lock, _db| {
+        with_pool!(self, |pool, _lock| {
             sqlx::query(
                 "INSERT INTO invites (id, org_id, token_hash, role, note, created_by, created_at_ms, expires_at_ms) \
                  VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
@@ -491,7 +491,7 @@ impl Metadata {
     /// Invites of an organisation that can still be accepted.
     pub async fn open_invites(&self, org_id: &str) -> Result<Vec<Invite>, StoreError> {
         let now = now_ms();
-        let rows: Vec<InviteRow> = with_pool!(self, |pool, _lock, _db| {
+        let rows: Vec<InviteRow> = with_pool!(self, |pool, _lock| {
             sqlx::query_as(&format!(
                 "SELECT {INVITE_COLUMNS} FROM invites WHERE org_id = $1 AND used_at_ms IS NULL \
                  AND revoked_at_ms IS NULL AND expires_at_ms > $2 ORDER BY created_at_ms"
@@ -509,7 +509,7 @@ impl Metadata {
         &self,
         token_hash: &str,
     ) -> Result<Option<(Invite, String)>, StoreError> {
-        let row: Option<InviteRow> = with_pool!(self, |pool, _lock, _db| {
+        let row: Option<InviteRow> = with_pool!(self, |pool, _lock| {
             sqlx::query_as(&format!(
                 "SELECT {INVITE_COLUMNS} FROM invites WHERE token_hash = $1"
             ))
@@ -519,7 +519,7 @@ impl Metadata {
         });
         let Some(row) = row else { return Ok(None) };
         let inv = invite(row);
-        let org: Option<(String,)> = with_pool!(self, |pool, _lock, _db| {
+        let org: Option<(String,)> = with_pool!(self, |pool, _lock| {
             sqlx::query_as("SELECT name FROM orgs WHERE id = $1")
                 .bind(&inv.org_id)
                 .fetch_optional(pool)
@@ -531,7 +531,7 @@ impl Metadata {
     /// Revokes an open invite of an organisation; returns whether one was revoked.
     pub async fn revoke_invite(&self, org_id: &str, id: &str) -> Result<bool, StoreError> {
         let now = now_ms();
-        with_pool!(self, |pool, _lock, _db| {
+        with_pool!(self, |pool, _lock| {
             Ok(sqlx::query(
                 "UPDATE invites SET revoked_at_ms = $3 WHERE org_id = $1 AND id = $2 \
                  AND used_at_ms IS NULL AND revoked_at_ms IS NULL",
