@@ -5,7 +5,7 @@
 use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Redirect, Response};
 use axum::Json;
-use broker::store::StoreError;
+use broker::inspect::StoreError;
 
 use crate::store;
 

@@ -4,19 +4,21 @@
 //! invites, virtual clusters, API keys).
 //!
 //! Map:
+//! * [`store`]: the platform data (users, organisations, memberships, invites) in the
+//!   console's own database, and the pool the session store keeps its table in.
+//! * [`error`]: [`error::Refusal`], every way a request is turned down.
 //! * [`auth`]: passwords, log-in rate limit, sessions, CSRF, roles, API keys over HTTP.
 //! * [`ops`]: every console action as one function (permission check, validation, the
 //!   change), shared by the pages and the JSON API so the two cannot drift apart.
+//! * [`chart`]: lag charts as SVG (plotters).
 //! * [`views`]: the pages, one module per area; `views::layout` is the shell.
 //! * [`api`]: the JSON endpoints.
-//! * [`chart`]: lag charts as SVG (plotters).
 //!
-//! * [`store`]: the platform data (users, organisations, memberships, invites) in the
-//!   console's own database, and the pool the session store keeps its table in.
-//!
-//! The platform database is the cluster metadata database unless
-//! `--platform-database-url` names another. Cluster data is read and changed through
-//! `broker::inspect`. No SQL outside [`store`], except the session store's own table.
+//! Cluster data (virtual clusters, API keys, topics, records, groups, lag) is read and
+//! changed only through [`broker::inspect::ClusterView`], the broker's one door for the
+//! console: nothing here touches the broker's store or its fields. The platform database
+//! is the cluster metadata database unless `--platform-database-url` names another.
+//! No SQL outside [`store`], except the session store's own table.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -28,8 +30,7 @@ use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::Router;
-use broker::store::Metadata;
-use broker::Broker;
+use broker::inspect::ClusterView;
 use tower_sessions::cookie::SameSite;
 use tower_sessions::{Expiry, SessionManagerLayer};
 
@@ -72,7 +73,8 @@ impl Default for Settings {
 
 /// The console's shared state.
 pub struct Console {
-    pub broker: Arc<Broker>,
+    /// The broker, as far as the console may see it.
+    pub view: ClusterView,
     /// Accounts, organisations and invites (and the sessions' pool).
     pub platform: store::Platform,
     pub settings: Settings,
@@ -81,23 +83,14 @@ pub struct Console {
 }
 
 impl Console {
-    pub fn new(broker: Arc<Broker>, platform: store::Platform, settings: Settings) -> Arc<Self> {
+    pub fn new(view: ClusterView, platform: store::Platform, settings: Settings) -> Arc<Self> {
         Arc::new(Console {
-            broker,
+            view,
             platform,
             settings,
             limiter: auth::LoginLimiter::new(Duration::from_secs(300), 5, 30),
             key_checks: auth::KeyChecks::new(),
         })
-    }
-
-    pub fn meta(&self) -> &Metadata {
-        &self.broker.meta
-    }
-
-    /// host:port clients bootstrap from.
-    pub fn bootstrap(&self) -> String {
-        format!("{}:{}", self.broker.advertised.0, self.broker.advertised.1)
     }
 }
 

@@ -6,8 +6,7 @@
 //! acts only inside its own cluster (topics, messages, consumer groups) and never on the
 //! organisation (clusters, keys, team).
 
-use broker::agent::DEFAULT_CLUSTER;
-use broker::store::{ApiKeyInfo, VirtualCluster};
+use broker::inspect::{ApiKeyInfo, ClusterDefaults, VirtualCluster, DEFAULT_CLUSTER};
 
 use crate::auth::{self, Actor, Role, Viewer};
 use crate::error::Refusal;
@@ -42,15 +41,15 @@ impl ClusterRef {
     }
 
     fn builtin(console: &Console) -> Self {
-        let c = &console.broker.config;
+        let d = console.view.builtin_defaults();
         ClusterRef {
             id: DEFAULT_CLUSTER.to_string(),
             name: "default".to_string(),
             builtin: true,
             created_at_ms: 0,
-            auto_create_topics: c.auto_create_topics,
-            default_partitions: c.default_partitions,
-            default_retention_ms: 604_800_000,
+            auto_create_topics: d.auto_create_topics,
+            default_partitions: d.default_partitions,
+            default_retention_ms: d.default_retention_ms,
         }
     }
 }
@@ -182,7 +181,7 @@ pub async fn clusters(console: &Console, viewer: &Viewer) -> Result<Vec<ClusterR
     }
     out.extend(
         console
-            .meta()
+            .view
             .virtual_clusters(&viewer.org.id)
             .await?
             .into_iter()
@@ -202,7 +201,7 @@ pub async fn cluster(console: &Console, actor: &Actor, id: &str) -> Result<Clust
                 )));
             }
             let vc = console
-                .meta()
+                .view
                 .virtual_cluster(id)
                 .await?
                 .ok_or_else(missing)?;
@@ -224,7 +223,7 @@ pub async fn cluster(console: &Console, actor: &Actor, id: &str) -> Result<Clust
                 };
             }
             let vc = console
-                .meta()
+                .view
                 .virtual_cluster(id)
                 .await?
                 .ok_or_else(missing)?;
@@ -275,7 +274,7 @@ pub async fn create_cluster(
     let name = name.trim();
     check_name("cluster", name, 64)?;
     let vc = console
-        .meta()
+        .view
         .create_virtual_cluster(&viewer.org.id, name)
         .await?;
     tracing::info!(org = %viewer.org.id, cluster = %vc.id, by = %viewer.user.email, "cluster created");
@@ -293,7 +292,7 @@ pub async fn rename_cluster(
     not_builtin(&c)?;
     let name = name.trim();
     check_name("cluster", name, 64)?;
-    console.meta().rename_virtual_cluster(id, name).await?;
+    console.view.rename_virtual_cluster(id, name).await?;
     Ok(())
 }
 
@@ -318,10 +317,12 @@ pub async fn update_cluster_settings(
             "Default retention must be at least one minute (60000 ms), or -1 for unlimited.",
         ));
     }
-    console
-        .meta()
-        .update_cluster_settings(id, auto_create, partitions, retention_ms)
-        .await?;
+    let settings = ClusterDefaults {
+        auto_create_topics: auto_create,
+        default_partitions: partitions,
+        default_retention_ms: retention_ms,
+    };
+    console.view.update_cluster_settings(id, settings).await?;
     Ok(())
 }
 
@@ -340,12 +341,16 @@ pub async fn delete_cluster(
             c.name
         )));
     }
-    let topics = console.meta().delete_virtual_cluster(id).await?;
-    for t in topics {
-        console.broker.forget_topic(id, &t);
-    }
+    console.view.delete_virtual_cluster(id).await?;
     tracing::info!(cluster = %id, by = %viewer.user.email, "cluster deleted");
     Ok(c)
+}
+
+/// Topics and consumer groups with committed offsets in a cluster, for the overview.
+pub async fn cluster_counts(console: &Console, c: &ClusterRef) -> Result<(usize, usize), Refusal> {
+    let topics = console.view.topic_count(&c.id).await?;
+    let groups = console.view.group_count(&c.id).await?;
+    Ok((topics, groups))
 }
 
 // ---- API keys ----
@@ -359,7 +364,7 @@ pub async fn api_keys(
     if c.builtin {
         return Ok((c, Vec::new()));
     }
-    let keys = console.meta().api_keys(cluster_id).await?;
+    let keys = console.view.api_keys(cluster_id).await?;
     Ok((c, keys))
 }
 
@@ -379,7 +384,7 @@ pub async fn create_api_key(
     let name = name.trim();
     check_name("key", name, 64)?;
     let made = console
-        .meta()
+        .view
         .create_api_key(cluster_id, name, &viewer.user.email)
         .await?;
     tracing::info!(cluster = %cluster_id, key = %made.0.id, by = %viewer.user.email, "api key created");
@@ -394,13 +399,13 @@ pub async fn revoke_api_key(
 ) -> Result<(), Refusal> {
     viewer.require_admin()?;
     cluster(console, &viewer.actor(), cluster_id).await?;
-    let keys = console.meta().api_keys(cluster_id).await?;
+    let keys = console.view.api_keys(cluster_id).await?;
     if !keys.iter().any(|k| k.id == key_id) {
         return Err(Refusal::not_found(format!(
             "No API key '{key_id}' in this cluster."
         )));
     }
-    if !console.meta().revoke_api_key(key_id).await? {
+    if !console.view.revoke_api_key(key_id).await? {
         return Err(Refusal::conflict(format!(
             "API key '{key_id}' is already revoked."
         )));
@@ -511,7 +516,7 @@ pub async fn change_member(
 // ---- cluster data: topics, messages, consumer groups ----
 
 use broker::inspect::{
-    self, GroupDetail, GroupSummary, OffsetReset, ReadFrom, RecordView, ResetTo, TopicDetail,
+    GroupDetail, GroupLag, GroupSummary, OffsetReset, ReadFrom, RecordView, ResetTo, TopicDetail,
     TopicSummary,
 };
 
@@ -521,7 +526,7 @@ pub async fn topics(
     cluster_id: &str,
 ) -> Result<(ClusterRef, Vec<TopicSummary>), Refusal> {
     let c = cluster(console, actor, cluster_id).await?;
-    let topics = inspect::topic_summaries(&console.broker, &c.id).await?;
+    let topics = console.view.topic_summaries(&c.id).await?;
     Ok((c, topics))
 }
 
@@ -532,7 +537,7 @@ pub async fn topic(
     name: &str,
 ) -> Result<(ClusterRef, TopicDetail), Refusal> {
     let c = cluster(console, actor, cluster_id).await?;
-    let t = inspect::topic_detail(&console.broker, &c.id, name).await?;
+    let t = console.view.topic_detail(&c.id, name).await?;
     Ok((c, t))
 }
 
@@ -564,7 +569,10 @@ pub async fn create_topic(
 ) -> Result<(), Refusal> {
     require_write(actor)?;
     let c = cluster(console, actor, cluster_id).await?;
-    inspect::create_topic(&console.broker, &c.id, name.trim(), partitions, configs).await?;
+    console
+        .view
+        .create_topic(&c.id, name.trim(), partitions, configs)
+        .await?;
     Ok(())
 }
 
@@ -578,7 +586,10 @@ pub async fn alter_topic_configs(
 ) -> Result<(), Refusal> {
     require_write(actor)?;
     let c = cluster(console, actor, cluster_id).await?;
-    inspect::alter_topic_configs(&console.broker, &c.id, name, set, delete).await?;
+    console
+        .view
+        .alter_topic_configs(&c.id, name, set, delete)
+        .await?;
     Ok(())
 }
 
@@ -590,7 +601,7 @@ pub async fn delete_topic(
 ) -> Result<(), Refusal> {
     require_write(actor)?;
     let c = cluster(console, actor, cluster_id).await?;
-    inspect::delete_topic(&console.broker, &c.id, name).await?;
+    console.view.delete_topic(&c.id, name).await?;
     Ok(())
 }
 
@@ -607,9 +618,17 @@ pub async fn messages(
     let c = cluster(console, actor, cluster_id).await?;
     let limit = limit.clamp(1, 500);
     Ok(match partition {
-        Some(p) => inspect::read_records(&console.broker, &c.id, topic, p, from, limit).await?,
+        Some(p) => {
+            console
+                .view
+                .read_records(&c.id, topic, p, from, limit)
+                .await?
+        }
         None => {
-            inspect::read_records_all_partitions(&console.broker, &c.id, topic, from, limit).await?
+            console
+                .view
+                .read_records_all_partitions(&c.id, topic, from, limit)
+                .await?
         }
     })
 }
@@ -620,7 +639,7 @@ pub async fn groups(
     cluster_id: &str,
 ) -> Result<(ClusterRef, Vec<GroupSummary>), Refusal> {
     let c = cluster(console, actor, cluster_id).await?;
-    let groups = inspect::list_groups(&console.broker, &c.id).await?;
+    let groups = console.view.list_groups(&c.id).await?;
     Ok((c, groups))
 }
 
@@ -631,7 +650,7 @@ pub async fn group(
     group: &str,
 ) -> Result<(ClusterRef, GroupDetail), Refusal> {
     let c = cluster(console, actor, cluster_id).await?;
-    let g = inspect::group_detail(&console.broker, &c.id, group).await?;
+    let g = console.view.group_detail(&c.id, group).await?;
     Ok((c, g))
 }
 
@@ -645,7 +664,10 @@ pub async fn reset_offsets(
 ) -> Result<Vec<OffsetReset>, Refusal> {
     require_write(actor)?;
     let c = cluster(console, actor, cluster_id).await?;
-    Ok(inspect::reset_group_offsets(&console.broker, &c.id, group, topic, to).await?)
+    Ok(console
+        .view
+        .reset_group_offsets(&c.id, group, topic, to)
+        .await?)
 }
 
 /// One point of a group's lag history.
@@ -664,14 +686,7 @@ pub async fn lag_history(
     cluster_id: &str,
     group: &str,
     window: &str,
-) -> Result<
-    (
-        ClusterRef,
-        Vec<LagPoint>,
-        Option<broker::lag::job::GroupLag>,
-    ),
-    Refusal,
-> {
+) -> Result<(ClusterRef, Vec<LagPoint>, Option<GroupLag>), Refusal> {
     let window_ms: i64 = match window {
         "1h" => 3_600_000,
         "24h" => 86_400_000,
@@ -683,10 +698,10 @@ pub async fn lag_history(
     };
     let c = cluster(console, actor, cluster_id).await?;
     let history = console
-        .meta()
+        .view
         .lag_history(&c.id, group, broker::clock::now_ms() - window_ms)
         .await?;
-    let current = console.broker.lag.get(&c.id, group);
+    let current = console.view.current_lag(&c.id, group);
     let points = history
         .into_iter()
         .map(|(minute, lag_ms, offset_lag)| LagPoint {

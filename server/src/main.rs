@@ -131,7 +131,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
             )
         })?;
     let console = app::Console::new(
-        running.broker.clone(),
+        broker::inspect::ClusterView::new(running.broker.clone()),
         platform,
         app::Settings {
             secure_cookies: args.console_secure_cookies,

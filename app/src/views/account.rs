@@ -41,8 +41,7 @@ pub async fn overview(State(c): State<AppState>, session: Session) -> Page {
             let clusters = ops::clusters(&c, &viewer).await?;
             let mut rows = Vec::new();
             for cl in &clusters {
-                let topics = c.meta().list_topics(&cl.id).await?.len();
-                let groups = c.meta().groups_with_offsets(&cl.id).await?.len();
+                let (topics, groups) = ops::cluster_counts(&c, cl).await?;
                 let href = format!("/clusters/{}", enc(&cl.id));
                 let name = cl.name.clone();
                 let kind = if cl.builtin { "built-in, no credentials" } else { "SASL with API keys" };
@@ -55,7 +54,7 @@ pub async fn overview(State(c): State<AppState>, session: Session) -> Page {
                     </tr>
                 });
             }
-            let bootstrap = c.bootstrap();
+            let bootstrap = c.view.bootstrap();
             let quick = c.settings.default_cluster_open.then(|| {
                 let produce = format!("echo 'hello' | kcat -b {bootstrap} -t greetings -P");
                 let consume = format!("kcat -b {bootstrap} -t greetings -C -e");

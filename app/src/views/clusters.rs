@@ -177,7 +177,7 @@ pub async fn show(State(c): State<AppState>, session: Session, Path(id): Path<St
         async {
             let here = format!("/clusters/{}", enc(&id));
             let (viewer, cl) = cluster_for(&c, &session, &id, &here).await?;
-            let bootstrap = c.bootstrap();
+            let bootstrap = c.view.bootstrap();
             let auth_note = if cl.builtin {
                 "Plaintext, no credentials: any client that does not authenticate lands in this cluster."
             } else {
@@ -289,7 +289,7 @@ pub async fn delete_form(
             let here = format!("/clusters/{}/delete", enc(&id));
             let (viewer, cl) = cluster_for(&c, &session, &id, &here).await?;
             viewer.require_admin()?;
-            let topics = c.meta().list_topics(&cl.id).await?.len();
+            let (topics, _) = ops::cluster_counts(&c, &cl).await?;
             let name = cl.name.clone();
             let body = view! {
                 <section class="card danger-zone">

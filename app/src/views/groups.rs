@@ -7,7 +7,7 @@ use axum::extract::{Path, Query, State};
 use axum::http::header;
 use axum::response::IntoResponse;
 use axum::Form;
-use broker::inspect::ResetTo;
+use broker::inspect::{GroupLag, ResetTo};
 use leptos::prelude::*;
 use tower_sessions::Session;
 
@@ -298,7 +298,7 @@ pub fn lag_chart(
     metric: Metric,
     window: &str,
     points: &[ops::LagPoint],
-    current: Option<&broker::lag::job::GroupLag>,
+    current: Option<&GroupLag>,
 ) -> String {
     let now = broker::clock::now_ms();
     let span = if window == "24h" {

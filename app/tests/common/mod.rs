@@ -11,6 +11,7 @@ use app::{Console, Settings};
 use axum::body::Body;
 use axum::http::{header, Request, StatusCode};
 use axum::Router;
+use broker::inspect::ClusterView;
 use http_body_util::BodyExt;
 use tokio_util::sync::CancellationToken;
 use tower::ServiceExt;
@@ -38,7 +39,7 @@ pub async fn app_on(cluster_url: &str, platform_url: &str, settings: Settings) -
         .await
         .unwrap();
     let platform = app::store::Platform::connect(platform_url).await.unwrap();
-    let console = Console::new(running.broker.clone(), platform, settings);
+    let console = Console::new(ClusterView::new(running.broker.clone()), platform, settings);
     let router = app::router(console.clone()).await.unwrap();
     App {
         router,
