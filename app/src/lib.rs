@@ -3,15 +3,17 @@
 //! `/api/v1/`, and the platform rules behind both (accounts, organisations and roles,
 //! invites, virtual clusters, API keys).
 //!
-//! Map:
+//! Map, from the bottom up (each module uses only those listed before it, and the
+//! [`Console`] state of this crate root):
 //! * [`store`]: the platform data (users, organisations, memberships, invites) in the
 //!   console's own database, and the pool the session store keeps its table in.
-//! * [`error`]: [`error::Refusal`], every way a request is turned down.
+//! * [`error`]: [`error::Refusal`], every way a request is turned down, and its JSON form.
 //! * [`auth`]: passwords, log-in rate limit, sessions, CSRF, roles, API keys over HTTP.
 //! * [`ops`]: every console action as one function (permission check, validation, the
 //!   change), shared by the pages and the JSON API so the two cannot drift apart.
 //! * [`chart`]: lag charts as SVG (plotters).
-//! * [`views`]: the pages, one module per area; `views::layout` is the shell.
+//! * [`views`]: the pages, one module per area; `views::layout` is the shell; a refusal
+//!   renders as a page there.
 //! * [`api`]: the JSON endpoints.
 //!
 //! Cluster data (virtual clusters, API keys, topics, records, groups, lag) is read and

@@ -10,9 +10,9 @@ use leptos::prelude::*;
 use tower_sessions::Session;
 
 use super::layout::{bare_page, csrf_field, page, Nav};
-use super::{enc, html, see_other, Fields};
+use super::{enc, html, see_other, Fields, Page};
 use crate::auth::{self, take_flash};
-use crate::error::{Page, Refusal};
+use crate::error::Refusal;
 use crate::store::InviteProblem;
 use crate::{ops, AppState, ClientAddr};
 

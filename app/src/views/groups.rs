@@ -14,10 +14,10 @@ use tower_sessions::Session;
 use super::clusters::{tabs, Tab};
 use super::layout::{csrf_field, page, Nav};
 use super::topics::parse_time;
-use super::{back_with, done, enc, html, Fields};
+use super::{back_with, done, enc, html, Fields, Page};
 use crate::auth::{self, take_flash, Actor};
 use crate::chart::{self, Metric};
-use crate::error::{Page, Refusal};
+use crate::error::Refusal;
 use crate::{ops, AppState};
 
 fn fmt_lag(s: Option<f64>) -> String {

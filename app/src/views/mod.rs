@@ -4,14 +4,14 @@
 
 use std::collections::HashMap;
 
-use axum::http::header;
+use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
 use axum::Router;
 use tower_sessions::Session;
 
 use crate::auth;
-use crate::error::{PageResult, Refusal};
+use crate::error::Refusal;
 use crate::AppState;
 
 pub mod account;
@@ -96,6 +96,36 @@ impl Fields {
     }
 }
 
+/// Page handlers return this: a rendered page, a redirect, or a refusal page.
+pub type PageResult = Result<Response, Refusal>;
+
+/// Wraps a page result so the refusal renders as HTML.
+pub struct Page(pub PageResult);
+
+impl IntoResponse for Page {
+    fn into_response(self) -> Response {
+        match self.0 {
+            Ok(r) => r,
+            Err(r) => refusal_page(r),
+        }
+    }
+}
+
+/// A refusal as the console shows it: not logged in goes to the log-in form (coming back
+/// to where the visitor was), anything else is an error page with the refusal's status.
+pub fn refusal_page(r: Refusal) -> Response {
+    if let Some(next) = &r.login_next {
+        return Redirect::to(&format!("/login?next={}", enc(next))).into_response();
+    }
+    let body = layout::error_page(r.status, &r.message);
+    (
+        r.status,
+        [(header::CONTENT_TYPE, "text/html; charset=utf-8")],
+        body,
+    )
+        .into_response()
+}
+
 pub fn html(body: String) -> Response {
     ([(header::CONTENT_TYPE, "text/html; charset=utf-8")], body).into_response()
 }
@@ -113,7 +143,7 @@ pub async fn done(session: &Session, to: &str, text: impl Into<String>) -> PageR
 /// A refused action whose page can show the problem: flash it and go back there. Refusals
 /// about who is asking (log-in, CSRF, permissions) are shown as their own page instead.
 pub async fn back_with(session: &Session, to: &str, r: Refusal) -> PageResult {
-    if r.login_next.is_some() || r.status == axum::http::StatusCode::FORBIDDEN {
+    if r.login_next.is_some() || r.status == StatusCode::FORBIDDEN {
         return Err(r);
     }
     auth::flash(session, false, r.message).await?;

@@ -7,9 +7,8 @@ use leptos::prelude::*;
 use tower_sessions::Session;
 
 use super::layout::{csrf_field, page, Nav};
-use super::{back_with, done, enc, fmt_time, html, Fields};
+use super::{back_with, done, enc, fmt_time, html, Fields, Page};
 use crate::auth::{self, take_flash, Flash, Role};
-use crate::error::Page;
 use crate::{ops, AppState, Console};
 
 fn role_select(current: &str, allow_owner: bool) -> AnyView {

@@ -11,9 +11,9 @@ use tower_sessions::Session;
 
 use super::clusters::{tabs, Tab};
 use super::layout::{csrf_field, page, Nav};
-use super::{back_with, done, enc, fmt_bytes, fmt_time, html, Fields};
+use super::{back_with, done, enc, fmt_bytes, fmt_time, html, Fields, Page};
 use crate::auth::{self, take_flash, Actor};
-use crate::error::{Page, Refusal};
+use crate::error::Refusal;
 use crate::{ops, AppState};
 
 pub async fn list(State(c): State<AppState>, session: Session, Path(id): Path<String>) -> Page {
