@@ -11,6 +11,8 @@
 //! * [`auth`]: passwords, log-in rate limit, sessions, CSRF, roles, API keys over HTTP.
 //! * [`ops`]: every console action as one function (permission check, validation, the
 //!   change), shared by the pages and the JSON API so the two cannot drift apart.
+//! * [`extract`]: the handlers' preamble as axum extractors: who is asking, and the
+//!   cluster of the path with access checked.
 //! * [`chart`]: lag charts as SVG (plotters).
 //! * [`views`]: the pages, one module per area; `views::layout` is the shell; a refusal
 //!   renders as a page there.
@@ -40,6 +42,7 @@ pub mod api;
 pub mod auth;
 pub mod chart;
 pub mod error;
+pub mod extract;
 pub mod ops;
 pub mod store;
 pub mod views;

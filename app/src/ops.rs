@@ -5,6 +5,10 @@
 //! things; only owners grant or take away ownership, and the last owner stays. An API key
 //! acts only inside its own cluster (topics, messages, consumer groups) and never on the
 //! organisation (clusters, keys, team).
+//!
+//! Actions inside a cluster take the [`ClusterRef`] that [`cluster`] gave the caller (the
+//! extractors in [`crate::extract`] look it up once per request), so holding one means
+//! the caller may see that cluster; the roles a change needs are checked here.
 
 use broker::inspect::{ApiKeyInfo, ClusterDefaults, VirtualCluster, DEFAULT_CLUSTER};
 
@@ -245,9 +249,9 @@ pub fn require_write(actor: &Actor) -> Result<(), Refusal> {
 }
 
 /// Organisation-level actions need a logged-in user.
-pub fn require_user(actor: &Actor) -> Result<&Viewer, Refusal> {
+pub fn require_user(actor: Actor) -> Result<Viewer, Refusal> {
     match actor {
-        Actor::User(v) => Ok(v),
+        Actor::User(v) => Ok(*v),
         Actor::Key { .. } => Err(Refusal::forbidden(
             "API keys act inside their cluster only; this needs a logged-in user.",
         )),
@@ -284,29 +288,27 @@ pub async fn create_cluster(
 pub async fn rename_cluster(
     console: &Console,
     viewer: &Viewer,
-    id: &str,
+    c: &ClusterRef,
     name: &str,
 ) -> Result<(), Refusal> {
     viewer.require_admin()?;
-    let c = cluster(console, &viewer.actor(), id).await?;
-    not_builtin(&c)?;
+    not_builtin(c)?;
     let name = name.trim();
     check_name("cluster", name, 64)?;
-    console.view.rename_virtual_cluster(id, name).await?;
+    console.view.rename_virtual_cluster(&c.id, name).await?;
     Ok(())
 }
 
 pub async fn update_cluster_settings(
     console: &Console,
     viewer: &Viewer,
-    id: &str,
+    c: &ClusterRef,
     auto_create: bool,
     partitions: i32,
     retention_ms: i64,
 ) -> Result<(), Refusal> {
     viewer.require_admin()?;
-    let c = cluster(console, &viewer.actor(), id).await?;
-    not_builtin(&c)?;
+    not_builtin(c)?;
     if !(1..=1000).contains(&partitions) {
         return Err(Refusal::bad_request(
             "Default partitions must be between 1 and 1000.",
@@ -322,28 +324,31 @@ pub async fn update_cluster_settings(
         default_partitions: partitions,
         default_retention_ms: retention_ms,
     };
-    console.view.update_cluster_settings(id, settings).await?;
+    console
+        .view
+        .update_cluster_settings(&c.id, settings)
+        .await?;
     Ok(())
 }
 
+/// Deletes a cluster with everything in it, once `confirm` repeats its name.
 pub async fn delete_cluster(
     console: &Console,
     viewer: &Viewer,
-    id: &str,
+    c: &ClusterRef,
     confirm: &str,
-) -> Result<ClusterRef, Refusal> {
+) -> Result<(), Refusal> {
     viewer.require_admin()?;
-    let c = cluster(console, &viewer.actor(), id).await?;
-    not_builtin(&c)?;
+    not_builtin(c)?;
     if confirm.trim() != c.name {
         return Err(Refusal::bad_request(format!(
             "Type the cluster's name, '{}', to confirm the deletion.",
             c.name
         )));
     }
-    console.view.delete_virtual_cluster(id).await?;
-    tracing::info!(cluster = %id, by = %viewer.user.email, "cluster deleted");
-    Ok(c)
+    console.view.delete_virtual_cluster(&c.id).await?;
+    tracing::info!(cluster = %c.id, by = %viewer.user.email, "cluster deleted");
+    Ok(())
 }
 
 /// Topics and consumer groups with committed offsets in a cluster, for the overview.
@@ -355,27 +360,26 @@ pub async fn cluster_counts(console: &Console, c: &ClusterRef) -> Result<(usize,
 
 // ---- API keys ----
 
+/// A cluster's keys (none for the built-in cluster). Only users list keys: callers hold a
+/// [`Viewer`].
 pub async fn api_keys(
     console: &Console,
-    viewer: &Viewer,
-    cluster_id: &str,
-) -> Result<(ClusterRef, Vec<ApiKeyInfo>), Refusal> {
-    let c = cluster(console, &viewer.actor(), cluster_id).await?;
+    _viewer: &Viewer,
+    c: &ClusterRef,
+) -> Result<Vec<ApiKeyInfo>, Refusal> {
     if c.builtin {
-        return Ok((c, Vec::new()));
+        return Ok(Vec::new());
     }
-    let keys = console.view.api_keys(cluster_id).await?;
-    Ok((c, keys))
+    Ok(console.view.api_keys(&c.id).await?)
 }
 
 pub async fn create_api_key(
     console: &Console,
     viewer: &Viewer,
-    cluster_id: &str,
+    c: &ClusterRef,
     name: &str,
 ) -> Result<(ApiKeyInfo, String), Refusal> {
     viewer.require_admin()?;
-    let c = cluster(console, &viewer.actor(), cluster_id).await?;
     if c.builtin {
         return Err(Refusal::bad_request(
             "The built-in default cluster needs no API key; create a cluster to use keys.",
@@ -385,21 +389,20 @@ pub async fn create_api_key(
     check_name("key", name, 64)?;
     let made = console
         .view
-        .create_api_key(cluster_id, name, &viewer.user.email)
+        .create_api_key(&c.id, name, &viewer.user.email)
         .await?;
-    tracing::info!(cluster = %cluster_id, key = %made.0.id, by = %viewer.user.email, "api key created");
+    tracing::info!(cluster = %c.id, key = %made.0.id, by = %viewer.user.email, "api key created");
     Ok(made)
 }
 
 pub async fn revoke_api_key(
     console: &Console,
     viewer: &Viewer,
-    cluster_id: &str,
+    c: &ClusterRef,
     key_id: &str,
 ) -> Result<(), Refusal> {
     viewer.require_admin()?;
-    cluster(console, &viewer.actor(), cluster_id).await?;
-    let keys = console.view.api_keys(cluster_id).await?;
+    let keys = console.view.api_keys(&c.id).await?;
     if !keys.iter().any(|k| k.id == key_id) {
         return Err(Refusal::not_found(format!(
             "No API key '{key_id}' in this cluster."
@@ -410,7 +413,7 @@ pub async fn revoke_api_key(
             "API key '{key_id}' is already revoked."
         )));
     }
-    tracing::info!(cluster = %cluster_id, key = %key_id, by = %viewer.user.email, "api key revoked");
+    tracing::info!(cluster = %c.id, key = %key_id, by = %viewer.user.email, "api key revoked");
     Ok(())
 }
 
@@ -520,25 +523,12 @@ use broker::inspect::{
     TopicSummary,
 };
 
-pub async fn topics(
-    console: &Console,
-    actor: &Actor,
-    cluster_id: &str,
-) -> Result<(ClusterRef, Vec<TopicSummary>), Refusal> {
-    let c = cluster(console, actor, cluster_id).await?;
-    let topics = console.view.topic_summaries(&c.id).await?;
-    Ok((c, topics))
+pub async fn topics(console: &Console, c: &ClusterRef) -> Result<Vec<TopicSummary>, Refusal> {
+    Ok(console.view.topic_summaries(&c.id).await?)
 }
 
-pub async fn topic(
-    console: &Console,
-    actor: &Actor,
-    cluster_id: &str,
-    name: &str,
-) -> Result<(ClusterRef, TopicDetail), Refusal> {
-    let c = cluster(console, actor, cluster_id).await?;
-    let t = console.view.topic_detail(&c.id, name).await?;
-    Ok((c, t))
+pub async fn topic(console: &Console, c: &ClusterRef, name: &str) -> Result<TopicDetail, Refusal> {
+    Ok(console.view.topic_detail(&c.id, name).await?)
 }
 
 /// Parses `key=value` lines (blank lines and `#` comments ignored).
@@ -562,13 +552,12 @@ pub fn parse_config_lines(text: &str) -> Result<Vec<(String, String)>, Refusal> 
 pub async fn create_topic(
     console: &Console,
     actor: &Actor,
-    cluster_id: &str,
+    c: &ClusterRef,
     name: &str,
     partitions: i32,
     configs: &[(String, String)],
 ) -> Result<(), Refusal> {
     require_write(actor)?;
-    let c = cluster(console, actor, cluster_id).await?;
     console
         .view
         .create_topic(&c.id, name.trim(), partitions, configs)
@@ -579,13 +568,12 @@ pub async fn create_topic(
 pub async fn alter_topic_configs(
     console: &Console,
     actor: &Actor,
-    cluster_id: &str,
+    c: &ClusterRef,
     name: &str,
     set: &[(String, String)],
     delete: &[String],
 ) -> Result<(), Refusal> {
     require_write(actor)?;
-    let c = cluster(console, actor, cluster_id).await?;
     console
         .view
         .alter_topic_configs(&c.id, name, set, delete)
@@ -596,11 +584,10 @@ pub async fn alter_topic_configs(
 pub async fn delete_topic(
     console: &Console,
     actor: &Actor,
-    cluster_id: &str,
+    c: &ClusterRef,
     name: &str,
 ) -> Result<(), Refusal> {
     require_write(actor)?;
-    let c = cluster(console, actor, cluster_id).await?;
     console.view.delete_topic(&c.id, name).await?;
     Ok(())
 }
@@ -608,14 +595,12 @@ pub async fn delete_topic(
 /// Records of a topic: one partition, or all of them (`partition` None).
 pub async fn messages(
     console: &Console,
-    actor: &Actor,
-    cluster_id: &str,
+    c: &ClusterRef,
     topic: &str,
     partition: Option<i32>,
     from: ReadFrom,
     limit: usize,
 ) -> Result<Vec<RecordView>, Refusal> {
-    let c = cluster(console, actor, cluster_id).await?;
     let limit = limit.clamp(1, 500);
     Ok(match partition {
         Some(p) => {
@@ -633,37 +618,23 @@ pub async fn messages(
     })
 }
 
-pub async fn groups(
-    console: &Console,
-    actor: &Actor,
-    cluster_id: &str,
-) -> Result<(ClusterRef, Vec<GroupSummary>), Refusal> {
-    let c = cluster(console, actor, cluster_id).await?;
-    let groups = console.view.list_groups(&c.id).await?;
-    Ok((c, groups))
+pub async fn groups(console: &Console, c: &ClusterRef) -> Result<Vec<GroupSummary>, Refusal> {
+    Ok(console.view.list_groups(&c.id).await?)
 }
 
-pub async fn group(
-    console: &Console,
-    actor: &Actor,
-    cluster_id: &str,
-    group: &str,
-) -> Result<(ClusterRef, GroupDetail), Refusal> {
-    let c = cluster(console, actor, cluster_id).await?;
-    let g = console.view.group_detail(&c.id, group).await?;
-    Ok((c, g))
+pub async fn group(console: &Console, c: &ClusterRef, group: &str) -> Result<GroupDetail, Refusal> {
+    Ok(console.view.group_detail(&c.id, group).await?)
 }
 
 pub async fn reset_offsets(
     console: &Console,
     actor: &Actor,
-    cluster_id: &str,
+    c: &ClusterRef,
     group: &str,
     topic: Option<&str>,
     to: ResetTo,
 ) -> Result<Vec<OffsetReset>, Refusal> {
     require_write(actor)?;
-    let c = cluster(console, actor, cluster_id).await?;
     Ok(console
         .view
         .reset_group_offsets(&c.id, group, topic, to)
@@ -678,15 +649,14 @@ pub struct LagPoint {
     pub offset_lag: i64,
 }
 
-/// A group's lag over a window (`1h` or `24h`), oldest first, ending with the latest value
-/// the lag job computed.
+/// A group's lag over a window (`1h` or `24h`), oldest first, and the latest value the lag
+/// job computed.
 pub async fn lag_history(
     console: &Console,
-    actor: &Actor,
-    cluster_id: &str,
+    c: &ClusterRef,
     group: &str,
     window: &str,
-) -> Result<(ClusterRef, Vec<LagPoint>, Option<GroupLag>), Refusal> {
+) -> Result<(Vec<LagPoint>, Option<GroupLag>), Refusal> {
     let window_ms: i64 = match window {
         "1h" => 3_600_000,
         "24h" => 86_400_000,
@@ -696,7 +666,6 @@ pub async fn lag_history(
             )));
         }
     };
-    let c = cluster(console, actor, cluster_id).await?;
     let history = console
         .view
         .lag_history(&c.id, group, broker::clock::now_ms() - window_ms)
@@ -710,5 +679,5 @@ pub async fn lag_history(
             offset_lag,
         })
         .collect();
-    Ok((c, points, current))
+    Ok((points, current))
 }

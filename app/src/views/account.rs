@@ -5,12 +5,12 @@ use std::collections::HashMap;
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::response::IntoResponse;
-use axum::{Extension, Form};
+use axum::Extension;
 use leptos::prelude::*;
 use tower_sessions::Session;
 
 use super::layout::{bare_page, csrf_field, page, Nav};
-use super::{enc, html, see_other, Fields, Page};
+use super::{enc, html, see_other, Page, Posted, SignedIn};
 use crate::auth::{self, take_flash};
 use crate::error::Refusal;
 use crate::store::InviteProblem;
@@ -160,11 +160,10 @@ pub async fn signup(
     State(c): State<AppState>,
     session: Session,
     Query(q): Q,
-    Form(f): Form<Fields>,
+    Posted((), f): Posted<()>,
 ) -> Page {
     Page(
         async {
-            f.check_csrf(&session).await?;
             let invite = q.get("invite").cloned();
             let back = match &invite {
                 Some(t) => format!("/signup?invite={}", enc(t)),
@@ -229,11 +228,10 @@ pub async fn login(
     session: Session,
     Extension(client): Extension<ClientAddr>,
     Query(q): Q,
-    Form(f): Form<Fields>,
+    Posted((), f): Posted<()>,
 ) -> Page {
     Page(
         async {
-            f.check_csrf(&session).await?;
             let next = safe_next(q.get("next"));
             match ops::log_in(&c, f.get("email"), f.get("password"), &client.0).await {
                 Ok(user) => {
@@ -254,10 +252,9 @@ pub async fn login(
     )
 }
 
-pub async fn logout(session: Session, Form(f): Form<Fields>) -> Page {
+pub async fn logout(session: Session, _: Posted<()>) -> Page {
     Page(
         async {
-            f.check_csrf(&session).await?;
             auth::log_out(&session).await?;
             Ok(see_other("/login"))
         }
@@ -265,15 +262,9 @@ pub async fn logout(session: Session, Form(f): Form<Fields>) -> Page {
     )
 }
 
-pub async fn switch_org(
-    State(c): State<AppState>,
-    session: Session,
-    Form(f): Form<Fields>,
-) -> Page {
+pub async fn switch_org(session: Session, Posted(SignedIn(viewer), f): Posted<SignedIn>) -> Page {
     Page(
         async {
-            f.check_csrf(&session).await?;
-            let viewer = auth::viewer(&c, &session, "/").await?;
             let wanted = f.get("org");
             if !viewer.orgs.iter().any(|(o, _)| o.id == wanted) {
                 return Err(Refusal::forbidden(
@@ -329,11 +320,10 @@ pub async fn accept_invite(
     State(c): State<AppState>,
     session: Session,
     Path(token): Path<String>,
-    Form(f): Form<Fields>,
+    _: Posted<()>,
 ) -> Page {
     Page(
         async {
-            f.check_csrf(&session).await?;
             let Some(user) = auth::session_user(&c, &session).await? else {
                 return Err(Refusal::login(&format!("/invite/{}", enc(&token))));
             };
