@@ -2,6 +2,10 @@
 //! cookie (plus `X-CSRF-Token` on changes) or by an API key
 //! (`Authorization: Bearer KEY_ID:SECRET`), which reaches only its own cluster.
 //! Errors are `{"error": "..."}` with a meaningful status code.
+//!
+//! Who calls, and the cluster of a `/clusters/{c}/…` path, arrive through the extractors
+//! of [`crate::extract`]: [`Caller`] (key, session or nobody), [`ApiUser`] (a logged-in
+//! user) and [`InCluster`] (either, with the cluster looked up and access checked).
 
 use std::collections::HashMap;
 
@@ -14,10 +18,10 @@ use axum::{Json, Router};
 use serde::de::DeserializeOwned;
 use serde::Deserialize;
 use serde_json::json;
-use tower_sessions::Session;
 
 use crate::auth::{self, Actor};
 use crate::error::{Api, Refusal};
+use crate::extract::{ApiUser, Caller, InCluster};
 use crate::views::groups::parse_reset;
 use crate::views::topics::{parse_browse, render_bytes, Format};
 use crate::{ops, AppState};
@@ -88,46 +92,29 @@ fn body<T: DeserializeOwned>(bytes: &Bytes) -> Result<T, Refusal> {
         .map_err(|e| Refusal::bad_request(format!("Invalid JSON body: {e}")))
 }
 
-async fn actor(
-    c: &AppState,
-    session: &Session,
-    headers: &HeaderMap,
-    mutating: bool,
-) -> Result<Actor, Refusal> {
-    auth::api_actor(c, session, headers, mutating).await
-}
+/// A cluster route asked by any caller.
+type Cluster = InCluster<Caller>;
+/// A cluster route only a logged-in user may use (the organisation's settings and keys).
+type UserCluster = InCluster<ApiUser>;
 
-async fn user(
-    c: &AppState,
-    session: &Session,
-    headers: &HeaderMap,
-    mutating: bool,
-) -> Result<crate::auth::Viewer, Refusal> {
-    let a = actor(c, session, headers, mutating).await?;
-    ops::require_user(&a).cloned()
-}
-
-async fn me(State(c): State<AppState>, session: Session, headers: HeaderMap) -> Api {
-    Api(async {
-        match actor(&c, &session, &headers, false).await? {
-            Actor::Key { key_id, cluster_id } => {
-                ok(json!({ "api_key": key_id, "cluster": cluster_id }))
-            }
-            Actor::Anonymous => Err(auth::unauthenticated()),
-            Actor::User(v) => ok(json!({
-                "user": v.user,
-                "organisation": v.org,
-                "role": v.role,
-                "csrf_token": v.csrf,
-            })),
+async fn me(Caller(actor): Caller) -> Api {
+    Api(match actor {
+        Actor::Key { key_id, cluster_id } => {
+            ok(json!({ "api_key": key_id, "cluster": cluster_id }))
         }
-    }
-    .await)
+        Actor::Anonymous => Err(auth::unauthenticated()),
+        Actor::User(v) => ok(json!({
+            "user": v.user,
+            "organisation": v.org,
+            "role": v.role,
+            "csrf_token": v.csrf,
+        })),
+    })
 }
 
-async fn clusters(State(c): State<AppState>, session: Session, headers: HeaderMap) -> Api {
+async fn clusters(State(c): State<AppState>, Caller(actor): Caller) -> Api {
     Api(async {
-        match actor(&c, &session, &headers, false).await? {
+        match actor {
             Actor::User(v) => ok(ops::clusters(&c, &v).await?),
             Actor::Key { key_id, cluster_id } => {
                 let key = Actor::Key {
@@ -147,31 +134,16 @@ struct NameBody {
     name: String,
 }
 
-async fn create_cluster(
-    State(c): State<AppState>,
-    session: Session,
-    headers: HeaderMap,
-    bytes: Bytes,
-) -> Api {
+async fn create_cluster(State(c): State<AppState>, ApiUser(v): ApiUser, bytes: Bytes) -> Api {
     Api(async {
-        let v = user(&c, &session, &headers, true).await?;
         let b: NameBody = body(&bytes)?;
         created(ops::create_cluster(&c, &v, &b.name).await?)
     }
     .await)
 }
 
-async fn cluster(
-    State(c): State<AppState>,
-    session: Session,
-    headers: HeaderMap,
-    Path(id): Path<String>,
-) -> Api {
-    Api(async {
-        let a = actor(&c, &session, &headers, false).await?;
-        ok(ops::cluster(&c, &a, &id).await?)
-    }
-    .await)
+async fn cluster(InCluster { cluster, .. }: Cluster) -> Api {
+    Api(ok(cluster))
 }
 
 #[derive(Deserialize)]
@@ -184,17 +156,16 @@ struct ClusterPatch {
 
 async fn update_cluster(
     State(c): State<AppState>,
-    session: Session,
-    headers: HeaderMap,
-    Path(id): Path<String>,
+    InCluster {
+        who: ApiUser(v),
+        cluster: cur,
+    }: UserCluster,
     bytes: Bytes,
 ) -> Api {
     Api(async {
-        let v = user(&c, &session, &headers, true).await?;
         let b: ClusterPatch = body(&bytes)?;
-        let cur = ops::cluster(&c, &v.actor(), &id).await?;
         if let Some(name) = &b.name {
-            ops::rename_cluster(&c, &v, &id, name).await?;
+            ops::rename_cluster(&c, &v, &cur, name).await?;
         }
         if b.auto_create_topics.is_some()
             || b.default_partitions.is_some()
@@ -203,29 +174,30 @@ async fn update_cluster(
             ops::update_cluster_settings(
                 &c,
                 &v,
-                &id,
+                &cur,
                 b.auto_create_topics.unwrap_or(cur.auto_create_topics),
                 b.default_partitions.unwrap_or(cur.default_partitions),
                 b.default_retention_ms.unwrap_or(cur.default_retention_ms),
             )
             .await?;
         }
-        ok(ops::cluster(&c, &v.actor(), &id).await?)
+        // Read back: the answer shows the cluster as it now is.
+        ok(ops::cluster(&c, &v.actor(), &cur.id).await?)
     }
     .await)
 }
 
 async fn delete_cluster(
     State(c): State<AppState>,
-    session: Session,
-    headers: HeaderMap,
-    Path(id): Path<String>,
+    InCluster {
+        who: ApiUser(v),
+        cluster,
+    }: UserCluster,
     Query(q): Query<HashMap<String, String>>,
 ) -> Api {
     Api(async {
-        let v = user(&c, &session, &headers, true).await?;
         let confirm = q.get("confirm").map(|s| s.as_str()).unwrap_or("");
-        ops::delete_cluster(&c, &v, &id, confirm).await?;
+        ops::delete_cluster(&c, &v, &cluster, confirm).await?;
         no_content()
     }
     .await)
@@ -233,28 +205,25 @@ async fn delete_cluster(
 
 async fn keys(
     State(c): State<AppState>,
-    session: Session,
-    headers: HeaderMap,
-    Path(id): Path<String>,
+    InCluster {
+        who: ApiUser(v),
+        cluster,
+    }: UserCluster,
 ) -> Api {
-    Api(async {
-        let v = user(&c, &session, &headers, false).await?;
-        ok(ops::api_keys(&c, &v, &id).await?.1)
-    }
-    .await)
+    Api(async { ok(ops::api_keys(&c, &v, &cluster).await?) }.await)
 }
 
 async fn create_key(
     State(c): State<AppState>,
-    session: Session,
-    headers: HeaderMap,
-    Path(id): Path<String>,
+    InCluster {
+        who: ApiUser(v),
+        cluster,
+    }: UserCluster,
     bytes: Bytes,
 ) -> Api {
     Api(async {
-        let v = user(&c, &session, &headers, true).await?;
         let b: NameBody = body(&bytes)?;
-        let (info, secret) = ops::create_api_key(&c, &v, &id, &b.name).await?;
+        let (info, secret) = ops::create_api_key(&c, &v, &cluster, &b.name).await?;
         created(json!({ "key": info, "secret": secret }))
     }
     .await)
@@ -262,29 +231,21 @@ async fn create_key(
 
 async fn revoke_key(
     State(c): State<AppState>,
-    session: Session,
-    headers: HeaderMap,
-    Path((id, key)): Path<(String, String)>,
+    InCluster {
+        who: ApiUser(v),
+        cluster,
+    }: UserCluster,
+    Path((_, key)): Path<(String, String)>,
 ) -> Api {
     Api(async {
-        let v = user(&c, &session, &headers, true).await?;
-        ops::revoke_api_key(&c, &v, &id, &key).await?;
+        ops::revoke_api_key(&c, &v, &cluster, &key).await?;
         no_content()
     }
     .await)
 }
 
-async fn topics(
-    State(c): State<AppState>,
-    session: Session,
-    headers: HeaderMap,
-    Path(id): Path<String>,
-) -> Api {
-    Api(async {
-        let a = actor(&c, &session, &headers, false).await?;
-        ok(ops::topics(&c, &a, &id).await?.1)
-    }
-    .await)
+async fn topics(State(c): State<AppState>, InCluster { cluster, .. }: Cluster) -> Api {
+    Api(async { ok(ops::topics(&c, &cluster).await?) }.await)
 }
 
 #[derive(Deserialize)]
@@ -297,52 +258,40 @@ struct NewTopic {
 
 async fn create_topic(
     State(c): State<AppState>,
-    session: Session,
-    headers: HeaderMap,
-    Path(id): Path<String>,
+    InCluster {
+        who: Caller(a),
+        cluster,
+    }: Cluster,
     bytes: Bytes,
 ) -> Api {
     Api(async {
-        let a = actor(&c, &session, &headers, true).await?;
         let b: NewTopic = body(&bytes)?;
-        let cl = ops::cluster(&c, &a, &id).await?;
         let configs: Vec<(String, String)> = b.configs.into_iter().collect();
-        ops::create_topic(
-            &c,
-            &a,
-            &id,
-            &b.name,
-            b.partitions.unwrap_or(cl.default_partitions),
-            &configs,
-        )
-        .await?;
-        created(ops::topic(&c, &a, &id, b.name.trim()).await?.1)
+        let partitions = b.partitions.unwrap_or(cluster.default_partitions);
+        ops::create_topic(&c, &a, &cluster, &b.name, partitions, &configs).await?;
+        created(ops::topic(&c, &cluster, b.name.trim()).await?)
     }
     .await)
 }
 
 async fn topic(
     State(c): State<AppState>,
-    session: Session,
-    headers: HeaderMap,
-    Path((id, t)): Path<(String, String)>,
+    InCluster { cluster, .. }: Cluster,
+    Path((_, t)): Path<(String, String)>,
 ) -> Api {
-    Api(async {
-        let a = actor(&c, &session, &headers, false).await?;
-        ok(ops::topic(&c, &a, &id, &t).await?.1)
-    }
-    .await)
+    Api(async { ok(ops::topic(&c, &cluster, &t).await?) }.await)
 }
 
 async fn delete_topic(
     State(c): State<AppState>,
-    session: Session,
-    headers: HeaderMap,
-    Path((id, t)): Path<(String, String)>,
+    InCluster {
+        who: Caller(a),
+        cluster,
+    }: Cluster,
+    Path((_, t)): Path<(String, String)>,
 ) -> Api {
     Api(async {
-        let a = actor(&c, &session, &headers, true).await?;
-        ops::delete_topic(&c, &a, &id, &t).await?;
+        ops::delete_topic(&c, &a, &cluster, &t).await?;
         no_content()
     }
     .await)
@@ -358,32 +307,31 @@ struct ConfigPatch {
 
 async fn alter_configs(
     State(c): State<AppState>,
-    session: Session,
-    headers: HeaderMap,
-    Path((id, t)): Path<(String, String)>,
+    InCluster {
+        who: Caller(a),
+        cluster,
+    }: Cluster,
+    Path((_, t)): Path<(String, String)>,
     bytes: Bytes,
 ) -> Api {
     Api(async {
-        let a = actor(&c, &session, &headers, true).await?;
         let b: ConfigPatch = body(&bytes)?;
         let set: Vec<(String, String)> = b.set.into_iter().collect();
-        ops::alter_topic_configs(&c, &a, &id, &t, &set, &b.delete).await?;
-        ok(ops::topic(&c, &a, &id, &t).await?.1)
+        ops::alter_topic_configs(&c, &a, &cluster, &t, &set, &b.delete).await?;
+        ok(ops::topic(&c, &cluster, &t).await?)
     }
     .await)
 }
 
 async fn messages(
     State(c): State<AppState>,
-    session: Session,
-    headers: HeaderMap,
-    Path((id, t)): Path<(String, String)>,
+    InCluster { cluster, .. }: Cluster,
+    Path((_, t)): Path<(String, String)>,
     Query(q): Query<HashMap<String, String>>,
 ) -> Api {
     Api(async {
-        let a = actor(&c, &session, &headers, false).await?;
         let bq = parse_browse(&q)?;
-        let records = ops::messages(&c, &a, &id, &t, bq.partition, bq.from, bq.limit).await?;
+        let records = ops::messages(&c, &cluster, &t, bq.partition, bq.from, bq.limit).await?;
         // Bytes as text (lossy UTF-8) by default, or hex; JSON values stay strings.
         let format = if bq.format == Format::Hex {
             Format::Hex
@@ -411,30 +359,16 @@ async fn messages(
     .await)
 }
 
-async fn groups(
-    State(c): State<AppState>,
-    session: Session,
-    headers: HeaderMap,
-    Path(id): Path<String>,
-) -> Api {
-    Api(async {
-        let a = actor(&c, &session, &headers, false).await?;
-        ok(ops::groups(&c, &a, &id).await?.1)
-    }
-    .await)
+async fn groups(State(c): State<AppState>, InCluster { cluster, .. }: Cluster) -> Api {
+    Api(async { ok(ops::groups(&c, &cluster).await?) }.await)
 }
 
 async fn group(
     State(c): State<AppState>,
-    session: Session,
-    headers: HeaderMap,
-    Path((id, g)): Path<(String, String)>,
+    InCluster { cluster, .. }: Cluster,
+    Path((_, g)): Path<(String, String)>,
 ) -> Api {
-    Api(async {
-        let a = actor(&c, &session, &headers, false).await?;
-        ok(ops::group(&c, &a, &id, &g).await?.1)
-    }
-    .await)
+    Api(async { ok(ops::group(&c, &cluster, &g).await?) }.await)
 }
 
 #[derive(Deserialize)]
@@ -449,13 +383,14 @@ struct ResetBody {
 
 async fn reset_offsets(
     State(c): State<AppState>,
-    session: Session,
-    headers: HeaderMap,
-    Path((id, g)): Path<(String, String)>,
+    InCluster {
+        who: Caller(a),
+        cluster,
+    }: Cluster,
+    Path((_, g)): Path<(String, String)>,
     bytes: Bytes,
 ) -> Api {
     Api(async {
-        let a = actor(&c, &session, &headers, true).await?;
         let b: ResetBody = body(&bytes)?;
         let time = match &b.time {
             Some(serde_json::Value::Number(n)) => n.to_string(),
@@ -463,38 +398,33 @@ async fn reset_offsets(
             _ => String::new(),
         };
         let to = parse_reset(&b.to, &time)?;
-        ok(ops::reset_offsets(&c, &a, &id, &g, b.topic.as_deref(), to).await?)
+        ok(ops::reset_offsets(&c, &a, &cluster, &g, b.topic.as_deref(), to).await?)
     }
     .await)
 }
 
 async fn group_lag(
     State(c): State<AppState>,
-    session: Session,
-    headers: HeaderMap,
-    Path((id, g)): Path<(String, String)>,
+    InCluster { cluster, .. }: Cluster,
+    Path((_, g)): Path<(String, String)>,
     Query(q): Query<HashMap<String, String>>,
 ) -> Api {
     Api(async {
-        let a = actor(&c, &session, &headers, false).await?;
         let window = q.get("window").map(|s| s.as_str()).unwrap_or("1h");
-        let (cl, history, current) = ops::lag_history(&c, &a, &id, &g, window).await?;
+        let (history, current) = ops::lag_history(&c, &cluster, &g, window).await?;
         if current.is_none() && history.is_empty() {
             return Err(Refusal::not_found(format!(
-                "No lag known for group '{g}' in cluster '{id}': it has no committed offsets yet."
+                "No lag known for group '{g}' in cluster '{}': it has no committed offsets yet.",
+                cluster.id
             )));
         }
-        ok(json!({ "cluster": cl.id, "group": g, "current": current, "history": history }))
+        ok(json!({ "cluster": cluster.id, "group": g, "current": current, "history": history }))
     }
     .await)
 }
 
-async fn members(State(c): State<AppState>, session: Session, headers: HeaderMap) -> Api {
-    Api(async {
-        let v = user(&c, &session, &headers, false).await?;
-        ok(ops::members(&c, &v).await?)
-    }
-    .await)
+async fn members(State(c): State<AppState>, ApiUser(v): ApiUser) -> Api {
+    Api(async { ok(ops::members(&c, &v).await?) }.await)
 }
 
 #[derive(Deserialize)]
@@ -504,13 +434,11 @@ struct RoleBody {
 
 async fn change_member(
     State(c): State<AppState>,
-    session: Session,
-    headers: HeaderMap,
+    ApiUser(v): ApiUser,
     Path(uid): Path<String>,
     bytes: Bytes,
 ) -> Api {
     Api(async {
-        let v = user(&c, &session, &headers, true).await?;
         let b: RoleBody = body(&bytes)?;
         ops::change_member(&c, &v, &uid, Some(&b.role)).await?;
         ok(ops::members(&c, &v).await?)
@@ -520,21 +448,18 @@ async fn change_member(
 
 async fn remove_member(
     State(c): State<AppState>,
-    session: Session,
-    headers: HeaderMap,
+    ApiUser(v): ApiUser,
     Path(uid): Path<String>,
 ) -> Api {
     Api(async {
-        let v = user(&c, &session, &headers, true).await?;
         ops::change_member(&c, &v, &uid, None).await?;
         no_content()
     }
     .await)
 }
 
-async fn invites(State(c): State<AppState>, session: Session, headers: HeaderMap) -> Api {
+async fn invites(State(c): State<AppState>, ApiUser(v): ApiUser) -> Api {
     Api(async {
-        let v = user(&c, &session, &headers, false).await?;
         v.require_admin()?;
         ok(ops::invites(&c, &v).await?)
     }
@@ -550,12 +475,11 @@ struct InviteBody {
 
 async fn create_invite(
     State(c): State<AppState>,
-    session: Session,
+    ApiUser(v): ApiUser,
     headers: HeaderMap,
     bytes: Bytes,
 ) -> Api {
     Api(async {
-        let v = user(&c, &session, &headers, true).await?;
         let b: InviteBody = body(&bytes)?;
         let (inv, token) = ops::invite(&c, &v, &b.role, &b.note).await?;
         let url = crate::views::team::invite_url(&c, &headers, &token);
@@ -566,12 +490,10 @@ async fn create_invite(
 
 async fn revoke_invite(
     State(c): State<AppState>,
-    session: Session,
-    headers: HeaderMap,
+    ApiUser(v): ApiUser,
     Path(id): Path<String>,
 ) -> Api {
     Api(async {
-        let v = user(&c, &session, &headers, true).await?;
         ops::revoke_invite(&c, &v, &id).await?;
         no_content()
     }
@@ -580,12 +502,10 @@ async fn revoke_invite(
 
 async fn accept_invite(
     State(c): State<AppState>,
-    session: Session,
-    headers: HeaderMap,
+    ApiUser(v): ApiUser,
     Path(token): Path<String>,
 ) -> Api {
     Api(async {
-        let v = user(&c, &session, &headers, true).await?;
         let org = ops::accept_invite(&c, &v.user, &token).await?;
         ok(json!({ "organisation": org }))
     }

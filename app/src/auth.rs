@@ -17,13 +17,13 @@ use argon2::Argon2;
 use axum::http::{HeaderMap, StatusCode};
 use base64::engine::general_purpose::STANDARD as B64;
 use base64::Engine;
-use broker::auth::scram::Hash;
-use broker::store::{Org, User};
+use broker::inspect::CREDENTIAL_TTL;
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 use tower_sessions::Session;
 
 use crate::error::Refusal;
+use crate::store::{Org, User};
 use crate::Console;
 
 pub const MIN_PASSWORD: usize = 10;
@@ -363,7 +363,7 @@ pub async fn session_user(console: &Console, session: &Session) -> Result<Option
     else {
         return Ok(None);
     };
-    Ok(console.meta().user(&uid).await?)
+    Ok(console.platform.user(&uid).await?)
 }
 
 /// The logged-in user in their current organisation; `next` is where to come back after
@@ -372,7 +372,7 @@ pub async fn viewer(console: &Console, session: &Session, next: &str) -> Result<
     let Some(user) = session_user(console, session).await? else {
         return Err(Refusal::login(next));
     };
-    let orgs = console.meta().memberships_of(&user.id).await?;
+    let orgs = console.platform.memberships_of(&user.id).await?;
     let wanted = session
         .get::<String>(ORG_KEY)
         .await
@@ -462,9 +462,8 @@ impl Console {
     pub async fn check_api_key(&self, id: &str, secret: &str) -> Result<Actor, Refusal> {
         let refused = || Refusal::new(StatusCode::UNAUTHORIZED, "Invalid or revoked API key.");
         let cred = self
-            .broker
-            .credentials()
-            .get(id)
+            .view
+            .api_key_credential(id)
             .await
             .map_err(Refusal::from)?
             .ok_or_else(refused)?;
@@ -473,18 +472,15 @@ impl Console {
         let fresh = {
             let ok = self.key_checks.ok.lock().unwrap_or_else(|p| p.into_inner());
             ok.get(&key)
-                .is_some_and(|t| t.elapsed() < broker::auth::CACHE_TTL * 30)
+                .is_some_and(|t| t.elapsed() < CREDENTIAL_TTL * 30)
         };
         if !fresh {
             let secret = secret.to_string();
             let cred2 = cred.clone();
-            let matches = tokio::task::spawn_blocking(move || {
-                cred2
-                    .sha256
-                    .matches_password(Hash::Sha256, secret.as_bytes())
-            })
-            .await
-            .unwrap_or(false);
+            let matches =
+                tokio::task::spawn_blocking(move || cred2.matches_secret(secret.as_bytes()))
+                    .await
+                    .unwrap_or(false);
             if !matches {
                 return Err(refused());
             }
@@ -494,7 +490,7 @@ impl Console {
             }
             ok.insert(key, Instant::now());
         }
-        self.broker.credentials().used(id).await;
+        self.view.mark_api_key_used(id).await;
         Ok(Actor::Key {
             key_id: id.to_string(),
             cluster_id: cred.cluster_id.clone(),

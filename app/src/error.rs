@@ -1,11 +1,15 @@
 //! `Refusal`: every way a console request or an API call is turned down, with the status
-//! code and a message a person can act on. Pages render it as an HTML page, the JSON API as
-//! `{"error": "..."}`. The cause of a server-side failure is logged, never shown.
+//! code and a message a person can act on. The JSON API renders it as
+//! `{"error": "..."}` ([`Refusal::into_json`], [`Api`]); pages render it as an HTML page
+//! (`views::Page`, which knows the page layout; this module knows nothing of views). The
+//! cause of a server-side failure is logged, never shown.
 
-use axum::http::{header, StatusCode};
-use axum::response::{IntoResponse, Redirect, Response};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
 use axum::Json;
-use broker::store::StoreError;
+use broker::inspect::{InspectError, StoreError};
+
+use crate::store;
 
 #[derive(Debug, Clone)]
 pub struct Refusal {
@@ -67,21 +71,6 @@ impl Refusal {
         )
             .into_response()
     }
-
-    /// As a console page.
-    pub fn into_page(self) -> Response {
-        if let Some(next) = &self.login_next {
-            return Redirect::to(&format!("/login?next={}", crate::views::enc(next)))
-                .into_response();
-        }
-        let body = crate::views::layout::error_page(self.status, &self.message);
-        (
-            self.status,
-            [(header::CONTENT_TYPE, "text/html; charset=utf-8")],
-            body,
-        )
-            .into_response()
-    }
 }
 
 impl From<StoreError> for Refusal {
@@ -98,30 +87,26 @@ impl From<StoreError> for Refusal {
     }
 }
 
-impl From<broker::inspect::InspectError> for Refusal {
-    fn from(e: broker::inspect::InspectError) -> Self {
-        use broker::inspect::InspectError as E;
+impl From<store::StoreError> for Refusal {
+    fn from(e: store::StoreError) -> Self {
+        match e {
+            store::StoreError::AlreadyExists(what) => {
+                Refusal::conflict(format!("{what} already exists."))
+            }
+            other => Refusal::internal("platform store request failed", other),
+        }
+    }
+}
+
+impl From<InspectError> for Refusal {
+    fn from(e: InspectError) -> Self {
+        use InspectError as E;
         match e {
             E::NotFound(m) => Refusal::not_found(m),
             E::Invalid(m) => Refusal::bad_request(m),
             E::Conflict(m) => Refusal::conflict(m),
             E::Storage(m) => Refusal::internal("reading records failed", m),
             E::Store(s) => s.into(),
-        }
-    }
-}
-
-/// Page handlers return this: a rendered page, a redirect, or a refusal page.
-pub type PageResult = Result<Response, Refusal>;
-
-/// Wraps a page result so the refusal renders as HTML.
-pub struct Page(pub PageResult);
-
-impl IntoResponse for Page {
-    fn into_response(self) -> Response {
-        match self.0 {
-            Ok(r) => r,
-            Err(r) => r.into_page(),
         }
     }
 }

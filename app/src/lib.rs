@@ -3,18 +3,26 @@
 //! `/api/v1/`, and the platform rules behind both (accounts, organisations and roles,
 //! invites, virtual clusters, API keys).
 //!
-//! Map:
+//! Map, from the bottom up (each module uses only those listed before it, and the
+//! [`Console`] state of this crate root):
+//! * [`store`]: the platform data (users, organisations, memberships, invites) in the
+//!   console's own database, and the pool the session store keeps its table in.
+//! * [`error`]: [`error::Refusal`], every way a request is turned down, and its JSON form.
 //! * [`auth`]: passwords, log-in rate limit, sessions, CSRF, roles, API keys over HTTP.
 //! * [`ops`]: every console action as one function (permission check, validation, the
 //!   change), shared by the pages and the JSON API so the two cannot drift apart.
-//! * [`views`]: the pages, one module per area; `views::layout` is the shell.
-//! * [`api`]: the JSON endpoints.
+//! * [`extract`]: the handlers' preamble as axum extractors: who is asking, and the
+//!   cluster of the path with access checked.
 //! * [`chart`]: lag charts as SVG (plotters).
+//! * [`views`]: the pages, one module per area; `views::layout` is the shell; a refusal
+//!   renders as a page there.
+//! * [`api`]: the JSON endpoints.
 //!
-//! Platform data lives in the broker's metadata store (`broker::store`, tables from
-//! `migrations/*/0004` and `0005`); cluster data is read and changed through
-//! `broker::inspect`. This crate never touches SQL directly, except through the session
-//! store, which keeps its own table in the same database.
+//! Cluster data (virtual clusters, API keys, topics, records, groups, lag) is read and
+//! changed only through [`broker::inspect::ClusterView`], the broker's one door for the
+//! console: nothing here touches the broker's store or its fields. The platform database
+//! is the cluster metadata database unless `--platform-database-url` names another.
+//! No SQL outside [`store`], except the session store's own table.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -26,8 +34,7 @@ use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::Router;
-use broker::store::Metadata;
-use broker::Broker;
+use broker::inspect::ClusterView;
 use tower_sessions::cookie::SameSite;
 use tower_sessions::{Expiry, SessionManagerLayer};
 
@@ -35,7 +42,9 @@ pub mod api;
 pub mod auth;
 pub mod chart;
 pub mod error;
+pub mod extract;
 pub mod ops;
+pub mod store;
 pub mod views;
 
 /// Settings of the console, from the command line.
@@ -69,29 +78,24 @@ impl Default for Settings {
 
 /// The console's shared state.
 pub struct Console {
-    pub broker: Arc<Broker>,
+    /// The broker, as far as the console may see it.
+    pub view: ClusterView,
+    /// Accounts, organisations and invites (and the sessions' pool).
+    pub platform: store::Platform,
     pub settings: Settings,
     pub limiter: auth::LoginLimiter,
     key_checks: auth::KeyChecks,
 }
 
 impl Console {
-    pub fn new(broker: Arc<Broker>, settings: Settings) -> Arc<Self> {
+    pub fn new(view: ClusterView, platform: store::Platform, settings: Settings) -> Arc<Self> {
         Arc::new(Console {
-            broker,
+            view,
+            platform,
             settings,
             limiter: auth::LoginLimiter::new(Duration::from_secs(300), 5, 30),
             key_checks: auth::KeyChecks::new(),
         })
-    }
-
-    pub fn meta(&self) -> &Metadata {
-        self.broker.meta()
-    }
-
-    /// host:port clients bootstrap from.
-    pub fn bootstrap(&self) -> String {
-        self.broker.advertised()
     }
 }
 
@@ -131,51 +135,72 @@ async fn client_addr(mut req: Request, next: Next) -> Response {
     res
 }
 
-/// The console and the JSON API, with sessions kept in the metadata database.
+/// The console and the JSON API, with sessions kept in the platform database.
 pub async fn router(console: Arc<Console>) -> anyhow::Result<Router> {
     let routes = views::routes()
         .merge(api::routes())
         .route("/style.css", get(stylesheet))
         .route("/public/console.js", get(script))
         .with_state(console.clone());
-    let meta = console.meta();
     let idle = time::Duration::seconds(console.settings.session_idle.as_secs() as i64);
     let secure = console.settings.secure_cookies;
-    let routes = if let Some(pool) = meta.sqlite_pool() {
-        let store = tower_sessions_sqlx_store::SqliteStore::new(pool);
-        store.migrate().await?;
-        routes.layer(session_layer(store, secure, idle))
-    } else if let Some(pool) = meta.postgres_pool() {
-        let store = tower_sessions_sqlx_store::PostgresStore::new(pool);
-        store.migrate().await?;
-        routes.layer(session_layer(store, secure, idle))
-    } else {
-        anyhow::bail!("the metadata store has no SQL pool for sessions");
+    let routes = match console.platform.db() {
+        store::Db::Sqlite(pool) => {
+            let store = tower_sessions_sqlx_store::SqliteStore::new(pool.clone());
+            store.migrate().await?;
+            routes.layer(session_layer(store, secure, idle))
+        }
+        store::Db::Postgres(pool) => {
+            let store = tower_sessions_sqlx_store::PostgresStore::new(pool.clone());
+            store.migrate().await?;
+            routes.layer(session_layer(store, secure, idle))
+        }
     };
     Ok(routes.layer(middleware::from_fn(client_addr)))
 }
 
 /// Session cookies: `HttpOnly`, `SameSite=Lax`, `Secure` behind TLS, expiring after
-/// `idle` without a request. Expired rows are deleted in the background.
+/// `idle` without a request. Expired rows are deleted by [`clean_sessions`].
 fn session_layer<S>(store: S, secure: bool, idle: time::Duration) -> SessionManagerLayer<S>
 where
-    S: tower_sessions::ExpiredDeletion + Clone + Send + Sync + 'static,
+    S: tower_sessions::SessionStore + Clone + Send + Sync + 'static,
 {
-    let cleaner = store.clone();
-    tokio::spawn(async move {
-        if let Err(e) = cleaner
-            .continuously_delete_expired(Duration::from_secs(600))
-            .await
-        {
-            tracing::warn!(error = %e, "deleting expired sessions stopped");
-        }
-    });
     SessionManagerLayer::new(store)
         .with_name("sluice_session")
         .with_http_only(true)
         .with_same_site(SameSite::Lax)
         .with_secure(secure)
         .with_expiry(Expiry::OnInactivity(idle))
+}
+
+/// How often expired console sessions are deleted.
+const SESSION_CLEAN_EVERY: Duration = Duration::from_secs(600);
+
+/// Deletes expired console sessions every ten minutes until `cancel` fires. The binary runs
+/// it as one of the agent's jobs, so shutdown waits for it.
+pub async fn clean_sessions(console: Arc<Console>, cancel: tokio_util::sync::CancellationToken) {
+    use tower_sessions::ExpiredDeletion;
+    loop {
+        tokio::select! {
+            _ = tokio::time::sleep(SESSION_CLEAN_EVERY) => {}
+            _ = cancel.cancelled() => break,
+        }
+        let done = match console.platform.db() {
+            store::Db::Sqlite(pool) => {
+                tower_sessions_sqlx_store::SqliteStore::new(pool.clone())
+                    .delete_expired()
+                    .await
+            }
+            store::Db::Postgres(pool) => {
+                tower_sessions_sqlx_store::PostgresStore::new(pool.clone())
+                    .delete_expired()
+                    .await
+            }
+        };
+        if let Err(e) = done {
+            tracing::warn!(error = %e, "deleting expired sessions failed; retrying later");
+        }
+    }
 }
 
 async fn stylesheet() -> impl IntoResponse {

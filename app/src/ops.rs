@@ -5,14 +5,16 @@
 //! things; only owners grant or take away ownership, and the last owner stays. An API key
 //! acts only inside its own cluster (topics, messages, consumer groups) and never on the
 //! organisation (clusters, keys, team).
+//!
+//! Actions inside a cluster take the [`ClusterRef`] that [`cluster`] gave the caller (the
+//! extractors in [`crate::extract`] look it up once per request), so holding one means
+//! the caller may see that cluster; the roles a change needs are checked here.
 
-use broker::agent::DEFAULT_CLUSTER;
-use broker::store::{
-    ApiKeyInfo, Invite, InviteProblem, Member, MemberChange, Org, User, VirtualCluster,
-};
+use broker::inspect::{ApiKeyInfo, ClusterDefaults, VirtualCluster, DEFAULT_CLUSTER};
 
 use crate::auth::{self, Actor, Role, Viewer};
 use crate::error::Refusal;
+use crate::store::{Invite, InviteProblem, Member, MemberChange, Org, StoreError, User};
 use crate::Console;
 
 /// A cluster the caller may see.
@@ -43,15 +45,15 @@ impl ClusterRef {
     }
 
     fn builtin(console: &Console) -> Self {
-        let c = &console.broker.config();
+        let d = console.view.builtin_defaults();
         ClusterRef {
             id: DEFAULT_CLUSTER.to_string(),
             name: "default".to_string(),
             builtin: true,
             created_at_ms: 0,
-            auto_create_topics: c.auto_create_topics,
-            default_partitions: c.default_partitions,
-            default_retention_ms: 604_800_000,
+            auto_create_topics: d.auto_create_topics,
+            default_partitions: d.default_partitions,
+            default_retention_ms: d.default_retention_ms,
         }
     }
 }
@@ -85,18 +87,18 @@ pub async fn sign_up(
     auth::check_email(&email)?;
     auth::check_password(password)?;
     check_name("organisation", org_name, 80)?;
-    if !console.settings.open_signup && console.meta().user_count().await? > 0 {
+    if !console.settings.open_signup && console.platform.user_count().await? > 0 {
         return Err(Refusal::forbidden(
             "Sign-up on this server is by invitation: ask an admin of your organisation for an invite link.",
         ));
     }
     let hash = auth::hash_password(password).await?;
     console
-        .meta()
+        .platform
         .create_user_with_org(&email, &hash, org_name)
         .await
         .map_err(|e| match e {
-            broker::store::StoreError::AlreadyExists(_) => Refusal::conflict(
+            StoreError::AlreadyExists(_) => Refusal::conflict(
                 "An account with this e-mail address already exists. Log in instead.",
             ),
             other => other.into(),
@@ -114,13 +116,13 @@ pub async fn sign_up_with_invite(
     auth::check_password(password)?;
     let hash = auth::hash_password(password).await?;
     match console
-        .meta()
+        .platform
         .create_user_with_invite(&email, &hash, &auth::token_hash(token))
         .await
     {
         Ok(Ok(done)) => Ok(done),
         Ok(Err(problem)) => Err(invite_refusal(problem)),
-        Err(broker::store::StoreError::AlreadyExists(_)) => Err(Refusal::conflict(
+        Err(StoreError::AlreadyExists(_)) => Err(Refusal::conflict(
             "An account with this e-mail address already exists. Log in, then open the invite link again.",
         )),
         Err(e) => Err(e.into()),
@@ -145,7 +147,7 @@ pub async fn log_in(
 ) -> Result<User, Refusal> {
     let email = auth::normalise_email(email);
     console.limiter.check(&email, client)?;
-    let found = console.meta().user_by_email(&email).await?;
+    let found = console.platform.user_by_email(&email).await?;
     let (user, phc) = match found {
         Some((u, h)) => (Some(u), Some(h)),
         None => (None, None),
@@ -165,7 +167,7 @@ pub async fn log_in(
 
 pub async fn accept_invite(console: &Console, user: &User, token: &str) -> Result<String, Refusal> {
     match console
-        .meta()
+        .platform
         .accept_invite(&auth::token_hash(token), &user.id)
         .await?
     {
@@ -183,7 +185,7 @@ pub async fn clusters(console: &Console, viewer: &Viewer) -> Result<Vec<ClusterR
     }
     out.extend(
         console
-            .meta()
+            .view
             .virtual_clusters(&viewer.org.id)
             .await?
             .into_iter()
@@ -203,7 +205,7 @@ pub async fn cluster(console: &Console, actor: &Actor, id: &str) -> Result<Clust
                 )));
             }
             let vc = console
-                .meta()
+                .view
                 .virtual_cluster(id)
                 .await?
                 .ok_or_else(missing)?;
@@ -225,7 +227,7 @@ pub async fn cluster(console: &Console, actor: &Actor, id: &str) -> Result<Clust
                 };
             }
             let vc = console
-                .meta()
+                .view
                 .virtual_cluster(id)
                 .await?
                 .ok_or_else(missing)?;
@@ -247,9 +249,9 @@ pub fn require_write(actor: &Actor) -> Result<(), Refusal> {
 }
 
 /// Organisation-level actions need a logged-in user.
-pub fn require_user(actor: &Actor) -> Result<&Viewer, Refusal> {
+pub fn require_user(actor: Actor) -> Result<Viewer, Refusal> {
     match actor {
-        Actor::User(v) => Ok(v),
+        Actor::User(v) => Ok(*v),
         Actor::Key { .. } => Err(Refusal::forbidden(
             "API keys act inside their cluster only; this needs a logged-in user.",
         )),
@@ -276,7 +278,7 @@ pub async fn create_cluster(
     let name = name.trim();
     check_name("cluster", name, 64)?;
     let vc = console
-        .meta()
+        .view
         .create_virtual_cluster(&viewer.org.id, name)
         .await?;
     tracing::info!(org = %viewer.org.id, cluster = %vc.id, by = %viewer.user.email, "cluster created");
@@ -286,29 +288,27 @@ pub async fn create_cluster(
 pub async fn rename_cluster(
     console: &Console,
     viewer: &Viewer,
-    id: &str,
+    c: &ClusterRef,
     name: &str,
 ) -> Result<(), Refusal> {
     viewer.require_admin()?;
-    let c = cluster(console, &viewer.actor(), id).await?;
-    not_builtin(&c)?;
+    not_builtin(c)?;
     let name = name.trim();
     check_name("cluster", name, 64)?;
-    console.meta().rename_virtual_cluster(id, name).await?;
+    console.view.rename_virtual_cluster(&c.id, name).await?;
     Ok(())
 }
 
 pub async fn update_cluster_settings(
     console: &Console,
     viewer: &Viewer,
-    id: &str,
+    c: &ClusterRef,
     auto_create: bool,
     partitions: i32,
     retention_ms: i64,
 ) -> Result<(), Refusal> {
     viewer.require_admin()?;
-    let c = cluster(console, &viewer.actor(), id).await?;
-    not_builtin(&c)?;
+    not_builtin(c)?;
     if !(1..=1000).contains(&partitions) {
         return Err(Refusal::bad_request(
             "Default partitions must be between 1 and 1000.",
@@ -319,59 +319,67 @@ pub async fn update_cluster_settings(
             "Default retention must be at least one minute (60000 ms), or -1 for unlimited.",
         ));
     }
+    let settings = ClusterDefaults {
+        auto_create_topics: auto_create,
+        default_partitions: partitions,
+        default_retention_ms: retention_ms,
+    };
     console
-        .meta()
-        .update_cluster_settings(id, auto_create, partitions, retention_ms)
+        .view
+        .update_cluster_settings(&c.id, settings)
         .await?;
     Ok(())
 }
 
+/// Deletes a cluster with everything in it, once `confirm` repeats its name.
 pub async fn delete_cluster(
     console: &Console,
     viewer: &Viewer,
-    id: &str,
+    c: &ClusterRef,
     confirm: &str,
-) -> Result<ClusterRef, Refusal> {
+) -> Result<(), Refusal> {
     viewer.require_admin()?;
-    let c = cluster(console, &viewer.actor(), id).await?;
-    not_builtin(&c)?;
+    not_builtin(c)?;
     if confirm.trim() != c.name {
         return Err(Refusal::bad_request(format!(
             "Type the cluster's name, '{}', to confirm the deletion.",
             c.name
         )));
     }
-    let topics = console.meta().delete_virtual_cluster(id).await?;
-    for t in topics {
-        console.broker.forget_topic(id, &t);
-    }
-    tracing::info!(cluster = %id, by = %viewer.user.email, "cluster deleted");
-    Ok(c)
+    console.view.delete_virtual_cluster(&c.id).await?;
+    tracing::info!(cluster = %c.id, by = %viewer.user.email, "cluster deleted");
+    Ok(())
+}
+
+/// Topics and consumer groups with committed offsets in a cluster, for the overview.
+pub async fn cluster_counts(console: &Console, c: &ClusterRef) -> Result<(usize, usize), Refusal> {
+    let topics = console.view.topic_count(&c.id).await?;
+    let groups = console.view.group_count(&c.id).await?;
+    Ok((topics, groups))
 }
 
 // ---- API keys ----
 
+/// A cluster's keys (none for the built-in cluster). Only users list keys: callers hold a
+/// [`Viewer`].
 pub async fn api_keys(
     console: &Console,
-    viewer: &Viewer,
-    cluster_id: &str,
-) -> Result<(ClusterRef, Vec<ApiKeyInfo>), Refusal> {
-    let c = cluster(console, &viewer.actor(), cluster_id).await?;
+    _viewer: &Viewer,
+    c: &ClusterRef,
+) -> Result<Vec<ApiKeyInfo>, Refusal> {
     if c.builtin {
-        return Ok((c, Vec::new()));
+        return Ok(Vec::new());
     }
-    let keys = console.meta().api_keys(cluster_id).await?;
-    Ok((c, keys))
+    Ok(console.view.api_keys(&c.id).await?)
 }
 
 pub async fn create_api_key(
     console: &Console,
     viewer: &Viewer,
-    cluster_id: &str,
+    c: &ClusterRef,
     name: &str,
 ) -> Result<(ApiKeyInfo, String), Refusal> {
     viewer.require_admin()?;
-    let c = cluster(console, &viewer.actor(), cluster_id).await?;
     if c.builtin {
         return Err(Refusal::bad_request(
             "The built-in default cluster needs no API key; create a cluster to use keys.",
@@ -380,44 +388,43 @@ pub async fn create_api_key(
     let name = name.trim();
     check_name("key", name, 64)?;
     let made = console
-        .meta()
-        .create_api_key(cluster_id, name, &viewer.user.email)
+        .view
+        .create_api_key(&c.id, name, &viewer.user.email)
         .await?;
-    tracing::info!(cluster = %cluster_id, key = %made.0.id, by = %viewer.user.email, "api key created");
+    tracing::info!(cluster = %c.id, key = %made.0.id, by = %viewer.user.email, "api key created");
     Ok(made)
 }
 
 pub async fn revoke_api_key(
     console: &Console,
     viewer: &Viewer,
-    cluster_id: &str,
+    c: &ClusterRef,
     key_id: &str,
 ) -> Result<(), Refusal> {
     viewer.require_admin()?;
-    cluster(console, &viewer.actor(), cluster_id).await?;
-    let keys = console.meta().api_keys(cluster_id).await?;
+    let keys = console.view.api_keys(&c.id).await?;
     if !keys.iter().any(|k| k.id == key_id) {
         return Err(Refusal::not_found(format!(
             "No API key '{key_id}' in this cluster."
         )));
     }
-    if !console.meta().revoke_api_key(key_id).await? {
+    if !console.view.revoke_api_key(key_id).await? {
         return Err(Refusal::conflict(format!(
             "API key '{key_id}' is already revoked."
         )));
     }
-    tracing::info!(cluster = %cluster_id, key = %key_id, by = %viewer.user.email, "api key revoked");
+    tracing::info!(cluster = %c.id, key = %key_id, by = %viewer.user.email, "api key revoked");
     Ok(())
 }
 
 // ---- team ----
 
 pub async fn members(console: &Console, viewer: &Viewer) -> Result<Vec<Member>, Refusal> {
-    Ok(console.meta().org_members(&viewer.org.id).await?)
+    Ok(console.platform.org_members(&viewer.org.id).await?)
 }
 
 pub async fn invites(console: &Console, viewer: &Viewer) -> Result<Vec<Invite>, Refusal> {
-    Ok(console.meta().open_invites(&viewer.org.id).await?)
+    Ok(console.platform.open_invites(&viewer.org.id).await?)
 }
 
 /// Creates an invite; returns it with the token of its one-time link.
@@ -440,7 +447,7 @@ pub async fn invite(
     let token = auth::new_invite_token();
     let expires = broker::clock::now_ms() + console.settings.invite_ttl.as_millis() as i64;
     let inv = console
-        .meta()
+        .platform
         .create_invite(
             &viewer.org.id,
             role.as_str(),
@@ -455,7 +462,7 @@ pub async fn invite(
 
 pub async fn revoke_invite(console: &Console, viewer: &Viewer, id: &str) -> Result<(), Refusal> {
     viewer.require_admin()?;
-    if console.meta().revoke_invite(&viewer.org.id, id).await? {
+    if console.platform.revoke_invite(&viewer.org.id, id).await? {
         Ok(())
     } else {
         Err(Refusal::not_found("No open invite with that id."))
@@ -469,7 +476,7 @@ pub async fn change_member(
     user_id: &str,
     role: Option<&str>,
 ) -> Result<(), Refusal> {
-    let members = console.meta().org_members(&viewer.org.id).await?;
+    let members = console.platform.org_members(&viewer.org.id).await?;
     let target = members
         .iter()
         .find(|m| m.user_id == user_id)
@@ -495,7 +502,7 @@ pub async fn change_member(
         }
     }
     match console
-        .meta()
+        .platform
         .change_member(&viewer.org.id, user_id, new_role.map(Role::as_str))
         .await?
     {
@@ -512,29 +519,16 @@ pub async fn change_member(
 // ---- cluster data: topics, messages, consumer groups ----
 
 use broker::inspect::{
-    self, GroupDetail, GroupSummary, OffsetReset, ReadFrom, RecordView, ResetTo, TopicDetail,
+    GroupDetail, GroupLag, GroupSummary, OffsetReset, ReadFrom, RecordView, ResetTo, TopicDetail,
     TopicSummary,
 };
 
-pub async fn topics(
-    console: &Console,
-    actor: &Actor,
-    cluster_id: &str,
-) -> Result<(ClusterRef, Vec<TopicSummary>), Refusal> {
-    let c = cluster(console, actor, cluster_id).await?;
-    let topics = inspect::topic_summaries(&console.broker, &c.id).await?;
-    Ok((c, topics))
+pub async fn topics(console: &Console, c: &ClusterRef) -> Result<Vec<TopicSummary>, Refusal> {
+    Ok(console.view.topic_summaries(&c.id).await?)
 }
 
-pub async fn topic(
-    console: &Console,
-    actor: &Actor,
-    cluster_id: &str,
-    name: &str,
-) -> Result<(ClusterRef, TopicDetail), Refusal> {
-    let c = cluster(console, actor, cluster_id).await?;
-    let t = inspect::topic_detail(&console.broker, &c.id, name).await?;
-    Ok((c, t))
+pub async fn topic(console: &Console, c: &ClusterRef, name: &str) -> Result<TopicDetail, Refusal> {
+    Ok(console.view.topic_detail(&c.id, name).await?)
 }
 
 /// Parses `key=value` lines (blank lines and `#` comments ignored).
@@ -558,95 +552,93 @@ pub fn parse_config_lines(text: &str) -> Result<Vec<(String, String)>, Refusal> 
 pub async fn create_topic(
     console: &Console,
     actor: &Actor,
-    cluster_id: &str,
+    c: &ClusterRef,
     name: &str,
     partitions: i32,
     configs: &[(String, String)],
 ) -> Result<(), Refusal> {
     require_write(actor)?;
-    let c = cluster(console, actor, cluster_id).await?;
-    inspect::create_topic(&console.broker, &c.id, name.trim(), partitions, configs).await?;
+    console
+        .view
+        .create_topic(&c.id, name.trim(), partitions, configs)
+        .await?;
     Ok(())
 }
 
 pub async fn alter_topic_configs(
     console: &Console,
     actor: &Actor,
-    cluster_id: &str,
+    c: &ClusterRef,
     name: &str,
     set: &[(String, String)],
     delete: &[String],
 ) -> Result<(), Refusal> {
     require_write(actor)?;
-    let c = cluster(console, actor, cluster_id).await?;
-    inspect::alter_topic_configs(&console.broker, &c.id, name, set, delete).await?;
+    console
+        .view
+        .alter_topic_configs(&c.id, name, set, delete)
+        .await?;
     Ok(())
 }
 
 pub async fn delete_topic(
     console: &Console,
     actor: &Actor,
-    cluster_id: &str,
+    c: &ClusterRef,
     name: &str,
 ) -> Result<(), Refusal> {
     require_write(actor)?;
-    let c = cluster(console, actor, cluster_id).await?;
-    inspect::delete_topic(&console.broker, &c.id, name).await?;
+    console.view.delete_topic(&c.id, name).await?;
     Ok(())
 }
 
 /// Records of a topic: one partition, or all of them (`partition` None).
 pub async fn messages(
     console: &Console,
-    actor: &Actor,
-    cluster_id: &str,
+    c: &ClusterRef,
     topic: &str,
     partition: Option<i32>,
     from: ReadFrom,
     limit: usize,
 ) -> Result<Vec<RecordView>, Refusal> {
-    let c = cluster(console, actor, cluster_id).await?;
     let limit = limit.clamp(1, 500);
     Ok(match partition {
-        Some(p) => inspect::read_records(&console.broker, &c.id, topic, p, from, limit).await?,
+        Some(p) => {
+            console
+                .view
+                .read_records(&c.id, topic, p, from, limit)
+                .await?
+        }
         None => {
-            inspect::read_records_all_partitions(&console.broker, &c.id, topic, from, limit).await?
+            console
+                .view
+                .read_records_all_partitions(&c.id, topic, from, limit)
+                .await?
         }
     })
 }
 
-pub async fn groups(
-    console: &Console,
-    actor: &Actor,
-    cluster_id: &str,
-) -> Result<(ClusterRef, Vec<GroupSummary>), Refusal> {
-    let c = cluster(console, actor, cluster_id).await?;
-    let groups = inspect::list_groups(&console.broker, &c.id).await?;
-    Ok((c, groups))
+pub async fn groups(console: &Console, c: &ClusterRef) -> Result<Vec<GroupSummary>, Refusal> {
+    Ok(console.view.list_groups(&c.id).await?)
 }
 
-pub async fn group(
-    console: &Console,
-    actor: &Actor,
-    cluster_id: &str,
-    group: &str,
-) -> Result<(ClusterRef, GroupDetail), Refusal> {
-    let c = cluster(console, actor, cluster_id).await?;
-    let g = inspect::group_detail(&console.broker, &c.id, group).await?;
-    Ok((c, g))
+pub async fn group(console: &Console, c: &ClusterRef, group: &str) -> Result<GroupDetail, Refusal> {
+    Ok(console.view.group_detail(&c.id, group).await?)
 }
 
 pub async fn reset_offsets(
     console: &Console,
     actor: &Actor,
-    cluster_id: &str,
+    c: &ClusterRef,
     group: &str,
     topic: Option<&str>,
     to: ResetTo,
 ) -> Result<Vec<OffsetReset>, Refusal> {
     require_write(actor)?;
-    let c = cluster(console, actor, cluster_id).await?;
-    Ok(inspect::reset_group_offsets(&console.broker, &c.id, group, topic, to).await?)
+    Ok(console
+        .view
+        .reset_group_offsets(&c.id, group, topic, to)
+        .await?)
 }
 
 /// One point of a group's lag history.
@@ -657,22 +649,14 @@ pub struct LagPoint {
     pub offset_lag: i64,
 }
 
-/// A group's lag over a window (`1h` or `24h`), oldest first, ending with the latest value
-/// the lag job computed.
+/// A group's lag over a window (`1h` or `24h`), oldest first, and the latest value the lag
+/// job computed.
 pub async fn lag_history(
     console: &Console,
-    actor: &Actor,
-    cluster_id: &str,
+    c: &ClusterRef,
     group: &str,
     window: &str,
-) -> Result<
-    (
-        ClusterRef,
-        Vec<LagPoint>,
-        Option<broker::lag::job::GroupLag>,
-    ),
-    Refusal,
-> {
+) -> Result<(Vec<LagPoint>, Option<GroupLag>), Refusal> {
     let window_ms: i64 = match window {
         "1h" => 3_600_000,
         "24h" => 86_400_000,
@@ -682,12 +666,11 @@ pub async fn lag_history(
             )));
         }
     };
-    let c = cluster(console, actor, cluster_id).await?;
     let history = console
-        .meta()
+        .view
         .lag_history(&c.id, group, broker::clock::now_ms() - window_ms)
         .await?;
-    let current = console.broker.lag().get(&c.id, group);
+    let current = console.view.current_lag(&c.id, group);
     let points = history
         .into_iter()
         .map(|(minute, lag_ms, offset_lag)| LagPoint {
@@ -696,5 +679,5 @@ pub async fn lag_history(
             offset_lag,
         })
         .collect();
-    Ok((c, points, current))
+    Ok((points, current))
 }

@@ -1,6 +1,6 @@
 //! Console HTTP tests of accounts and teams: sign-up, log-in, CSRF, the log-in rate limit,
 //! invites, roles and the last owner. The SQL behind these rules also runs on Postgres in
-//! the broker's store conformance suite.
+//! the platform store's conformance suite (`platform_store.rs`).
 
 mod common;
 
@@ -37,7 +37,7 @@ async fn sign_up_log_in_and_out() {
         "{}",
         forged.body
     );
-    assert_eq!(app.console.meta().user_count().await.unwrap(), 0);
+    assert_eq!(app.console.platform.user_count().await.unwrap(), 0);
 
     // Too short a password: back to the form with the reason.
     let short = b
@@ -60,7 +60,7 @@ async fn sign_up_log_in_and_out() {
         .await
         .body
         .contains("at least 10 characters"));
-    assert_eq!(app.console.meta().user_count().await.unwrap(), 0);
+    assert_eq!(app.console.platform.user_count().await.unwrap(), 0);
 
     let ok = b.sign_up("Ada@Example.com", "Acme").await;
     assert_eq!(
@@ -384,7 +384,7 @@ async fn expired_and_revoked_invites_are_refused() {
     assert_eq!(signup.status, StatusCode::GONE);
     assert!(app
         .console
-        .meta()
+        .platform
         .user_by_email("late@example.com")
         .await
         .unwrap()
@@ -419,7 +419,7 @@ async fn closed_sign_up_needs_an_invite() {
     assert!(refused.body.contains("by invitation"), "{}", refused.body);
     assert!(app
         .console
-        .meta()
+        .platform
         .user_by_email("second@example.com")
         .await
         .unwrap()

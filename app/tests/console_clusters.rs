@@ -260,7 +260,7 @@ async fn clusters_keys_and_isolation_over_the_api() {
     assert_eq!(status, StatusCode::NO_CONTENT);
     assert!(app
         .console
-        .meta()
+        .view
         .topic(&bc, "orders")
         .await
         .unwrap()

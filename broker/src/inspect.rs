@@ -1,5 +1,6 @@
 //! The console's view of the broker: a typed, read-mostly API over the topics, records and
-//! consumer groups of one virtual cluster.
+//! consumer groups of one virtual cluster, and [`ClusterView`], the one handle the console
+//! holds (these functions plus virtual clusters, API keys, lag and addresses).
 //!
 //! Every function takes the [`Broker`] and a `cluster` id (the virtual-cluster id of
 //! `topics.cluster` and `group_offsets.cluster`) and returns plain serialisable structs or
@@ -31,6 +32,7 @@
 
 mod groups;
 mod records;
+mod view;
 
 use std::collections::BTreeMap;
 
@@ -39,7 +41,6 @@ use serde::{Deserialize, Serialize};
 use crate::clock::now_ms;
 use crate::lag::index::{minute_of, MINUTE_MS};
 use crate::state::Broker;
-use crate::store::StoreError;
 use crate::topic_config;
 
 pub use groups::{
@@ -47,6 +48,9 @@ pub use groups::{
     MemberInfo, OffsetReset, ResetTo,
 };
 pub use records::{read_records, read_records_all_partitions, ReadFrom, RecordView};
+pub use view::{ClusterDefaults, ClusterView, GroupLag, CREDENTIAL_TTL, DEFAULT_CLUSTER};
+// The store's types that cross the door, so the console names one module.
+pub use crate::store::{ApiKeyInfo, Credential, StoreError, TopicMeta, VirtualCluster};
 
 /// The most records one read returns.
 pub const MAX_RECORDS: usize = 500;

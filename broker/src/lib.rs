@@ -8,9 +8,11 @@
 //!   commits offsets in one transaction of the metadata [`store`].
 //! * Fetch path: [`handlers::fetch`] reads batch rows from the [`store`] and bytes through the
 //!   chunk [`cache`], patching base offsets on the way out.
-//! * Metadata schema: `migrations/sqlite` and `migrations/postgres`; queries in [`store`].
-//! * Console view: [`inspect`] gives the web console typed reads (topics, records, groups)
-//!   and the few admin writes it offers, through the same code the handlers use.
+//! * Metadata schema: `migrations/sqlite` and `migrations/postgres`; queries in [`store`]
+//!   (virtual clusters in `store/clusters.rs`, API keys in `store/credentials.rs`).
+//! * Console door: [`inspect::ClusterView`] is all the web console holds of the broker:
+//!   typed reads (clusters, keys, topics, records, groups, lag) and the few admin writes
+//!   it offers, through the same code the handlers use, keeping the broker's caches right.
 //! * [`state`] is the agent's shared state (low in the house: handlers and jobs use it, it
 //!   uses none of them); [`agent`] at the top starts it, spawns every task on one tracker
 //!   and shuts them down in order; [`session`] is what a connection knows of its client.
@@ -23,8 +25,9 @@
 //! * Scale-out: the agent registry and job leases live in the [`store`]; [`placement`]
 //!   picks partition leaders and group coordinators among live agents (rendezvous hashing).
 //!
-//! This crate owns the Kafka-facing data plane and the cluster metadata; it does not serve
-//! HTTP and knows nothing about console users or teams.
+//! This crate owns the Kafka-facing data plane and the cluster metadata (topics, offsets,
+//! virtual clusters and their API keys); it does not serve HTTP and knows nothing about
+//! console users or teams: those live in the console's own store (the `app` crate).
 
 pub mod agent;
 pub mod alloc_guard;

@@ -13,8 +13,9 @@
 //!   agree; in between, a client may be told to go elsewhere once more (NOT_COORDINATOR),
 //!   never served by two coordinators for long.
 
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicI32, Ordering};
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
 use tokio_util::sync::CancellationToken;
@@ -38,6 +39,8 @@ pub struct Membership {
     node_id: AtomicI32,
     timeout: Duration,
     live: RwLock<Arc<Vec<AgentInfo>>>,
+    /// Agents found unreachable, with the heartbeat time they had then.
+    suspects: Mutex<HashMap<String, i64>>,
 }
 
 impl Membership {
@@ -58,6 +61,7 @@ impl Membership {
             node_id: AtomicI32::new(node_id),
             timeout,
             live: RwLock::new(Arc::new(Vec::new())),
+            suspects: Mutex::new(HashMap::new()),
         });
         m.refresh().await?;
         tracing::info!(node_id, agent_group = %m.me.agent_group, "joined the cluster");
@@ -147,6 +151,10 @@ impl Membership {
         self.coordinator(cluster, group).node_id == self.node_id()
     }
 
+    fn lock_suspects(&self) -> std::sync::MutexGuard<'_, HashMap<String, i64>> {
+        self.suspects.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
     /// Heartbeats our row and re-reads the live list; re-registers if the id was lost.
     async fn refresh(&self) -> Result<(), StoreError> {
         let now = now_ms();
@@ -169,20 +177,37 @@ impl Membership {
             );
         }
         let mut live = self.meta.live_agents(now, timeout_ms).await?;
-        // An agent of our group that missed its last heartbeat is probed: a refused
-        // connection means the process is gone (killed, restarted elsewhere), so clients are
-        // not sent to it for the rest of its session timeout.
+        // An agent of our group that missed its last heartbeat (or any, at our first look)
+        // is probed: a refused connection means the process is gone (killed, restarted
+        // elsewhere), so clients are not sent to it for the rest of its session timeout.
+        // It stays excluded until it heartbeats again.
         let stale_after = refresh_interval(self.timeout).as_millis() as i64 + 500;
+        let first_look = self.live().is_empty();
         let mut gone = Vec::new();
         for a in &live {
-            if a.agent_id != self.me.agent_id
-                && a.agent_group == self.me.agent_group
-                && now - a.last_seen_ms > stale_after
-                && !reachable(&a.host, a.port).await
-            {
-                gone.push(a.agent_id.clone());
+            if a.agent_id == self.me.agent_id || a.agent_group != self.me.agent_group {
+                continue;
+            }
+            let known = self.lock_suspects().get(&a.agent_id).copied();
+            match known {
+                Some(seen) if seen == a.last_seen_ms => gone.push(a.agent_id.clone()),
+                _ if first_look || now - a.last_seen_ms > stale_after => {
+                    if reachable(&a.host, a.port).await {
+                        self.lock_suspects().remove(&a.agent_id);
+                    } else {
+                        self.lock_suspects()
+                            .insert(a.agent_id.clone(), a.last_seen_ms);
+                        gone.push(a.agent_id.clone());
+                    }
+                }
+                _ => {
+                    self.lock_suspects().remove(&a.agent_id);
+                }
             }
         }
+        // Forget suspects whose rows have expired.
+        self.lock_suspects()
+            .retain(|id, _| live.iter().any(|a| &a.agent_id == id));
         live.retain(|a| !gone.contains(&a.agent_id));
         if !live.iter().any(|a| a.agent_id == self.me.agent_id) {
             live.push(self.me());

@@ -1,7 +1,8 @@
 //! One conformance suite for the metadata store, run on SQLite always and on Postgres when
 //! `SLUICE_TEST_POSTGRES_URL` is set (CI sets it). Each test works in its own virtual
 //! cluster so runs can share one Postgres database; the agent registry tests, whose node ids
-//! are one space per database, take turns on an emptied table instead (`agents.rs`).
+//! are one space per database, take turns on an emptied table instead (`agents.rs`). (The console's accounts have their own
+//! suite: `app/tests/platform_store.rs`.)
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -12,9 +13,7 @@ mod agents;
 use agents::*;
 
 use broker::store::plan::{AppendGroup, GroupOutcome, PendingBatch};
-use broker::store::{
-    CommittedOffset, InviteProblem, MemberChange, Metadata, SegmentCommit, StoreError,
-};
+use broker::store::{CommittedOffset, Metadata, SegmentCommit, StoreError};
 
 fn cluster() -> String {
     format!("c-{}", uuid::Uuid::new_v4().simple())
@@ -589,152 +588,6 @@ async fn clusters_and_api_keys(m: &Metadata) {
     assert!(m.api_key_credential("KNOPE").await.unwrap().is_none());
 }
 
-fn email() -> String {
-    format!("u-{}@example.com", uuid::Uuid::new_v4().simple())
-}
-
-async fn accounts_and_invites(m: &Metadata) {
-    let owner_email = email();
-    let (owner, org) = m
-        .create_user_with_org(&owner_email, "phc-hash", "Acme")
-        .await
-        .unwrap();
-    // The e-mail address is unique.
-    assert!(matches!(
-        m.create_user_with_org(&owner_email, "x", "Other").await,
-        Err(StoreError::AlreadyExists(_))
-    ));
-    let (found, hash) = m.user_by_email(&owner_email).await.unwrap().unwrap();
-    assert_eq!(
-        (found.id.as_str(), hash.as_str()),
-        (owner.id.as_str(), "phc-hash")
-    );
-    let orgs = m.memberships_of(&owner.id).await.unwrap();
-    assert_eq!(orgs.len(), 1);
-    assert_eq!(
-        (orgs[0].0.id.as_str(), orgs[0].1.as_str()),
-        (org.id.as_str(), "owner")
-    );
-
-    // An invite is used once; a failed sign-up through it creates nobody.
-    let now = broker::clock::now_ms();
-    let token = format!("tok-{}", uuid::Uuid::new_v4().simple());
-    m.create_invite(&org.id, "member", "", &owner_email, &token, now + 60_000)
-        .await
-        .unwrap();
-    let (invite, org_name) = m.invite_by_token(&token).await.unwrap().unwrap();
-    assert_eq!(
-        (invite.role.as_str(), org_name.as_str()),
-        ("member", "Acme")
-    );
-    let member_email = email();
-    let (member, joined) = m
-        .create_user_with_invite(&member_email, "h", &token)
-        .await
-        .unwrap()
-        .unwrap();
-    assert_eq!(joined, org.id);
-    let again = email();
-    assert_eq!(
-        m.create_user_with_invite(&again, "h", &token)
-            .await
-            .unwrap()
-            .unwrap_err(),
-        InviteProblem::Used
-    );
-    assert!(
-        m.user_by_email(&again).await.unwrap().is_none(),
-        "nothing created"
-    );
-    assert_eq!(
-        m.accept_invite(&token, &owner.id)
-            .await
-            .unwrap()
-            .unwrap_err(),
-        InviteProblem::Used
-    );
-
-    // Expired, revoked and unknown invites.
-    let expired = format!("tok-{}", uuid::Uuid::new_v4().simple());
-    m.create_invite(&org.id, "admin", "", &owner_email, &expired, now - 1)
-        .await
-        .unwrap();
-    assert_eq!(
-        m.accept_invite(&expired, &member.id)
-            .await
-            .unwrap()
-            .unwrap_err(),
-        InviteProblem::Expired
-    );
-    let revoked = format!("tok-{}", uuid::Uuid::new_v4().simple());
-    let inv = m
-        .create_invite(&org.id, "admin", "", &owner_email, &revoked, now + 60_000)
-        .await
-        .unwrap();
-    assert_eq!(m.open_invites(&org.id).await.unwrap().len(), 1);
-    assert!(m.revoke_invite(&org.id, &inv.id).await.unwrap());
-    assert!(!m.revoke_invite(&org.id, &inv.id).await.unwrap());
-    assert_eq!(
-        m.accept_invite(&revoked, &member.id)
-            .await
-            .unwrap()
-            .unwrap_err(),
-        InviteProblem::Revoked
-    );
-    assert_eq!(
-        m.accept_invite("nope", &member.id)
-            .await
-            .unwrap()
-            .unwrap_err(),
-        InviteProblem::Unknown
-    );
-    // Joining twice is refused and leaves the invite usable.
-    let second = format!("tok-{}", uuid::Uuid::new_v4().simple());
-    m.create_invite(&org.id, "admin", "", &owner_email, &second, now + 60_000)
-        .await
-        .unwrap();
-    assert_eq!(
-        m.accept_invite(&second, &member.id)
-            .await
-            .unwrap()
-            .unwrap_err(),
-        InviteProblem::AlreadyMember
-    );
-    assert_eq!(m.open_invites(&org.id).await.unwrap().len(), 1);
-
-    // The last owner stays.
-    assert_eq!(
-        m.change_member(&org.id, &owner.id, Some("admin"))
-            .await
-            .unwrap(),
-        MemberChange::LastOwner
-    );
-    assert_eq!(
-        m.change_member(&org.id, &owner.id, None).await.unwrap(),
-        MemberChange::LastOwner
-    );
-    assert_eq!(
-        m.change_member(&org.id, &member.id, Some("owner"))
-            .await
-            .unwrap(),
-        MemberChange::Done
-    );
-    assert_eq!(
-        m.change_member(&org.id, &owner.id, None).await.unwrap(),
-        MemberChange::Done
-    );
-    assert_eq!(
-        m.change_member(&org.id, &owner.id, None).await.unwrap(),
-        MemberChange::NotMember
-    );
-    let members = m.org_members(&org.id).await.unwrap();
-    assert_eq!(members.len(), 1);
-    assert_eq!(
-        (members[0].email.as_str(), members[0].role.as_str()),
-        (member_email.as_str(), "owner")
-    );
-}
-
 async fn cluster_rename_settings_delete(m: &Metadata) {
     let org = format!("org-{}", uuid::Uuid::new_v4().simple());
     let a = m.create_virtual_cluster(&org, "a").await.unwrap();
@@ -821,7 +674,6 @@ conformance!(
     group_commit_keeps_segment_order_and_files,
     retention_and_file_collection,
     clusters_and_api_keys,
-    accounts_and_invites,
     cluster_rename_settings_delete,
     node_ids_requested_free_taken_expired,
     an_agent_holds_one_node_id,

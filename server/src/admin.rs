@@ -1,12 +1,14 @@
-//! Admin commands on the metadata database: virtual clusters and API keys.
+//! Admin commands on the metadata database: virtual clusters and API keys. Organisations
+//! (for `--org` and the cluster list) are read from the console's platform database.
 
 use anyhow::{bail, Context};
-use broker::store::{Metadata, Org, VirtualCluster};
+use app::store::{Org, Platform};
+use broker::store::{Metadata, VirtualCluster};
 
 use crate::cli::{ApiKeysCommand, ClustersCommand, StoreArgs};
 
-async fn open(store: &StoreArgs) -> anyhow::Result<Metadata> {
-    let url = match &store.database_url {
+fn metadata_url(store: &StoreArgs) -> anyhow::Result<String> {
+    Ok(match &store.database_url {
         Some(u) => u.clone(),
         None => {
             std::fs::create_dir_all(&store.data_dir)
@@ -14,10 +16,24 @@ async fn open(store: &StoreArgs) -> anyhow::Result<Metadata> {
             let abs = std::fs::canonicalize(&store.data_dir)?;
             format!("sqlite://{}", abs.join("meta.db").display())
         }
-    };
+    })
+}
+
+async fn open(store: &StoreArgs) -> anyhow::Result<Metadata> {
+    let url = metadata_url(store)?;
     Metadata::connect(&url)
         .await
         .with_context(|| format!("opening metadata database {}", broker::agent::redact(&url)))
+}
+
+async fn open_platform(store: &StoreArgs) -> anyhow::Result<Platform> {
+    let url = match &store.platform_database_url {
+        Some(u) => u.clone(),
+        None => metadata_url(store)?,
+    };
+    Platform::connect(&url)
+        .await
+        .with_context(|| format!("opening platform database {}", broker::agent::redact(&url)))
 }
 
 async fn find_cluster(meta: &Metadata, name_or_id: &str) -> anyhow::Result<VirtualCluster> {
@@ -37,8 +53,8 @@ async fn find_cluster(meta: &Metadata, name_or_id: &str) -> anyhow::Result<Virtu
     }
 }
 
-async fn find_org(meta: &Metadata, name_or_id: &str) -> anyhow::Result<Org> {
-    let orgs = meta.orgs().await?;
+async fn find_org(platform: &Platform, name_or_id: &str) -> anyhow::Result<Org> {
+    let orgs = platform.orgs().await?;
     let mut found: Vec<Org> = orgs
         .iter()
         .filter(|o| o.id == name_or_id)
@@ -59,7 +75,7 @@ pub async fn clusters(cmd: ClustersCommand) -> anyhow::Result<()> {
         ClustersCommand::Create { name, org, store } => {
             let meta = open(&store).await?;
             let org = match org {
-                Some(o) => Some(find_org(&meta, &o).await?),
+                Some(o) => Some(find_org(&open_platform(&store).await?, &o).await?),
                 None => None,
             };
             let org_id = org.as_ref().map(|o| o.id.as_str()).unwrap_or("");
@@ -74,7 +90,7 @@ pub async fn clusters(cmd: ClustersCommand) -> anyhow::Result<()> {
         }
         ClustersCommand::List { store } => {
             let meta = open(&store).await?;
-            let orgs = meta.orgs().await?;
+            let orgs = open_platform(&store).await?.orgs().await?;
             println!(
                 "{:<34} {:<24} {:<34} {:>10} {:>12}",
                 "ID", "NAME", "ORGANISATION", "PARTITIONS", "AUTO-CREATE"

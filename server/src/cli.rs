@@ -38,6 +38,9 @@ pub struct StoreArgs {
     /// Metadata database [default: sqlite://<data-dir>/meta.db].
     #[arg(long, env = "SLUICE_DATABASE_URL")]
     pub database_url: Option<String>,
+    /// The console's database (organisations for `--org`) [default: the metadata database].
+    #[arg(long, env = "SLUICE_PLATFORM_DATABASE_URL")]
+    pub platform_database_url: Option<String>,
 }
 
 #[derive(Debug, Subcommand)]
@@ -107,6 +110,11 @@ pub struct ServeArgs {
     /// [default: sqlite://<data-dir>/meta.db]
     #[arg(long, env = "SLUICE_DATABASE_URL")]
     pub database_url: Option<String>,
+
+    /// The console's database (users, organisations, invites, sessions): sqlite://PATH or
+    /// postgres://… [default: the metadata database, --database-url]
+    #[arg(long, env = "SLUICE_PLATFORM_DATABASE_URL")]
+    pub platform_database_url: Option<String>,
 
     /// Bucket for segment files: file://PATH, memory:// or s3://BUCKET?endpoint=URL&region=R
     /// (credentials from AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY) [default: file://<data-dir>/bucket]

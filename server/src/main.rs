@@ -115,14 +115,28 @@ fn broker_config(args: &ServeArgs) -> anyhow::Result<broker::BrokerConfig> {
 
 async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let config = broker_config(&args)?;
+    // The console's accounts live with the cluster metadata unless told otherwise.
+    let platform_url = args
+        .platform_database_url
+        .clone()
+        .unwrap_or_else(|| config.database_url.clone());
     let cancel = CancellationToken::new();
     let running = broker::start(config, broker::Metrics::new(), cancel.clone()).await?;
     let http_listener = tokio::net::TcpListener::bind(args.http_addr)
         .await
         .with_context(|| format!("binding HTTP listener on {}", args.http_addr))?;
     let http_addr = http_listener.local_addr()?;
+    let platform = app::store::Platform::connect(&platform_url)
+        .await
+        .with_context(|| {
+            format!(
+                "opening platform database {}",
+                broker::agent::redact(&platform_url)
+            )
+        })?;
     let console = app::Console::new(
-        running.broker.clone(),
+        broker::inspect::ClusterView::new(running.broker.clone()),
+        platform,
         app::Settings {
             secure_cookies: args.console_secure_cookies,
             open_signup: args.console_open_signup,
@@ -130,6 +144,10 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
             ..app::Settings::default()
         },
     );
+    let cleaner = console.clone();
+    running.spawn_job("session cleaner", move |cancel| {
+        app::clean_sessions(cleaner, cancel)
+    });
     let routes = http::router(running.broker.clone(), args.metrics_token.clone()).merge(
         app::router(console)
             .await

@@ -213,7 +213,8 @@ async fn clusters_created_for_an_organisation() {
             .display()
     );
     let meta = broker::store::Metadata::connect(&url).await.unwrap();
-    let (_, org) = meta
+    let platform = app::store::Platform::connect(&url).await.unwrap();
+    let (_, org) = platform
         .create_user_with_org("ops@example.com", "hash", "Ops team")
         .await
         .unwrap();

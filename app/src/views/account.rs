@@ -5,14 +5,15 @@ use std::collections::HashMap;
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::response::IntoResponse;
-use axum::{Extension, Form};
+use axum::Extension;
 use leptos::prelude::*;
 use tower_sessions::Session;
 
 use super::layout::{bare_page, csrf_field, page, Nav};
-use super::{enc, html, see_other, Fields};
+use super::{enc, html, see_other, Page, Posted, SignedIn};
 use crate::auth::{self, take_flash};
-use crate::error::{Page, Refusal};
+use crate::error::Refusal;
+use crate::store::InviteProblem;
 use crate::{ops, AppState, ClientAddr};
 
 type Q = Query<HashMap<String, String>>;
@@ -29,7 +30,7 @@ pub async fn overview(State(c): State<AppState>, session: Session) -> Page {
     Page(
         async {
             if auth::session_user(&c, &session).await?.is_none() {
-                let to = if c.meta().user_count().await? == 0 {
+                let to = if c.platform.user_count().await? == 0 {
                     "/signup"
                 } else {
                     "/login"
@@ -40,8 +41,7 @@ pub async fn overview(State(c): State<AppState>, session: Session) -> Page {
             let clusters = ops::clusters(&c, &viewer).await?;
             let mut rows = Vec::new();
             for cl in &clusters {
-                let topics = c.meta().list_topics(&cl.id).await?.len();
-                let groups = c.meta().groups_with_offsets(&cl.id).await?.len();
+                let (topics, groups) = ops::cluster_counts(&c, cl).await?;
                 let href = format!("/clusters/{}", enc(&cl.id));
                 let name = cl.name.clone();
                 let kind = if cl.builtin { "built-in, no credentials" } else { "SASL with API keys" };
@@ -54,7 +54,7 @@ pub async fn overview(State(c): State<AppState>, session: Session) -> Page {
                     </tr>
                 });
             }
-            let bootstrap = c.bootstrap();
+            let bootstrap = c.view.bootstrap();
             let quick = c.settings.default_cluster_open.then(|| {
                 let produce = format!("echo 'hello' | kcat -b {bootstrap} -t greetings -P");
                 let consume = format!("kcat -b {bootstrap} -t greetings -C -e");
@@ -126,8 +126,8 @@ fn signup_body(csrf: &str, invite: Option<(String, String, String)>) -> AnyView 
 }
 
 async fn invite_details(c: &AppState, token: &str) -> Result<(String, String), Refusal> {
-    match c.meta().invite_by_token(&auth::token_hash(token)).await? {
-        None => Err(ops::invite_refusal(broker::store::InviteProblem::Unknown)),
+    match c.platform.invite_by_token(&auth::token_hash(token)).await? {
+        None => Err(ops::invite_refusal(InviteProblem::Unknown)),
         Some((inv, org)) => match inv.problem(broker::clock::now_ms()) {
             Some(p) => Err(ops::invite_refusal(p)),
             None => Ok((org, inv.role)),
@@ -160,11 +160,10 @@ pub async fn signup(
     State(c): State<AppState>,
     session: Session,
     Query(q): Q,
-    Form(f): Form<Fields>,
+    Posted((), f): Posted<()>,
 ) -> Page {
     Page(
         async {
-            f.check_csrf(&session).await?;
             let invite = q.get("invite").cloned();
             let back = match &invite {
                 Some(t) => format!("/signup?invite={}", enc(t)),
@@ -229,15 +228,14 @@ pub async fn login(
     session: Session,
     Extension(client): Extension<ClientAddr>,
     Query(q): Q,
-    Form(f): Form<Fields>,
+    Posted((), f): Posted<()>,
 ) -> Page {
     Page(
         async {
-            f.check_csrf(&session).await?;
             let next = safe_next(q.get("next"));
             match ops::log_in(&c, f.get("email"), f.get("password"), &client.0).await {
                 Ok(user) => {
-                    let orgs = c.meta().memberships_of(&user.id).await?;
+                    let orgs = c.platform.memberships_of(&user.id).await?;
                     let org = orgs.first().map(|o| o.0.id.clone()).unwrap_or_default();
                     auth::log_in(&session, &user.id, &org).await?;
                     Ok(see_other(&next))
@@ -254,10 +252,9 @@ pub async fn login(
     )
 }
 
-pub async fn logout(session: Session, Form(f): Form<Fields>) -> Page {
+pub async fn logout(session: Session, _: Posted<()>) -> Page {
     Page(
         async {
-            f.check_csrf(&session).await?;
             auth::log_out(&session).await?;
             Ok(see_other("/login"))
         }
@@ -265,15 +262,9 @@ pub async fn logout(session: Session, Form(f): Form<Fields>) -> Page {
     )
 }
 
-pub async fn switch_org(
-    State(c): State<AppState>,
-    session: Session,
-    Form(f): Form<Fields>,
-) -> Page {
+pub async fn switch_org(session: Session, Posted(SignedIn(viewer), f): Posted<SignedIn>) -> Page {
     Page(
         async {
-            f.check_csrf(&session).await?;
-            let viewer = auth::viewer(&c, &session, "/").await?;
             let wanted = f.get("org");
             if !viewer.orgs.iter().any(|(o, _)| o.id == wanted) {
                 return Err(Refusal::forbidden(
@@ -329,11 +320,10 @@ pub async fn accept_invite(
     State(c): State<AppState>,
     session: Session,
     Path(token): Path<String>,
-    Form(f): Form<Fields>,
+    _: Posted<()>,
 ) -> Page {
     Page(
         async {
-            f.check_csrf(&session).await?;
             let Some(user) = auth::session_user(&c, &session).await? else {
                 return Err(Refusal::login(&format!("/invite/{}", enc(&token))));
             };

@@ -2,16 +2,19 @@
 //! with its bootstrap address and client configs, and API keys.
 
 use axum::extract::{Path, State};
-use axum::Form;
 use leptos::prelude::*;
 use tower_sessions::Session;
 
 use super::layout::{csrf_field, page, Nav};
-use super::{back_with, done, enc, fmt_time, html, Fields};
-use crate::auth::{self, take_flash, Flash, Viewer};
-use crate::error::Page;
+use super::{back_with, done, enc, fmt_time, html, Page, Posted, SignedIn};
+use crate::auth::{self, take_flash, Flash};
+use crate::error::Refusal;
+use crate::extract::InCluster;
 use crate::ops::{self, ClusterRef};
 use crate::AppState;
+
+/// A cluster page's viewer and cluster.
+pub type Cluster = InCluster<SignedIn>;
 
 /// Tabs of a cluster's pages.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -51,21 +54,9 @@ pub fn human_ms(ms: i64) -> String {
     }
 }
 
-pub async fn cluster_for(
-    c: &AppState,
-    session: &Session,
-    id: &str,
-    next: &str,
-) -> Result<(Viewer, ClusterRef), crate::error::Refusal> {
-    let viewer = auth::viewer(c, session, next).await?;
-    let cluster = ops::cluster(c, &viewer.actor(), id).await?;
-    Ok((viewer, cluster))
-}
-
-pub async fn list(State(c): State<AppState>, session: Session) -> Page {
+pub async fn list(State(c): State<AppState>, session: Session, SignedIn(viewer): SignedIn) -> Page {
     Page(
         async {
-            let viewer = auth::viewer(&c, &session, "/clusters").await?;
             let clusters = ops::clusters(&c, &viewer).await?;
             let rows = clusters
                 .iter()
@@ -112,11 +103,13 @@ pub async fn list(State(c): State<AppState>, session: Session) -> Page {
     )
 }
 
-pub async fn create(State(c): State<AppState>, session: Session, Form(f): Form<Fields>) -> Page {
+pub async fn create(
+    State(c): State<AppState>,
+    session: Session,
+    Posted(SignedIn(viewer), f): Posted<SignedIn>,
+) -> Page {
     Page(
         async {
-            f.check_csrf(&session).await?;
-            let viewer = auth::viewer(&c, &session, "/clusters").await?;
             match ops::create_cluster(&c, &viewer, f.get("name")).await {
                 Ok(cl) => {
                     let to = format!("/clusters/{}", enc(&cl.id));
@@ -172,12 +165,18 @@ fn client_configs(bootstrap: &str, c: &ClusterRef) -> AnyView {
     .into_any()
 }
 
-pub async fn show(State(c): State<AppState>, session: Session, Path(id): Path<String>) -> Page {
+pub async fn show(
+    State(c): State<AppState>,
+    session: Session,
+    InCluster {
+        who: SignedIn(viewer),
+        cluster: cl,
+    }: Cluster,
+) -> Page {
     Page(
         async {
-            let here = format!("/clusters/{}", enc(&id));
-            let (viewer, cl) = cluster_for(&c, &session, &id, &here).await?;
-            let bootstrap = c.bootstrap();
+            let here = format!("/clusters/{}", enc(&cl.id));
+            let bootstrap = c.view.bootstrap();
             let auth_note = if cl.builtin {
                 "Plaintext, no credentials: any client that does not authenticate lands in this cluster."
             } else {
@@ -232,15 +231,18 @@ pub async fn show(State(c): State<AppState>, session: Session, Path(id): Path<St
 pub async fn rename(
     State(c): State<AppState>,
     session: Session,
-    Path(id): Path<String>,
-    Form(f): Form<Fields>,
+    Posted(
+        InCluster {
+            who: SignedIn(viewer),
+            cluster,
+        },
+        f,
+    ): Posted<Cluster>,
 ) -> Page {
     Page(
         async {
-            f.check_csrf(&session).await?;
-            let here = format!("/clusters/{}", enc(&id));
-            let viewer = auth::viewer(&c, &session, &here).await?;
-            match ops::rename_cluster(&c, &viewer, &id, f.get("name")).await {
+            let here = format!("/clusters/{}", enc(&cluster.id));
+            match ops::rename_cluster(&c, &viewer, &cluster, f.get("name")).await {
                 Ok(()) => done(&session, &here, "Cluster renamed.").await,
                 Err(r) => back_with(&session, &here, r).await,
             }
@@ -252,21 +254,25 @@ pub async fn rename(
 pub async fn settings(
     State(c): State<AppState>,
     session: Session,
-    Path(id): Path<String>,
-    Form(f): Form<Fields>,
+    Posted(
+        InCluster {
+            who: SignedIn(viewer),
+            cluster,
+        },
+        f,
+    ): Posted<Cluster>,
 ) -> Page {
     Page(
         async {
-            f.check_csrf(&session).await?;
-            let here = format!("/clusters/{}", enc(&id));
-            let viewer = auth::viewer(&c, &session, &here).await?;
+            let here = format!("/clusters/{}", enc(&cluster.id));
             let parts = f.get("default_partitions").trim().parse::<i32>();
             let retention = f.get("default_retention_ms").trim().parse::<i64>();
             let result = match (parts, retention) {
                 (Ok(p), Ok(r)) => {
-                    ops::update_cluster_settings(&c, &viewer, &id, f.has("auto_create"), p, r).await
+                    let auto = f.has("auto_create");
+                    ops::update_cluster_settings(&c, &viewer, &cluster, auto, p, r).await
                 }
-                _ => Err(crate::error::Refusal::bad_request(
+                _ => Err(Refusal::bad_request(
                     "Partitions and retention must be whole numbers.",
                 )),
             };
@@ -282,14 +288,16 @@ pub async fn settings(
 pub async fn delete_form(
     State(c): State<AppState>,
     session: Session,
-    Path(id): Path<String>,
+    InCluster {
+        who: SignedIn(viewer),
+        cluster: cl,
+    }: Cluster,
 ) -> Page {
     Page(
         async {
-            let here = format!("/clusters/{}/delete", enc(&id));
-            let (viewer, cl) = cluster_for(&c, &session, &id, &here).await?;
+            let here = format!("/clusters/{}/delete", enc(&cl.id));
             viewer.require_admin()?;
-            let topics = c.meta().list_topics(&cl.id).await?.len();
+            let (topics, _) = ops::cluster_counts(&c, &cl).await?;
             let name = cl.name.clone();
             let body = view! {
                 <section class="card danger-zone">
@@ -312,16 +320,19 @@ pub async fn delete_form(
 pub async fn delete(
     State(c): State<AppState>,
     session: Session,
-    Path(id): Path<String>,
-    Form(f): Form<Fields>,
+    Posted(
+        InCluster {
+            who: SignedIn(viewer),
+            cluster: cl,
+        },
+        f,
+    ): Posted<Cluster>,
 ) -> Page {
     Page(
         async {
-            f.check_csrf(&session).await?;
-            let here = format!("/clusters/{}/delete", enc(&id));
-            let viewer = auth::viewer(&c, &session, &here).await?;
-            match ops::delete_cluster(&c, &viewer, &id, f.get("confirm")).await {
-                Ok(cl) => {
+            let here = format!("/clusters/{}/delete", enc(&cl.id));
+            match ops::delete_cluster(&c, &viewer, &cl, f.get("confirm")).await {
+                Ok(()) => {
                     done(
                         &session,
                         "/clusters",
@@ -336,12 +347,18 @@ pub async fn delete(
     )
 }
 
-pub async fn keys(State(c): State<AppState>, session: Session, Path(id): Path<String>) -> Page {
+pub async fn keys(
+    State(c): State<AppState>,
+    session: Session,
+    InCluster {
+        who: SignedIn(viewer),
+        cluster: cl,
+    }: Cluster,
+) -> Page {
     Page(
         async {
-            let here = format!("/clusters/{}/keys", enc(&id));
-            let viewer = auth::viewer(&c, &session, &here).await?;
-            let (cl, keys) = ops::api_keys(&c, &viewer, &id).await?;
+            let here = format!("/clusters/{}/keys", enc(&cl.id));
+            let keys = ops::api_keys(&c, &viewer, &cl).await?;
             let admin = viewer.role.can_admin();
             let rows = keys
                 .iter()
@@ -411,15 +428,18 @@ pub async fn keys(State(c): State<AppState>, session: Session, Path(id): Path<St
 pub async fn create_key(
     State(c): State<AppState>,
     session: Session,
-    Path(id): Path<String>,
-    Form(f): Form<Fields>,
+    Posted(
+        InCluster {
+            who: SignedIn(viewer),
+            cluster,
+        },
+        f,
+    ): Posted<Cluster>,
 ) -> Page {
     Page(
         async {
-            f.check_csrf(&session).await?;
-            let here = format!("/clusters/{}/keys", enc(&id));
-            let viewer = auth::viewer(&c, &session, &here).await?;
-            match ops::create_api_key(&c, &viewer, &id, f.get("name")).await {
+            let here = format!("/clusters/{}/keys", enc(&cluster.id));
+            match ops::create_api_key(&c, &viewer, &cluster, f.get("name")).await {
                 Ok((info, secret)) => {
                     auth::set_flash(
                         &session,
@@ -442,15 +462,19 @@ pub async fn create_key(
 pub async fn revoke_key(
     State(c): State<AppState>,
     session: Session,
-    Path((id, key)): Path<(String, String)>,
-    Form(f): Form<Fields>,
+    Path((_, key)): Path<(String, String)>,
+    Posted(
+        InCluster {
+            who: SignedIn(viewer),
+            cluster,
+        },
+        _,
+    ): Posted<Cluster>,
 ) -> Page {
     Page(
         async {
-            f.check_csrf(&session).await?;
-            let here = format!("/clusters/{}/keys", enc(&id));
-            let viewer = auth::viewer(&c, &session, &here).await?;
-            match ops::revoke_api_key(&c, &viewer, &id, &key).await {
+            let here = format!("/clusters/{}/keys", enc(&cluster.id));
+            match ops::revoke_api_key(&c, &viewer, &cluster, &key).await {
                 Ok(()) => done(&session, &here, format!("API key {key} revoked.")).await,
                 Err(r) => back_with(&session, &here, r).await,
             }

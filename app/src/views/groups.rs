@@ -6,18 +6,18 @@ use std::collections::HashMap;
 use axum::extract::{Path, Query, State};
 use axum::http::header;
 use axum::response::IntoResponse;
-use axum::Form;
-use broker::inspect::ResetTo;
+use broker::inspect::{GroupLag, ResetTo};
 use leptos::prelude::*;
 use tower_sessions::Session;
 
-use super::clusters::{tabs, Tab};
+use super::clusters::{tabs, Cluster, Tab};
 use super::layout::{csrf_field, page, Nav};
 use super::topics::parse_time;
-use super::{back_with, done, enc, html, Fields};
-use crate::auth::{self, take_flash, Actor};
+use super::{back_with, done, enc, html, Page, Posted, SignedIn};
+use crate::auth::take_flash;
 use crate::chart::{self, Metric};
-use crate::error::{Page, Refusal};
+use crate::error::Refusal;
+use crate::extract::InCluster;
 use crate::{ops, AppState};
 
 fn fmt_lag(s: Option<f64>) -> String {
@@ -29,13 +29,18 @@ fn fmt_lag(s: Option<f64>) -> String {
     }
 }
 
-pub async fn list(State(c): State<AppState>, session: Session, Path(id): Path<String>) -> Page {
+pub async fn list(
+    State(c): State<AppState>,
+    session: Session,
+    InCluster {
+        who: SignedIn(viewer),
+        cluster: cl,
+    }: Cluster,
+) -> Page {
     Page(
         async {
-            let here = format!("/clusters/{}/groups", enc(&id));
-            let viewer = auth::viewer(&c, &session, &here).await?;
-            let actor = viewer.actor();
-            let (cl, groups) = ops::groups(&c, &actor, &id).await?;
+            let here = format!("/clusters/{}/groups", enc(&cl.id));
+            let groups = ops::groups(&c, &cl).await?;
             let rows = groups
                 .iter()
                 .map(|g| {
@@ -77,15 +82,17 @@ pub async fn list(State(c): State<AppState>, session: Session, Path(id): Path<St
 pub async fn show(
     State(c): State<AppState>,
     session: Session,
-    Path((id, group)): Path<(String, String)>,
+    InCluster {
+        who: SignedIn(viewer),
+        cluster: cl,
+    }: Cluster,
+    Path((_, group)): Path<(String, String)>,
     Query(q): Query<HashMap<String, String>>,
 ) -> Page {
     Page(
         async {
-            let here = format!("/clusters/{}/groups/{}", enc(&id), enc(&group));
-            let viewer = auth::viewer(&c, &session, &here).await?;
-            let actor = viewer.actor();
-            let (cl, g) = ops::group(&c, &actor, &id, &group).await?;
+            let here = format!("/clusters/{}/groups/{}", enc(&cl.id), enc(&group));
+            let g = ops::group(&c, &cl, &group).await?;
             let window = match q.get("window").map(|s| s.as_str()) {
                 Some("24h") => "24h",
                 _ => "1h",
@@ -234,19 +241,17 @@ pub fn parse_reset(to: &str, time: &str) -> Result<ResetTo, Refusal> {
 pub async fn reset(
     State(c): State<AppState>,
     session: Session,
-    Path((id, group)): Path<(String, String)>,
-    Form(f): Form<Fields>,
+    Path((_, group)): Path<(String, String)>,
+    Posted(InCluster { who, cluster }, f): Posted<Cluster>,
 ) -> Page {
     Page(
         async {
-            f.check_csrf(&session).await?;
-            let here = format!("/clusters/{}/groups/{}", enc(&id), enc(&group));
-            let viewer = auth::viewer(&c, &session, &here).await?;
-            let actor = Actor::User(Box::new(viewer));
+            let here = format!("/clusters/{}/groups/{}", enc(&cluster.id), enc(&group));
+            let actor = who.0.actor();
             let result = async {
                 let to = parse_reset(f.get("to"), f.get("time"))?;
                 let topic = Some(f.get("topic").trim()).filter(|t| !t.is_empty());
-                ops::reset_offsets(&c, &actor, &id, &group, topic, to).await
+                ops::reset_offsets(&c, &actor, &cluster, &group, topic, to).await
             }
             .await;
             match result {
@@ -268,23 +273,20 @@ pub async fn reset(
 /// The lag chart as an SVG image (`window` 1h|24h, `metric` time|offset).
 pub async fn chart(
     State(c): State<AppState>,
-    session: Session,
-    Path((id, group)): Path<(String, String)>,
+    InCluster { cluster, .. }: Cluster,
+    Path((_, group)): Path<(String, String)>,
     Query(q): Query<HashMap<String, String>>,
 ) -> Page {
     Page(
         async {
-            let here = format!("/clusters/{}/groups/{}", enc(&id), enc(&group));
-            let viewer = auth::viewer(&c, &session, &here).await?;
-            let actor = Actor::User(Box::new(viewer));
             let window = q.get("window").map(|s| s.as_str()).unwrap_or("1h");
             let metric = Metric::parse(q.get("metric").map(|s| s.as_str()).unwrap_or("time"))
                 .ok_or_else(|| Refusal::bad_request("metric must be time or offset"))?;
-            let (_, points, current) = ops::lag_history(&c, &actor, &id, &group, window).await?;
+            let (points, current) = ops::lag_history(&c, &cluster, &group, window).await?;
             if points.is_empty() && current.is_none() {
                 // No lag known: an unknown group is a 404, as its page is (checked only
                 // then, since charts reload every few seconds).
-                ops::group(&c, &actor, &id, &group).await?;
+                ops::group(&c, &cluster, &group).await?;
             }
             let svg = lag_chart(metric, window, &points, current.as_ref());
             Ok(([(header::CONTENT_TYPE, "image/svg+xml")], svg).into_response())
@@ -298,7 +300,7 @@ pub fn lag_chart(
     metric: Metric,
     window: &str,
     points: &[ops::LagPoint],
-    current: Option<&broker::lag::job::GroupLag>,
+    current: Option<&GroupLag>,
 ) -> String {
     let now = broker::clock::now_ms();
     let span = if window == "24h" {

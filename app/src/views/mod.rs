@@ -1,17 +1,28 @@
-//! The console's pages. Each handler: find the viewer (or send them to log in), check the
-//! CSRF token on posts, call [`crate::ops`], then render a page or redirect with a flash
+//! The console's pages. Each handler gets who is asking (and the cluster of its path) from
+//! an extractor, calls [`crate::ops`], then renders a page or redirects with a flash
 //! message (post/redirect/get, so reloading never repeats an action).
+//!
+//! * [`SignedIn`]: the logged-in viewer; without one, a redirect to the log-in form that
+//!   comes back to the page asked for. With [`crate::extract::InCluster`] it also looks
+//!   the cluster of the path up.
+//! * [`Posted`]: a submitted form whose CSRF token is checked first, then the extractor it
+//!   wraps (`Posted<SignedIn>`, `Posted<InCluster<SignedIn>>`, or `Posted<()>` for forms
+//!   of logged-out visitors).
+//! * [`Page`]: a handler's result, with a refusal rendered as an error page.
 
 use std::collections::HashMap;
 
-use axum::http::header;
+use axum::extract::{FromRequest, FromRequestParts, Request};
+use axum::http::request::Parts;
+use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
-use axum::Router;
+use axum::{Form, Router};
 use tower_sessions::Session;
 
-use crate::auth;
-use crate::error::{PageResult, Refusal};
+use crate::auth::{self, Actor, Viewer};
+use crate::error::Refusal;
+use crate::extract::{self, Who};
 use crate::AppState;
 
 pub mod account;
@@ -96,6 +107,93 @@ impl Fields {
     }
 }
 
+/// Page handlers return this: a rendered page, a redirect, or a refusal page.
+pub type PageResult = Result<Response, Refusal>;
+
+/// Wraps a page result so the refusal renders as HTML.
+pub struct Page(pub PageResult);
+
+impl IntoResponse for Page {
+    fn into_response(self) -> Response {
+        match self.0 {
+            Ok(r) => r,
+            Err(r) => refusal_page(r),
+        }
+    }
+}
+
+/// A refusal as the console shows it: not logged in goes to the log-in form (coming back
+/// to where the visitor was), anything else is an error page with the refusal's status.
+pub fn refusal_page(r: Refusal) -> Response {
+    if let Some(next) = &r.login_next {
+        return Redirect::to(&format!("/login?next={}", enc(next))).into_response();
+    }
+    let body = layout::error_page(r.status, &r.message);
+    (
+        r.status,
+        [(header::CONTENT_TYPE, "text/html; charset=utf-8")],
+        body,
+    )
+        .into_response()
+}
+
+/// The logged-in viewer of a page, in their current organisation.
+pub struct SignedIn(pub Viewer);
+
+impl Who for SignedIn {
+    fn actor(&self) -> Actor {
+        self.0.actor()
+    }
+    fn refuse(r: Refusal) -> Response {
+        refusal_page(r)
+    }
+}
+
+impl FromRequestParts<AppState> for SignedIn {
+    type Rejection = Response;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Response> {
+        let session = extract::session(parts, state).await?;
+        // After logging in, come back to the page asked for. A form post has no page of
+        // its own to come back to (and its CSRF token was checked first, see `Posted`).
+        let next = if parts.method.is_safe() {
+            parts.uri.path()
+        } else {
+            "/"
+        };
+        auth::viewer(state, &session, next)
+            .await
+            .map(SignedIn)
+            .map_err(refusal_page)
+    }
+}
+
+/// A submitted form (read leniently, see [`Fields`]) with its CSRF token checked, then
+/// `T` extracted: the token is checked before anything else about the request.
+pub struct Posted<T>(pub T, pub Fields);
+
+impl<T> FromRequest<AppState> for Posted<T>
+where
+    T: FromRequestParts<AppState> + Send,
+    T::Rejection: IntoResponse,
+{
+    type Rejection = Response;
+
+    async fn from_request(req: Request, state: &AppState) -> Result<Self, Response> {
+        let (parts, body) = req.into_parts();
+        let mut head = parts.clone();
+        let Form(fields) = Form::<Fields>::from_request(Request::from_parts(parts, body), state)
+            .await
+            .map_err(IntoResponse::into_response)?;
+        let session = extract::session(&mut head, state).await?;
+        fields.check_csrf(&session).await.map_err(refusal_page)?;
+        let inner = T::from_request_parts(&mut head, state)
+            .await
+            .map_err(IntoResponse::into_response)?;
+        Ok(Posted(inner, fields))
+    }
+}
+
 pub fn html(body: String) -> Response {
     ([(header::CONTENT_TYPE, "text/html; charset=utf-8")], body).into_response()
 }
@@ -113,7 +211,7 @@ pub async fn done(session: &Session, to: &str, text: impl Into<String>) -> PageR
 /// A refused action whose page can show the problem: flash it and go back there. Refusals
 /// about who is asking (log-in, CSRF, permissions) are shown as their own page instead.
 pub async fn back_with(session: &Session, to: &str, r: Refusal) -> PageResult {
-    if r.login_next.is_some() || r.status == axum::http::StatusCode::FORBIDDEN {
+    if r.login_next.is_some() || r.status == StatusCode::FORBIDDEN {
         return Err(r);
     }
     auth::flash(session, false, r.message).await?;

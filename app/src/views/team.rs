@@ -2,14 +2,12 @@
 
 use axum::extract::{Path, State};
 use axum::http::HeaderMap;
-use axum::Form;
 use leptos::prelude::*;
 use tower_sessions::Session;
 
 use super::layout::{csrf_field, page, Nav};
-use super::{back_with, done, enc, fmt_time, html, Fields};
+use super::{back_with, done, enc, fmt_time, html, Page, Posted, SignedIn};
 use crate::auth::{self, take_flash, Flash, Role};
-use crate::error::Page;
 use crate::{ops, AppState, Console};
 
 fn role_select(current: &str, allow_owner: bool) -> AnyView {
@@ -24,10 +22,9 @@ fn role_select(current: &str, allow_owner: bool) -> AnyView {
     view! { <select name="role">{options}</select> }.into_any()
 }
 
-pub async fn show(State(c): State<AppState>, session: Session) -> Page {
+pub async fn show(State(c): State<AppState>, session: Session, SignedIn(viewer): SignedIn) -> Page {
     Page(
         async {
-            let viewer = auth::viewer(&c, &session, "/team").await?;
             let members = ops::members(&c, &viewer).await?;
             let admin = viewer.role.can_admin();
             let owner = viewer.role == Role::Owner;
@@ -146,12 +143,10 @@ pub async fn invite(
     State(c): State<AppState>,
     session: Session,
     headers: HeaderMap,
-    Form(f): Form<Fields>,
+    Posted(SignedIn(viewer), f): Posted<SignedIn>,
 ) -> Page {
     Page(
         async {
-            f.check_csrf(&session).await?;
-            let viewer = auth::viewer(&c, &session, "/team").await?;
             match ops::invite(&c, &viewer, f.get("role"), f.get("note")).await {
                 Ok((inv, token)) => {
                     auth::set_flash(
@@ -179,12 +174,10 @@ pub async fn revoke_invite(
     State(c): State<AppState>,
     session: Session,
     Path(id): Path<String>,
-    Form(f): Form<Fields>,
+    Posted(SignedIn(viewer), _): Posted<SignedIn>,
 ) -> Page {
     Page(
         async {
-            f.check_csrf(&session).await?;
-            let viewer = auth::viewer(&c, &session, "/team").await?;
             match ops::revoke_invite(&c, &viewer, &id).await {
                 Ok(()) => done(&session, "/team", "Invite revoked.").await,
                 Err(r) => back_with(&session, "/team", r).await,
@@ -198,12 +191,10 @@ pub async fn change_role(
     State(c): State<AppState>,
     session: Session,
     Path(uid): Path<String>,
-    Form(f): Form<Fields>,
+    Posted(SignedIn(viewer), f): Posted<SignedIn>,
 ) -> Page {
     Page(
         async {
-            f.check_csrf(&session).await?;
-            let viewer = auth::viewer(&c, &session, "/team").await?;
             match ops::change_member(&c, &viewer, &uid, Some(f.get("role"))).await {
                 Ok(()) => done(&session, "/team", "Role changed.").await,
                 Err(r) => back_with(&session, "/team", r).await,
@@ -217,12 +208,10 @@ pub async fn remove(
     State(c): State<AppState>,
     session: Session,
     Path(uid): Path<String>,
-    Form(f): Form<Fields>,
+    Posted(SignedIn(viewer), _): Posted<SignedIn>,
 ) -> Page {
     Page(
         async {
-            f.check_csrf(&session).await?;
-            let viewer = auth::viewer(&c, &session, "/team").await?;
             let leaving = uid == viewer.user.id;
             match ops::change_member(&c, &viewer, &uid, None).await {
                 Ok(()) if leaving => {

@@ -4,25 +4,30 @@
 use std::collections::HashMap;
 
 use axum::extract::{Path, Query, State};
-use axum::Form;
 use broker::inspect::{ReadFrom, RecordView};
 use leptos::prelude::*;
 use tower_sessions::Session;
 
-use super::clusters::{tabs, Tab};
+use super::clusters::{tabs, Cluster, Tab};
 use super::layout::{csrf_field, page, Nav};
-use super::{back_with, done, enc, fmt_bytes, fmt_time, html, Fields};
-use crate::auth::{self, take_flash, Actor};
-use crate::error::{Page, Refusal};
+use super::{back_with, done, enc, fmt_bytes, fmt_time, html, Page, Posted, SignedIn};
+use crate::auth::take_flash;
+use crate::error::Refusal;
+use crate::extract::InCluster;
 use crate::{ops, AppState};
 
-pub async fn list(State(c): State<AppState>, session: Session, Path(id): Path<String>) -> Page {
+pub async fn list(
+    State(c): State<AppState>,
+    session: Session,
+    InCluster {
+        who: SignedIn(viewer),
+        cluster: cl,
+    }: Cluster,
+) -> Page {
     Page(
         async {
-            let here = format!("/clusters/{}/topics", enc(&id));
-            let viewer = auth::viewer(&c, &session, &here).await?;
-            let actor = viewer.actor();
-            let (cl, topics) = ops::topics(&c, &actor, &id).await?;
+            let here = format!("/clusters/{}/topics", enc(&cl.id));
+            let topics = ops::topics(&c, &cl).await?;
             let rows = topics
                 .iter()
                 .map(|t| {
@@ -81,15 +86,12 @@ pub async fn list(State(c): State<AppState>, session: Session, Path(id): Path<St
 pub async fn create(
     State(c): State<AppState>,
     session: Session,
-    Path(id): Path<String>,
-    Form(f): Form<Fields>,
+    Posted(InCluster { who, cluster }, f): Posted<Cluster>,
 ) -> Page {
     Page(
         async {
-            f.check_csrf(&session).await?;
-            let here = format!("/clusters/{}/topics", enc(&id));
-            let viewer = auth::viewer(&c, &session, &here).await?;
-            let actor = Actor::User(Box::new(viewer));
+            let here = format!("/clusters/{}/topics", enc(&cluster.id));
+            let actor = who.0.actor();
             let name = f.get("name").trim().to_string();
             let result = async {
                 let partitions = f
@@ -98,7 +100,7 @@ pub async fn create(
                     .parse::<i32>()
                     .map_err(|_| Refusal::bad_request("Partitions must be a whole number."))?;
                 let configs = ops::parse_config_lines(f.get("configs"))?;
-                ops::create_topic(&c, &actor, &id, &name, partitions, &configs).await
+                ops::create_topic(&c, &actor, &cluster, &name, partitions, &configs).await
             }
             .await;
             match result {
@@ -120,14 +122,16 @@ pub async fn create(
 pub async fn show(
     State(c): State<AppState>,
     session: Session,
-    Path((id, topic)): Path<(String, String)>,
+    InCluster {
+        who: SignedIn(viewer),
+        cluster: cl,
+    }: Cluster,
+    Path((_, topic)): Path<(String, String)>,
 ) -> Page {
     Page(
         async {
-            let here = format!("/clusters/{}/topics/{}", enc(&id), enc(&topic));
-            let viewer = auth::viewer(&c, &session, &here).await?;
-            let actor = viewer.actor();
-            let (cl, t) = ops::topic(&c, &actor, &id, &topic).await?;
+            let here = format!("/clusters/{}/topics/{}", enc(&cl.id), enc(&topic));
+            let t = ops::topic(&c, &cl, &topic).await?;
             let parts = t
                 .partitions
                 .iter()
@@ -212,25 +216,23 @@ pub async fn show(
 pub async fn configs(
     State(c): State<AppState>,
     session: Session,
-    Path((id, topic)): Path<(String, String)>,
-    Form(f): Form<Fields>,
+    Path((_, topic)): Path<(String, String)>,
+    Posted(InCluster { who, cluster }, f): Posted<Cluster>,
 ) -> Page {
     Page(
         async {
-            f.check_csrf(&session).await?;
-            let here = format!("/clusters/{}/topics/{}", enc(&id), enc(&topic));
-            let viewer = auth::viewer(&c, &session, &here).await?;
-            let actor = Actor::User(Box::new(viewer));
+            let here = format!("/clusters/{}/topics/{}", enc(&cluster.id), enc(&topic));
+            let actor = who.0.actor();
             let result = async {
                 let wanted = ops::parse_config_lines(f.get("configs"))?;
-                let (_, current) = ops::topic(&c, &actor, &id, &topic).await?;
+                let current = ops::topic(&c, &cluster, &topic).await?;
                 let delete = current
                     .configs
                     .iter()
                     .filter(|(k, _)| !wanted.iter().any(|(w, _)| w == k))
                     .map(|(k, _)| k.clone())
                     .collect::<Vec<_>>();
-                ops::alter_topic_configs(&c, &actor, &id, &topic, &wanted, &delete).await
+                ops::alter_topic_configs(&c, &actor, &cluster, &topic, &wanted, &delete).await
             }
             .await;
             match result {
@@ -245,15 +247,13 @@ pub async fn configs(
 pub async fn delete(
     State(c): State<AppState>,
     session: Session,
-    Path((id, topic)): Path<(String, String)>,
-    Form(f): Form<Fields>,
+    Path((_, topic)): Path<(String, String)>,
+    Posted(InCluster { who, cluster }, f): Posted<Cluster>,
 ) -> Page {
     Page(
         async {
-            f.check_csrf(&session).await?;
-            let here = format!("/clusters/{}/topics/{}", enc(&id), enc(&topic));
-            let viewer = auth::viewer(&c, &session, &here).await?;
-            let actor = Actor::User(Box::new(viewer));
+            let here = format!("/clusters/{}/topics/{}", enc(&cluster.id), enc(&topic));
+            let actor = who.0.actor();
             if f.get("confirm").trim() != topic {
                 return back_with(
                     &session,
@@ -262,11 +262,11 @@ pub async fn delete(
                 )
                 .await;
             }
-            match ops::delete_topic(&c, &actor, &id, &topic).await {
+            match ops::delete_topic(&c, &actor, &cluster, &topic).await {
                 Ok(()) => {
                     done(
                         &session,
-                        &format!("/clusters/{}/topics", enc(&id)),
+                        &format!("/clusters/{}/topics", enc(&cluster.id)),
                         format!("Topic '{topic}' deleted."),
                     )
                     .await
@@ -452,17 +452,19 @@ pub fn parse_browse(q: &HashMap<String, String>) -> Result<BrowseQuery, Refusal>
 pub async fn messages(
     State(c): State<AppState>,
     session: Session,
-    Path((id, topic)): Path<(String, String)>,
+    InCluster {
+        who: SignedIn(viewer),
+        cluster: cl,
+    }: Cluster,
+    Path((_, topic)): Path<(String, String)>,
     Query(q): Query<HashMap<String, String>>,
 ) -> Page {
     Page(
         async {
-            let here = format!("/clusters/{}/topics/{}/messages", enc(&id), enc(&topic));
-            let viewer = auth::viewer(&c, &session, &here).await?;
-            let actor = viewer.actor();
-            let (cl, t) = ops::topic(&c, &actor, &id, &topic).await?;
+            let here = format!("/clusters/{}/topics/{}/messages", enc(&cl.id), enc(&topic));
+            let t = ops::topic(&c, &cl, &topic).await?;
             let (records, error) = match parse_browse(&q) {
-                Ok(bq) => match ops::messages(&c, &actor, &id, &topic, bq.partition, bq.from, bq.limit).await {
+                Ok(bq) => match ops::messages(&c, &cl, &topic, bq.partition, bq.from, bq.limit).await {
                     Ok(r) => (Some((r, bq.format)), None),
                     Err(e) => (None, Some(e.message)),
                 },
@@ -497,7 +499,7 @@ pub async fn messages(
                     .into_any()
                 }
             });
-            let back = format!("/clusters/{}/topics/{}", enc(&id), enc(&topic));
+            let back = format!("/clusters/{}/topics/{}", enc(&cl.id), enc(&topic));
             let body = view! {
                 {tabs(&cl, Tab::Topics)}
                 <p><a href=back>"← topic "{t.name.clone()}</a></p>

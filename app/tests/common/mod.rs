@@ -1,4 +1,5 @@
-//! The console tests' harness: a real broker on SQLite behind the console router, and a
+//! The console tests' harness: a real broker on SQLite behind the console router (its
+//! accounts in the same database, as `sluice serve` does by default), and a
 //! `Browser` that calls the router with `oneshot` the way a browser would (keeps the
 //! session cookie, posts forms with the page's CSRF token, does not follow redirects).
 
@@ -10,6 +11,7 @@ use app::{Console, Settings};
 use axum::body::Body;
 use axum::http::{header, Request, StatusCode};
 use axum::Router;
+use broker::inspect::ClusterView;
 use http_body_util::BodyExt;
 use tokio_util::sync::CancellationToken;
 use tower::ServiceExt;
@@ -17,24 +19,33 @@ use tower::ServiceExt;
 pub struct App {
     pub router: Router,
     pub console: Arc<Console>,
-    _running: broker::Running,
-    _dir: tempfile::TempDir,
+    pub running: broker::Running,
+    _dir: Option<tempfile::TempDir>,
 }
 
 pub async fn app_with(settings: Settings) -> App {
     let dir = tempfile::tempdir().unwrap();
     let url = format!("sqlite://{}", dir.path().join("meta.db").display());
-    let config = broker::BrokerConfig::for_tests(url);
+    let mut app = app_on(&url, &url, settings).await;
+    app._dir = Some(dir);
+    app
+}
+
+/// The console on a cluster metadata database and a platform database of its choosing
+/// (the same url for both is the default set-up).
+pub async fn app_on(cluster_url: &str, platform_url: &str, settings: Settings) -> App {
+    let config = broker::BrokerConfig::for_tests(cluster_url.to_string());
     let running = broker::start(config, broker::Metrics::new(), CancellationToken::new())
         .await
         .unwrap();
-    let console = Console::new(running.broker.clone(), settings);
+    let platform = app::store::Platform::connect(platform_url).await.unwrap();
+    let console = Console::new(ClusterView::new(running.broker.clone()), platform, settings);
     let router = app::router(console.clone()).await.unwrap();
     App {
         router,
         console,
-        _running: running,
-        _dir: dir,
+        running,
+        _dir: None,
     }
 }
 

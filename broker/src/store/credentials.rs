@@ -1,4 +1,4 @@
-//! Virtual clusters and API keys (the SASL credentials of the Kafka port).
+//! API keys: the SASL credentials of the Kafka port, one virtual cluster each.
 
 use base64::engine::general_purpose::STANDARD as B64;
 use base64::Engine;
@@ -7,17 +7,6 @@ use serde::Serialize;
 use super::sql::{Db, Metadata, StoreError};
 use crate::auth::scram::{Hash, ScramCredential, ITERATIONS};
 use crate::clock::now_ms;
-
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct VirtualCluster {
-    pub id: String,
-    pub org_id: String,
-    pub name: String,
-    pub created_at_ms: i64,
-    pub auto_create_topics: bool,
-    pub default_partitions: i32,
-    pub default_retention_ms: i64,
-}
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct ApiKeyInfo {
@@ -47,9 +36,14 @@ impl Credential {
             Hash::Sha512 => &self.sha512,
         }
     }
+
+    /// Whether `secret` is this key's secret (checked against the SCRAM-SHA-256 keys, as
+    /// PLAIN does). Costs one PBKDF2 derivation: call it off the async threads.
+    pub fn matches_secret(&self, secret: &[u8]) -> bool {
+        self.sha256.matches_password(Hash::Sha256, secret)
+    }
 }
 
-type ClusterRow = (String, String, String, i64, i64, i64, i64);
 type KeyRow = (
     String,
     String,
@@ -72,18 +66,6 @@ type CredRow = (
     String,
 );
 
-fn cluster(r: ClusterRow) -> VirtualCluster {
-    VirtualCluster {
-        id: r.0,
-        org_id: r.1,
-        name: r.2,
-        created_at_ms: r.3,
-        auto_create_topics: r.4 != 0,
-        default_partitions: r.5 as i32,
-        default_retention_ms: r.6,
-    }
-}
-
 fn random_hex(bytes: usize) -> String {
     let mut out = String::with_capacity(bytes * 2);
     while out.len() < bytes * 2 {
@@ -97,82 +79,7 @@ fn b64d(s: &str) -> Vec<u8> {
     B64.decode(s).unwrap_or_default()
 }
 
-const CLUSTER_COLUMNS: &str =
-    "id, org_id, name, created_at_ms, auto_create_topics, default_partitions, default_retention_ms";
-
 impl Metadata {
-    pub async fn create_virtual_cluster(
-        &self,
-        org_id: &str,
-        name: &str,
-    ) -> Result<VirtualCluster, StoreError> {
-        let id = uuid::Uuid::new_v4().simple().to_string();
-        let now = now_ms();
-        let inserted = with_pool!(self, |pool, _lock, _db| {
-            sqlx::query(
-                "INSERT INTO virtual_clusters (id, org_id, name, created_at_ms) VALUES ($1, $2, $3, $4) \
-                 ON CONFLICT (org_id, name) DO NOTHING",
-            )
-            .bind(&id)
-            .bind(org_id)
-            .bind(name)
-            .bind(now)
-            .execute(pool)
-            .await?
-            .rows_affected()
-        });
-        if inserted == 0 {
-            return Err(StoreError::AlreadyExists(format!(
-                "a cluster named '{name}'"
-            )));
-        }
-        Ok(VirtualCluster {
-            id,
-            org_id: org_id.to_string(),
-            name: name.to_string(),
-            created_at_ms: now,
-            auto_create_topics: true,
-            default_partitions: 1,
-            default_retention_ms: 604_800_000,
-        })
-    }
-
-    pub async fn virtual_clusters(&self, org_id: &str) -> Result<Vec<VirtualCluster>, StoreError> {
-        let rows: Vec<ClusterRow> = with_pool!(self, |pool, _lock, _db| {
-            sqlx::query_as(&format!(
-                "SELECT {CLUSTER_COLUMNS} FROM virtual_clusters WHERE org_id = $1 ORDER BY name"
-            ))
-            .bind(org_id)
-            .fetch_all(pool)
-            .await?
-        });
-        Ok(rows.into_iter().map(cluster).collect())
-    }
-
-    /// Every virtual cluster of every organisation (for the admin command line).
-    pub async fn all_virtual_clusters(&self) -> Result<Vec<VirtualCluster>, StoreError> {
-        let rows: Vec<ClusterRow> = with_pool!(self, |pool, _lock, _db| {
-            sqlx::query_as(&format!(
-                "SELECT {CLUSTER_COLUMNS} FROM virtual_clusters ORDER BY name, id"
-            ))
-            .fetch_all(pool)
-            .await?
-        });
-        Ok(rows.into_iter().map(cluster).collect())
-    }
-
-    pub async fn virtual_cluster(&self, id: &str) -> Result<Option<VirtualCluster>, StoreError> {
-        let row: Option<ClusterRow> = with_pool!(self, |pool, _lock, _db| {
-            sqlx::query_as(&format!(
-                "SELECT {CLUSTER_COLUMNS} FROM virtual_clusters WHERE id = $1"
-            ))
-            .bind(id)
-            .fetch_optional(pool)
-            .await?
-        });
-        Ok(row.map(cluster))
-    }
-
     /// Mints a key for a cluster. The secret is returned here and nowhere else: only its
     /// SCRAM keys are stored.
     pub async fn create_api_key(

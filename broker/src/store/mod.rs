@@ -1,5 +1,7 @@
 //! The cluster metadata store: topics, partitions, segment files, batch rows, producers,
-//! the agent registry and job leases.
+//! committed offsets, lag history, the virtual clusters with their API keys, and the agent
+//! registry and job leases. Nothing
+//! here knows about console users: their accounts live in the console's own store.
 //!
 //! One API over two SQL backends (SQLite embedded, Postgres shared). Each query is written
 //! once in portable SQL (`$n` placeholders, `RETURNING`, `ON CONFLICT`) and compiled for
@@ -13,6 +15,12 @@
 //!   its write lock up front (`BEGIN IMMEDIATE`).
 //! * Offsets come only from `partitions.next_offset` inside that transaction, so they have
 //!   no gaps and no duplicates whatever the number of agents.
+//!
+//! # Migrations
+//! `migrations/sqlite` and `migrations/postgres`, versions below 1000. The console applies
+//! its own migrations (versions from 1001) to the same or another database; sqlx keeps
+//! both in one `_sqlx_migrations` table, so this migrator ignores versions it does not
+//! know (also the retired `0005_console_accounts` of databases created before the split).
 
 // The dispatch macros come first so that every submodule below can use them.
 /// Runs `$body` once per backend with `$pool` bound to the concrete pool, `$lock` to the
@@ -60,19 +68,19 @@ macro_rules! begin_write {
 }
 
 mod agents;
+mod clusters;
 mod credentials;
 mod inspect;
 mod lag;
 mod offsets;
 pub mod plan;
-mod platform;
 mod retention;
 mod sql;
 
 pub use agents::{AgentInfo, NewAgent};
-pub use credentials::{ApiKeyInfo, Credential, VirtualCluster};
+pub use clusters::VirtualCluster;
+pub use credentials::{ApiKeyInfo, Credential};
 pub use inspect::{GroupTopicLag, PartitionStats, TopicStats};
 pub use lag::GroupPosition;
 pub use offsets::CommittedOffset;
-pub use platform::{Invite, InviteProblem, Member, MemberChange, Org, User};
 pub use sql::{BatchLocation, Metadata, PartitionState, SegmentCommit, StoreError, TopicMeta};

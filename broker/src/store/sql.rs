@@ -126,7 +126,10 @@ impl Metadata {
                 .max_connections(8)
                 .connect_with(opts)
                 .await?;
-            sqlx::migrate!("../migrations/sqlite").run(&pool).await?;
+            let mut migrator = sqlx::migrate!("../migrations/sqlite");
+            // The console's migrations share the table (see the module doc).
+            migrator.set_ignore_missing(true);
+            migrator.run(&pool).await?;
             Db::Sqlite(pool)
         } else if url.starts_with("postgres:") || url.starts_with("postgresql:") {
             let opts = PgConnectOptions::from_str(url)?;
@@ -135,29 +138,14 @@ impl Metadata {
                 .acquire_timeout(Duration::from_secs(30))
                 .connect_with(opts)
                 .await?;
-            sqlx::migrate!("../migrations/postgres").run(&pool).await?;
+            let mut migrator = sqlx::migrate!("../migrations/postgres");
+            migrator.set_ignore_missing(true);
+            migrator.run(&pool).await?;
             Db::Postgres(pool)
         } else {
             return Err(StoreError::BadUrl(url.to_string()));
         };
         Ok(Metadata { db })
-    }
-
-    /// The SQLite pool, for components that keep their own tables in the same database
-    /// (the console's session store).
-    pub fn sqlite_pool(&self) -> Option<SqlitePool> {
-        match &self.db {
-            Db::Sqlite(p) => Some(p.clone()),
-            Db::Postgres(_) => None,
-        }
-    }
-
-    /// The Postgres pool, for the same purpose as [`Metadata::sqlite_pool`].
-    pub fn postgres_pool(&self) -> Option<PgPool> {
-        match &self.db {
-            Db::Postgres(p) => Some(p.clone()),
-            Db::Sqlite(_) => None,
-        }
     }
 
     pub fn backend(&self) -> &'static str {

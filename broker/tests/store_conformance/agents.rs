@@ -20,7 +20,9 @@ const T0: i64 = 1_000_000;
 
 async fn empty_agents_table(m: &Metadata) -> MutexGuard<'static, ()> {
     let guard = AGENTS_TABLE.lock().await;
-    if let Some(pool) = m.postgres_pool() {
+    if m.backend() == "postgres" {
+        let url = std::env::var("SLUICE_TEST_POSTGRES_URL").expect("set for the postgres run");
+        let pool = sqlx::PgPool::connect(&url).await.unwrap();
         sqlx::query("DELETE FROM agents")
             .execute(&pool)
             .await

@@ -1,14 +1,13 @@
-//! Platform data of the console: users, organisations, memberships, invites, and the
-//! changes to virtual clusters the console makes (rename, settings, delete).
+//! Accounts: users, organisations, memberships and invites.
 //!
 //! Rules that protect the data live here, inside one transaction each, so that the console
 //! and the JSON API cannot get around them: an invite is used at most once and never after
 //! it expires; an organisation always keeps at least one owner.
 
+use broker::clock::now_ms;
 use serde::Serialize;
 
-use super::sql::{Db, Metadata, StoreError, TOPIC_ROW_TABLES};
-use crate::clock::now_ms;
+use super::{Db, Platform, StoreError};
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct User {
@@ -174,9 +173,9 @@ macro_rules! use_invite {
     }};
 }
 
-impl Metadata {
+impl Platform {
     pub async fn user_count(&self) -> Result<i64, StoreError> {
-        let (n,): (i64,) = with_pool!(self, |pool, _lock, _db| {
+        let (n,): (i64,) = with_pool!(self, |pool, _lock| {
             sqlx::query_as("SELECT COUNT(*) FROM users")
                 .fetch_one(pool)
                 .await?
@@ -202,7 +201,7 @@ impl Metadata {
             name: org_name.to_string(),
             created_at_ms: now,
         };
-        with_pool!(self, |pool, _lock, _db| {
+        with_pool!(self, |pool, _lock| {
             let mut tx = pool.begin().await?;
             insert_user!(tx, user, password_hash);
             sqlx::query("INSERT INTO orgs (id, name, created_at_ms) VALUES ($1, $2, $3)")
@@ -238,7 +237,7 @@ impl Metadata {
             email: email.to_string(),
             created_at_ms: now,
         };
-        with_pool!(self, |pool, _lock, _db| {
+        with_pool!(self, |pool, _lock| {
             let mut tx = pool.begin().await?;
             insert_user!(tx, user, password_hash);
             let (org_id, role) = use_invite!(self, tx, token_hash, now, &user.id);
@@ -263,7 +262,7 @@ impl Metadata {
         user_id: &str,
     ) -> Result<Result<String, InviteProblem>, StoreError> {
         let now = now_ms();
-        with_pool!(self, |pool, _lock, _db| {
+        with_pool!(self, |pool, _lock| {
             let mut tx = pool.begin().await?;
             let (org_id, role) = use_invite!(self, tx, token_hash, now, user_id);
             let joined = sqlx::query(
@@ -301,7 +300,7 @@ impl Metadata {
     /// A user and their password hash, by e-mail address (compared as stored: callers
     /// normalise it).
     pub async fn user_by_email(&self, email: &str) -> Result<Option<(User, String)>, StoreError> {
-        let row: Option<(String, String, String, i64)> = with_pool!(self, |pool, _lock, _db| {
+        let row: Option<(String, String, String, i64)> = with_pool!(self, |pool, _lock| {
             sqlx::query_as(
                 "SELECT id, email, password_hash, created_at_ms FROM users WHERE email = $1",
             )
@@ -323,7 +322,7 @@ impl Metadata {
 
     /// Every organisation, by name (for the admin command line).
     pub async fn orgs(&self) -> Result<Vec<Org>, StoreError> {
-        let rows: Vec<(String, String, i64)> = with_pool!(self, |pool, _lock, _db| {
+        let rows: Vec<(String, String, i64)> = with_pool!(self, |pool, _lock| {
             sqlx::query_as("SELECT id, name, created_at_ms FROM orgs ORDER BY name, id")
                 .fetch_all(pool)
                 .await?
@@ -339,7 +338,7 @@ impl Metadata {
     }
 
     pub async fn user(&self, id: &str) -> Result<Option<User>, StoreError> {
-        let row: Option<(String, String, i64)> = with_pool!(self, |pool, _lock, _db| {
+        let row: Option<(String, String, i64)> = with_pool!(self, |pool, _lock| {
             sqlx::query_as("SELECT id, email, created_at_ms FROM users WHERE id = $1")
                 .bind(id)
                 .fetch_optional(pool)
@@ -354,7 +353,7 @@ impl Metadata {
 
     /// The organisations a user belongs to, with their role, oldest membership first.
     pub async fn memberships_of(&self, user_id: &str) -> Result<Vec<(Org, String)>, StoreError> {
-        let rows: Vec<(String, String, i64, String)> = with_pool!(self, |pool, _lock, _db| {
+        let rows: Vec<(String, String, i64, String)> = with_pool!(self, |pool, _lock| {
             sqlx::query_as(
                 "SELECT o.id, o.name, o.created_at_ms, m.role FROM memberships m \
                  JOIN orgs o ON o.id = m.org_id WHERE m.user_id = $1 \
@@ -380,7 +379,7 @@ impl Metadata {
     }
 
     pub async fn org_members(&self, org_id: &str) -> Result<Vec<Member>, StoreError> {
-        let rows: Vec<(String, String, String, i64)> = with_pool!(self, |pool, _lock, _db| {
+        let rows: Vec<(String, String, String, i64)> = with_pool!(self, |pool, _lock| {
             sqlx::query_as(
                 "SELECT u.id, u.email, m.role, m.created_at_ms FROM memberships m \
                  JOIN users u ON u.id = m.user_id WHERE m.org_id = $1 \
@@ -409,7 +408,7 @@ impl Metadata {
         user_id: &str,
         role: Option<&str>,
     ) -> Result<MemberChange, StoreError> {
-        with_pool!(self, |pool, lock, _db| {
+        with_pool!(self, |pool, lock| {
             let mut tx = pool.begin().await?;
             // Lock the organisation's membership rows so two concurrent demotions cannot
             // both see a second owner.
@@ -470,7 +469,7 @@ impl Metadata {
             used_at_ms: None,
             revoked_at_ms: None,
         };
-        with_pool!(self, |pool, _lock, _db| {
+        with_pool!(self, |pool, _lock| {
             sqlx::query(
                 "INSERT INTO invites (id, org_id, token_hash, role, note, created_by, created_at_ms, expires_at_ms) \
                  VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
@@ -492,7 +491,7 @@ impl Metadata {
     /// Invites of an organisation that can still be accepted.
     pub async fn open_invites(&self, org_id: &str) -> Result<Vec<Invite>, StoreError> {
         let now = now_ms();
-        let rows: Vec<InviteRow> = with_pool!(self, |pool, _lock, _db| {
+        let rows: Vec<InviteRow> = with_pool!(self, |pool, _lock| {
             sqlx::query_as(&format!(
                 "SELECT {INVITE_COLUMNS} FROM invites WHERE org_id = $1 AND used_at_ms IS NULL \
                  AND revoked_at_ms IS NULL AND expires_at_ms > $2 ORDER BY created_at_ms"
@@ -510,7 +509,7 @@ impl Metadata {
         &self,
         token_hash: &str,
     ) -> Result<Option<(Invite, String)>, StoreError> {
-        let row: Option<InviteRow> = with_pool!(self, |pool, _lock, _db| {
+        let row: Option<InviteRow> = with_pool!(self, |pool, _lock| {
             sqlx::query_as(&format!(
                 "SELECT {INVITE_COLUMNS} FROM invites WHERE token_hash = $1"
             ))
@@ -520,7 +519,7 @@ impl Metadata {
         });
         let Some(row) = row else { return Ok(None) };
         let inv = invite(row);
-        let org: Option<(String,)> = with_pool!(self, |pool, _lock, _db| {
+        let org: Option<(String,)> = with_pool!(self, |pool, _lock| {
             sqlx::query_as("SELECT name FROM orgs WHERE id = $1")
                 .bind(&inv.org_id)
                 .fetch_optional(pool)
@@ -532,7 +531,7 @@ impl Metadata {
     /// Revokes an open invite of an organisation; returns whether one was revoked.
     pub async fn revoke_invite(&self, org_id: &str, id: &str) -> Result<bool, StoreError> {
         let now = now_ms();
-        with_pool!(self, |pool, _lock, _db| {
+        with_pool!(self, |pool, _lock| {
             Ok(sqlx::query(
                 "UPDATE invites SET revoked_at_ms = $3 WHERE org_id = $1 AND id = $2 \
                  AND used_at_ms IS NULL AND revoked_at_ms IS NULL",
@@ -544,79 +543,6 @@ impl Metadata {
             .await?
             .rows_affected()
                 > 0)
-        })
-    }
-
-    pub async fn rename_virtual_cluster(&self, id: &str, name: &str) -> Result<bool, StoreError> {
-        with_pool!(self, |pool, _lock, _db| {
-            let r = sqlx::query("UPDATE virtual_clusters SET name = $2 WHERE id = $1")
-                .bind(id)
-                .bind(name)
-                .execute(pool)
-                .await;
-            match r {
-                Ok(r) => Ok(r.rows_affected() > 0),
-                Err(sqlx::Error::Database(e)) if e.is_unique_violation() => Err(
-                    StoreError::AlreadyExists(format!("a cluster named '{name}'")),
-                ),
-                Err(e) => Err(e.into()),
-            }
-        })
-    }
-
-    pub async fn update_cluster_settings(
-        &self,
-        id: &str,
-        auto_create_topics: bool,
-        default_partitions: i32,
-        default_retention_ms: i64,
-    ) -> Result<bool, StoreError> {
-        with_pool!(self, |pool, _lock, _db| {
-            Ok(sqlx::query(
-                "UPDATE virtual_clusters SET auto_create_topics = $2, default_partitions = $3, \
-                 default_retention_ms = $4 WHERE id = $1",
-            )
-            .bind(id)
-            .bind(auto_create_topics as i64)
-            .bind(default_partitions as i64)
-            .bind(default_retention_ms)
-            .execute(pool)
-            .await?
-            .rows_affected()
-                > 0)
-        })
-    }
-
-    /// Deletes a virtual cluster with everything in it: topics (their batch rows; the
-    /// segment objects go when the cleanup job finds them unreferenced), committed
-    /// offsets, lag history and API keys. Returns the names of the topics deleted.
-    pub async fn delete_virtual_cluster(&self, id: &str) -> Result<Vec<String>, StoreError> {
-        with_pool!(self, |pool, _lock, _db| {
-            let mut tx = pool.begin().await?;
-            let topics: Vec<(i64, String)> =
-                sqlx::query_as("SELECT id, name FROM topics WHERE cluster = $1")
-                    .bind(id)
-                    .fetch_all(&mut *tx)
-                    .await?;
-            for (topic_id, _) in &topics {
-                for table in TOPIC_ROW_TABLES {
-                    sqlx::query(&format!("DELETE FROM {table} WHERE topic_id = $1"))
-                        .bind(topic_id)
-                        .execute(&mut *tx)
-                        .await?;
-                }
-            }
-            for sql in [
-                "DELETE FROM topics WHERE cluster = $1",
-                "DELETE FROM group_offsets WHERE cluster = $1",
-                "DELETE FROM lag_history WHERE cluster = $1",
-                "DELETE FROM api_keys WHERE cluster_id = $1",
-                "DELETE FROM virtual_clusters WHERE id = $1",
-            ] {
-                sqlx::query(sql).bind(id).execute(&mut *tx).await?;
-            }
-            tx.commit().await?;
-            Ok(topics.into_iter().map(|t| t.1).collect())
         })
     }
 }

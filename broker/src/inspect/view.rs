@@ -1,0 +1,287 @@
+//! [`ClusterView`]: the one door from the console into the broker.
+//!
+//! The console holds a `ClusterView` and nothing else of the broker: no store handle, no
+//! field of [`Broker`]. Each method is one thing a console page or API call needs: the
+//! virtual clusters of an organisation and their settings, API keys, topic and group
+//! listings and counts, the lag board, the built-in cluster's defaults and the bootstrap
+//! address. Changes that touch the broker's caches keep them right here, so a caller
+//! cannot forget to: deleting a cluster drops its cached topics, topic changes go through
+//! the same functions as the Kafka handlers.
+//!
+//! Access control is not checked here: the console decides who may see which cluster and
+//! passes its id.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use super::{
+    groups, records, GroupDetail, GroupSummary, InspectError, OffsetReset, ReadFrom, RecordView,
+    ResetTo, TopicDetail, TopicSummary,
+};
+use crate::agent::Broker;
+use crate::store::{ApiKeyInfo, Credential, StoreError, TopicMeta, VirtualCluster};
+
+pub use crate::agent::DEFAULT_CLUSTER;
+pub use crate::lag::job::GroupLag;
+
+/// How long a verified API key may be trusted before its credential is read again: a
+/// revoked key stops working within this time on the Kafka port.
+pub const CREDENTIAL_TTL: Duration = crate::auth::CACHE_TTL;
+
+/// The settings topics of a cluster are created with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ClusterDefaults {
+    pub auto_create_topics: bool,
+    pub default_partitions: i32,
+    pub default_retention_ms: i64,
+}
+
+/// The console's handle on one running broker; cheap to clone.
+#[derive(Clone)]
+pub struct ClusterView {
+    broker: Arc<Broker>,
+}
+
+impl ClusterView {
+    pub fn new(broker: Arc<Broker>) -> Self {
+        ClusterView { broker }
+    }
+
+    // ---- the broker itself ----
+
+    /// `host:port` clients bootstrap from (the advertised Kafka address).
+    pub fn bootstrap(&self) -> String {
+        let (host, port) = &self.broker.advertised;
+        format!("{host}:{port}")
+    }
+
+    /// The settings of the built-in [`DEFAULT_CLUSTER`]: the agent's flags, and the topic
+    /// default of `retention.ms`.
+    pub fn builtin_defaults(&self) -> ClusterDefaults {
+        let retention = crate::topic_config::get(&BTreeMap::new(), "retention.ms")
+            .parse()
+            .unwrap_or(604_800_000);
+        ClusterDefaults {
+            auto_create_topics: self.broker.config.auto_create_topics,
+            default_partitions: self.broker.config.default_partitions,
+            default_retention_ms: retention,
+        }
+    }
+
+    // ---- virtual clusters ----
+
+    pub async fn virtual_clusters(&self, org_id: &str) -> Result<Vec<VirtualCluster>, StoreError> {
+        self.broker.meta.virtual_clusters(org_id).await
+    }
+
+    pub async fn virtual_cluster(&self, id: &str) -> Result<Option<VirtualCluster>, StoreError> {
+        self.broker.meta.virtual_cluster(id).await
+    }
+
+    /// AlreadyExists when the organisation has a cluster of that name.
+    pub async fn create_virtual_cluster(
+        &self,
+        org_id: &str,
+        name: &str,
+    ) -> Result<VirtualCluster, StoreError> {
+        self.broker.meta.create_virtual_cluster(org_id, name).await
+    }
+
+    /// Returns whether the cluster exists; AlreadyExists when the name is taken.
+    pub async fn rename_virtual_cluster(&self, id: &str, name: &str) -> Result<bool, StoreError> {
+        self.broker.meta.rename_virtual_cluster(id, name).await
+    }
+
+    /// Settings for topics created from now on; returns whether the cluster exists.
+    pub async fn update_cluster_settings(
+        &self,
+        id: &str,
+        settings: ClusterDefaults,
+    ) -> Result<bool, StoreError> {
+        self.broker
+            .meta
+            .update_cluster_settings(
+                id,
+                settings.auto_create_topics,
+                settings.default_partitions,
+                settings.default_retention_ms,
+            )
+            .await
+    }
+
+    /// Deletes a cluster with its topics, offsets, lag history and API keys, and drops its
+    /// topics from the broker's cache. Returns the names of the topics deleted.
+    pub async fn delete_virtual_cluster(&self, id: &str) -> Result<Vec<String>, StoreError> {
+        let topics = self.broker.meta.delete_virtual_cluster(id).await?;
+        for t in &topics {
+            self.broker.forget_topic(id, t);
+        }
+        Ok(topics)
+    }
+
+    // ---- API keys ----
+
+    pub async fn api_keys(&self, cluster_id: &str) -> Result<Vec<ApiKeyInfo>, StoreError> {
+        self.broker.meta.api_keys(cluster_id).await
+    }
+
+    /// A new key and its secret (returned here and nowhere else).
+    pub async fn create_api_key(
+        &self,
+        cluster_id: &str,
+        name: &str,
+        created_by: &str,
+    ) -> Result<(ApiKeyInfo, String), StoreError> {
+        self.broker
+            .meta
+            .create_api_key(cluster_id, name, created_by)
+            .await
+    }
+
+    /// Returns whether the key existed and was live.
+    pub async fn revoke_api_key(&self, key_id: &str) -> Result<bool, StoreError> {
+        self.broker.meta.revoke_api_key(key_id).await
+    }
+
+    /// A live key's credential, through the cache the Kafka port uses ([`CREDENTIAL_TTL`]).
+    pub async fn api_key_credential(
+        &self,
+        key_id: &str,
+    ) -> Result<Option<Arc<Credential>>, StoreError> {
+        self.broker.credentials.get(key_id).await
+    }
+
+    /// Records that a key was used (written at most once a minute per key).
+    pub async fn mark_api_key_used(&self, key_id: &str) {
+        self.broker.credentials.used(key_id).await
+    }
+
+    // ---- topics ----
+
+    /// A topic as the Kafka port sees it (through the broker's topic cache).
+    pub async fn topic(
+        &self,
+        cluster: &str,
+        name: &str,
+    ) -> Result<Option<Arc<TopicMeta>>, StoreError> {
+        self.broker.topic(cluster, name).await
+    }
+
+    pub async fn topic_count(&self, cluster: &str) -> Result<usize, StoreError> {
+        Ok(self.broker.meta.list_topics(cluster).await?.len())
+    }
+
+    /// See [`super::topic_summaries`].
+    pub async fn topic_summaries(&self, cluster: &str) -> Result<Vec<TopicSummary>, InspectError> {
+        super::topic_summaries(&self.broker, cluster).await
+    }
+
+    /// See [`super::topic_detail`].
+    pub async fn topic_detail(
+        &self,
+        cluster: &str,
+        name: &str,
+    ) -> Result<TopicDetail, InspectError> {
+        super::topic_detail(&self.broker, cluster, name).await
+    }
+
+    /// See [`super::create_topic`].
+    pub async fn create_topic(
+        &self,
+        cluster: &str,
+        name: &str,
+        partitions: i32,
+        configs: &[(String, String)],
+    ) -> Result<(), InspectError> {
+        super::create_topic(&self.broker, cluster, name, partitions, configs).await
+    }
+
+    /// See [`super::delete_topic`].
+    pub async fn delete_topic(&self, cluster: &str, name: &str) -> Result<(), InspectError> {
+        super::delete_topic(&self.broker, cluster, name).await
+    }
+
+    /// See [`super::alter_topic_configs`].
+    pub async fn alter_topic_configs(
+        &self,
+        cluster: &str,
+        name: &str,
+        set: &[(String, String)],
+        delete: &[String],
+    ) -> Result<(), InspectError> {
+        super::alter_topic_configs(&self.broker, cluster, name, set, delete).await
+    }
+
+    // ---- records ----
+
+    /// See [`super::read_records`].
+    pub async fn read_records(
+        &self,
+        cluster: &str,
+        topic: &str,
+        partition: i32,
+        from: ReadFrom,
+        limit: usize,
+    ) -> Result<Vec<RecordView>, InspectError> {
+        records::read_records(&self.broker, cluster, topic, partition, from, limit).await
+    }
+
+    /// See [`super::read_records_all_partitions`].
+    pub async fn read_records_all_partitions(
+        &self,
+        cluster: &str,
+        topic: &str,
+        from: ReadFrom,
+        limit: usize,
+    ) -> Result<Vec<RecordView>, InspectError> {
+        records::read_records_all_partitions(&self.broker, cluster, topic, from, limit).await
+    }
+
+    // ---- consumer groups and lag ----
+
+    /// Groups with committed offsets in the cluster.
+    pub async fn group_count(&self, cluster: &str) -> Result<usize, StoreError> {
+        Ok(self.broker.meta.groups_with_offsets(cluster).await?.len())
+    }
+
+    /// See [`super::list_groups`].
+    pub async fn list_groups(&self, cluster: &str) -> Result<Vec<GroupSummary>, InspectError> {
+        groups::list_groups(&self.broker, cluster).await
+    }
+
+    /// See [`super::group_detail`].
+    pub async fn group_detail(
+        &self,
+        cluster: &str,
+        group: &str,
+    ) -> Result<GroupDetail, InspectError> {
+        groups::group_detail(&self.broker, cluster, group).await
+    }
+
+    /// See [`super::reset_group_offsets`].
+    pub async fn reset_group_offsets(
+        &self,
+        cluster: &str,
+        group: &str,
+        topic: Option<&str>,
+        to: ResetTo,
+    ) -> Result<Vec<OffsetReset>, InspectError> {
+        groups::reset_group_offsets(&self.broker, cluster, group, topic, to).await
+    }
+
+    /// The lag the lag job computed last for a group, if it has any.
+    pub fn current_lag(&self, cluster: &str, group: &str) -> Option<GroupLag> {
+        self.broker.lag.get(cluster, group)
+    }
+
+    /// A group's lag history since `since_ms`: (minute, max time lag ms, offset lag).
+    pub async fn lag_history(
+        &self,
+        cluster: &str,
+        group: &str,
+        since_ms: i64,
+    ) -> Result<Vec<(i64, i64, i64)>, StoreError> {
+        self.broker.meta.lag_history(cluster, group, since_ms).await
+    }
+}
