@@ -254,9 +254,10 @@ pub async fn create_topic(
     crate::topic_config::validate_new_topic(name, partitions, &configs)
         .map_err(|(_code, message)| InspectError::Invalid(message))?;
     broker
-        .create_topic(cluster, name, partitions, &configs)
+        .topics
+        .create(cluster, name, partitions, &configs)
         .await?;
-    broker.forget_topic(cluster, name);
+    broker.topics.forget(cluster, name);
     tracing::info!(
         cluster,
         topic = name,
@@ -309,7 +310,7 @@ pub async fn alter_topic_configs(
         .meta
         .alter_topic_configs(topic.id, false, set, delete)
         .await?;
-    broker.forget_topic(cluster, name);
+    broker.topics.forget(cluster, name);
     tracing::info!(
         cluster,
         topic = name,

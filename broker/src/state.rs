@@ -6,7 +6,6 @@
 //! private to the crate; other crates get the few narrow methods below, and the console
 //! goes through [`crate::inspect`].
 
-use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use tokio::sync::watch;
@@ -20,8 +19,8 @@ use crate::groups::Coordinator;
 use crate::lag::LagBoard;
 use crate::membership::Membership;
 use crate::metrics::Metrics;
-use crate::store::{Metadata, StoreError, TopicMeta};
-use crate::topics::{BuiltinDefaults, TopicLookup, Topics};
+use crate::store::{Metadata, StoreError};
+use crate::topics::{BuiltinDefaults, Topics};
 use crate::writer::SegmentWriter;
 
 /// Shared state of one agent.
@@ -123,41 +122,6 @@ impl Broker {
     /// A receiver that changes after every segment commit (wakes long-polling fetches).
     pub fn subscribe_commits(&self) -> watch::Receiver<u64> {
         self.commits.subscribe()
-    }
-
-    /// Looks a topic up by name, through a short-lived cache.
-    pub async fn topic(
-        &self,
-        cluster: &str,
-        name: &str,
-    ) -> Result<Option<Arc<TopicMeta>>, StoreError> {
-        self.topics.get(cluster, name).await
-    }
-
-    /// Looks a topic up by name and creates it when auto-creation is on.
-    pub async fn topic_or_create(
-        &self,
-        cluster: &str,
-        name: &str,
-        allow_create: bool,
-    ) -> Result<TopicLookup, StoreError> {
-        self.topics.get_or_create(cluster, name, allow_create).await
-    }
-
-    /// Creates a topic with its cluster's defaults (see [`Topics::create`]).
-    pub async fn create_topic(
-        &self,
-        cluster: &str,
-        name: &str,
-        partitions: i32,
-        configs: &BTreeMap<String, String>,
-    ) -> Result<TopicMeta, StoreError> {
-        self.topics.create(cluster, name, partitions, configs).await
-    }
-
-    /// Drops a cached topic after a change made on this agent.
-    pub fn forget_topic(&self, cluster: &str, name: &str) {
-        self.topics.forget(cluster, name)
     }
 
     /// The agent's configuration.

@@ -73,6 +73,23 @@ impl CredentialCache {
         Ok(found)
     }
 
+    /// Drops a key from the cache after a change made on this agent (revocation), so this
+    /// agent refuses it at once; other agents refuse it within [`CACHE_TTL`].
+    pub fn forget(&self, key_id: &str) {
+        self.entries
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(key_id);
+    }
+
+    /// Drops every cached key of a deleted cluster.
+    pub fn forget_cluster(&self, cluster_id: &str) {
+        self.entries
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .retain(|_, (c, _)| c.as_ref().is_none_or(|c| c.cluster_id != cluster_id));
+    }
+
     /// Notes a successful use (written to the database at most once a minute per key).
     pub async fn used(&self, key_id: &str) {
         let now = now_ms();

@@ -89,7 +89,8 @@ pub async fn create_topics(
             }
         } else {
             broker
-                .create_topic(&session.cluster, &name, partitions, &configs)
+                .topics
+                .create(&session.cluster, &name, partitions, &configs)
                 .await
                 .map(Some)
         };
@@ -212,7 +213,7 @@ pub async fn create_partitions(
             }
             if !req.validate_only {
                 broker.meta.create_partitions(topic.id, t.count).await?;
-                broker.forget_topic(&session.cluster, &t.name);
+                broker.topics.forget(&session.cluster, &t.name);
             }
             Ok(())
         }
@@ -359,7 +360,7 @@ async fn apply_change(
         .alter_topic_configs(topic.id, change.replace, &change.set, &change.remove)
         .await
         .map_err(|e| (store_error_code(&e), e.to_string()))?;
-    broker.forget_topic(&session.cluster, name);
+    broker.topics.forget(&session.cluster, name);
     tracing::info!(topic = name, "altered topic configs");
     Ok(())
 }

@@ -120,7 +120,7 @@ async fn resolve(broker: &Broker, session: &Session, version: i16, t: &FetchTopi
             .await
             .map(|o| o.map(Arc::new))
     } else {
-        broker.topic(&session.cluster, &t.topic).await
+        broker.topics.get(&session.cluster, &t.topic).await
     };
     found.map_err(|e| store_error_code(&e))
 }

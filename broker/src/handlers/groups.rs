@@ -239,7 +239,7 @@ pub async fn offset_commit(
     let mut topics = Vec::with_capacity(req.topics.len());
     for t in &req.topics {
         let topic = if allowed == codes::NONE {
-            broker.topic(&session.cluster, &t.name).await
+            broker.topics.get(&session.cluster, &t.name).await
         } else {
             Ok(None)
         };

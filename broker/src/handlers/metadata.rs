@@ -149,7 +149,8 @@ pub async fn metadata(
                 .with_error_code(codes::INVALID_TOPIC_EXCEPTION)
         } else {
             match broker
-                .topic_or_create(&session.cluster, &by_name, allow_create)
+                .topics
+                .get_or_create(&session.cluster, &by_name, allow_create)
                 .await
             {
                 Ok(TopicLookup::Found(found)) => topic_entry(broker, &brokers, &found),

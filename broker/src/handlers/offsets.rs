@@ -22,7 +22,7 @@ pub async fn list_offsets(
 ) -> ListOffsetsResponse {
     let mut topics = Vec::with_capacity(req.topics.len());
     for t in req.topics {
-        let found = broker.topic(&session.cluster, &t.name).await;
+        let found = broker.topics.get(&session.cluster, &t.name).await;
         let mut parts = Vec::with_capacity(t.partitions.len());
         for p in t.partitions {
             let base = ListOffsetsPartitionResponse::default()

@@ -69,7 +69,8 @@ pub async fn produce(
             }
         } else {
             broker
-                .topic_or_create(&session.cluster, &td.name, true)
+                .topics
+                .get_or_create(&session.cluster, &td.name, true)
                 .await
         };
         let missing_code = if version >= 13 {

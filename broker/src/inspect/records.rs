@@ -45,7 +45,8 @@ pub async fn read_records(
     limit: usize,
 ) -> Result<Vec<RecordView>, InspectError> {
     let topic = broker
-        .topic(cluster, topic)
+        .topics
+        .get(cluster, topic)
         .await?
         .ok_or_else(|| topic_not_found(topic))?;
     if !(0..topic.partitions).contains(&partition) {
@@ -76,7 +77,8 @@ pub async fn read_records_all_partitions(
     limit: usize,
 ) -> Result<Vec<RecordView>, InspectError> {
     let topic = broker
-        .topic(cluster, topic)
+        .topics
+        .get(cluster, topic)
         .await?
         .ok_or_else(|| topic_not_found(topic))?;
     let limit = limit.min(MAX_RECORDS);

@@ -115,8 +115,9 @@ impl ClusterView {
     pub async fn delete_virtual_cluster(&self, id: &str) -> Result<Vec<String>, StoreError> {
         let topics = self.broker.meta.delete_virtual_cluster(id).await?;
         for t in &topics {
-            self.broker.forget_topic(id, t);
+            self.broker.topics.forget(id, t);
         }
+        self.broker.credentials.forget_cluster(id);
         Ok(topics)
     }
 
@@ -141,7 +142,9 @@ impl ClusterView {
 
     /// Returns whether the key existed and was live.
     pub async fn revoke_api_key(&self, key_id: &str) -> Result<bool, StoreError> {
-        self.broker.meta.revoke_api_key(key_id).await
+        let revoked = self.broker.meta.revoke_api_key(key_id).await?;
+        self.broker.credentials.forget(key_id);
+        Ok(revoked)
     }
 
     /// A live key's credential, through the cache the Kafka port uses ([`CREDENTIAL_TTL`]).
@@ -165,7 +168,7 @@ impl ClusterView {
         cluster: &str,
         name: &str,
     ) -> Result<Option<Arc<TopicMeta>>, StoreError> {
-        self.broker.topic(cluster, name).await
+        self.broker.topics.get(cluster, name).await
     }
 
     pub async fn topic_count(&self, cluster: &str) -> Result<usize, StoreError> {
