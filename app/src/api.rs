@@ -29,6 +29,7 @@ use crate::{ops, AppState};
 pub fn routes() -> Router<AppState> {
     Router::new()
         .route("/api/v1/me", get(me))
+        .route("/api/v1/agents", get(agents))
         .route("/api/v1/clusters", get(clusters).post(create_cluster))
         .route(
             "/api/v1/clusters/{c}",
@@ -110,6 +111,18 @@ async fn me(Caller(actor): Caller) -> Api {
             "csrf_token": v.csrf,
         })),
     })
+}
+
+/// The live agents: for any signed-in user and any API key, and for anyone while the
+/// built-in cluster is open on the Kafka port (`--kafka-auth none`).
+async fn agents(State(c): State<AppState>, Caller(actor): Caller) -> Api {
+    Api(
+        if matches!(actor, Actor::Anonymous) && !c.settings.default_cluster_open {
+            Err(auth::unauthenticated())
+        } else {
+            ok(c.view.agents())
+        },
+    )
 }
 
 async fn clusters(State(c): State<AppState>, Caller(actor): Caller) -> Api {

@@ -48,7 +48,9 @@ pub use groups::{
     MemberInfo, OffsetReset, ResetTo,
 };
 pub use records::{read_records, read_records_all_partitions, ReadFrom, RecordView};
-pub use view::{ClusterDefaults, ClusterView, GroupLag, CREDENTIAL_TTL, DEFAULT_CLUSTER};
+pub use view::{
+    AgentView, ClusterDefaults, ClusterView, GroupLag, CREDENTIAL_TTL, DEFAULT_CLUSTER,
+};
 // The store's types that cross the door, so the console names one module.
 pub use crate::store::{ApiKeyInfo, Credential, StoreError, TopicMeta, VirtualCluster};
 

@@ -8,7 +8,7 @@ mod common;
 use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
 
-use common::{consume, consumer, decode, producer, raw_request, Server};
+use common::{consume, consumer, decode, http_get, producer, raw_request, Server};
 use kafka_protocol::messages::{
     ApiKey, FindCoordinatorRequest, FindCoordinatorResponse, HeartbeatRequest, HeartbeatResponse,
     MetadataRequest, MetadataResponse,
@@ -96,6 +96,20 @@ async fn three_agents_are_one_cluster() {
         assert!(m.brokers.iter().all(|b| b.rack.is_some()));
     }
     assert_eq!(ids.len(), 3, "all agents agree on the same three ids");
+
+    // The agents API lists them too (no credentials needed while --kafka-auth none).
+    let (status, body) = http_get(&agents[2].http, "/api/v1/agents");
+    assert_eq!(status, 200, "{body}");
+    let listed: Vec<serde_json::Value> = serde_json::from_str(&body).unwrap();
+    assert_eq!(listed.len(), 3, "{body}");
+    for a in &listed {
+        assert!(ids.contains(&(a["node_id"].as_i64().unwrap() as i32)));
+        assert!(a["advertised"].as_str().unwrap().starts_with("127.0.0.1:"));
+        assert!(a["rack"].as_str().unwrap().starts_with('z'));
+        assert_eq!(a["agent_group"], "default");
+        assert!(a["roles"].as_array().unwrap().iter().any(|r| r == "produce"));
+        assert!(a["last_seen_ms"].as_i64().unwrap() > 0);
+    }
 
     // FindCoordinator agrees across agents, and only the coordinator serves the group.
     for g in ["orders", "billing", "audit", "search"] {

@@ -19,11 +19,11 @@ use super::{
     groups, records, GroupDetail, GroupSummary, InspectError, OffsetReset, ReadFrom, RecordView,
     ResetTo, TopicDetail, TopicSummary,
 };
-use crate::agent::Broker;
+use crate::state::Broker;
 use crate::store::{ApiKeyInfo, Credential, StoreError, TopicMeta, VirtualCluster};
 
-pub use crate::agent::DEFAULT_CLUSTER;
-pub use crate::lag::job::GroupLag;
+pub use crate::lag::GroupLag;
+pub use crate::session::DEFAULT_CLUSTER;
 
 /// How long a verified API key may be trusted before its credential is read again: a
 /// revoked key stops working within this time on the Kafka port.
@@ -119,6 +119,28 @@ impl ClusterView {
         }
         self.broker.credentials.forget_cluster(id);
         Ok(topics)
+    }
+
+    // ---- agents ----
+
+    /// The live agents of the cluster (every agent group), this one included.
+    pub fn agents(&self) -> Vec<AgentView> {
+        self.broker
+            .membership
+            .live()
+            .iter()
+            .map(|a| AgentView {
+                node_id: a.node_id,
+                advertised: format!("{}:{}", a.host, a.port),
+                rack: a.rack.clone(),
+                agent_group: a.agent_group.clone(),
+                roles: a.roles.clone(),
+                version: a.version.clone(),
+                started_at_ms: a.started_at_ms,
+                last_seen_ms: a.last_seen_ms,
+                this_agent: a.node_id == self.broker.membership.node_id(),
+            })
+            .collect()
     }
 
     // ---- API keys ----
@@ -287,4 +309,21 @@ impl ClusterView {
     ) -> Result<Vec<(i64, i64, i64)>, StoreError> {
         self.broker.meta.lag_history(cluster, group, since_ms).await
     }
+}
+
+/// One live agent, as `GET /api/v1/agents` and the console list it.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct AgentView {
+    pub node_id: i32,
+    /// The Kafka listener clients are sent to, `host:port`.
+    pub advertised: String,
+    pub rack: Option<String>,
+    pub agent_group: String,
+    pub roles: Vec<String>,
+    pub version: String,
+    pub started_at_ms: i64,
+    /// The agent's last heartbeat, epoch milliseconds.
+    pub last_seen_ms: i64,
+    /// Whether this is the agent that answered.
+    pub this_agent: bool,
 }
