@@ -220,24 +220,27 @@ pub async fn start(
         "group ticker",
         broker.groups.clone().run_ticker(jobs_cancel.child_token()),
     );
-    spawn_named(
-        &jobs,
-        "lag",
-        crate::lag::job::run(
-            broker.clone(),
-            broker.config.lag_interval,
-            jobs_cancel.child_token(),
-        ),
-    );
-    spawn_named(
-        &jobs,
-        "retention",
-        crate::retention::run(
-            broker.clone(),
-            broker.config.retention_interval,
-            jobs_cancel.child_token(),
-        ),
-    );
+    let runs_jobs = broker.config.roles.has(crate::config::Roles::JOBS);
+    if runs_jobs {
+        spawn_named(
+            &jobs,
+            "lag",
+            crate::lag::job::run(
+                broker.clone(),
+                broker.config.lag_interval,
+                jobs_cancel.child_token(),
+            ),
+        );
+        spawn_named(
+            &jobs,
+            "retention",
+            crate::retention::run(
+                broker.clone(),
+                broker.config.retention_interval,
+                jobs_cancel.child_token(),
+            ),
+        );
+    }
     let accept = tokio::spawn(crate::server::accept_loop(
         listener,
         broker.clone(),

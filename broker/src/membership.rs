@@ -13,7 +13,7 @@
 //!   agree; in between, a client may be told to go elsewhere once more (NOT_COORDINATOR),
 //!   never served by two coordinators for long.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicI32, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
@@ -41,6 +41,8 @@ pub struct Membership {
     live: RwLock<Arc<Vec<AgentInfo>>>,
     /// Agents found unreachable, with the heartbeat time they had then.
     suspects: Mutex<HashMap<String, i64>>,
+    /// Job leases this agent took (given back at shutdown).
+    leases: Mutex<HashSet<String>>,
 }
 
 impl Membership {
@@ -62,6 +64,7 @@ impl Membership {
             timeout,
             live: RwLock::new(Arc::new(Vec::new())),
             suspects: Mutex::new(HashMap::new()),
+            leases: Mutex::new(HashSet::new()),
         });
         m.refresh().await?;
         tracing::info!(node_id, agent_group = %m.me.agent_group, "joined the cluster");
@@ -231,8 +234,48 @@ impl Membership {
         }
     }
 
-    /// Gives the node id up (graceful shutdown): other agents drop us at their next refresh.
+    /// Takes or renews the cluster-wide lease of `job` for `ttl`: the fencing token while
+    /// this agent holds it, None while another live agent does (or the database failed).
+    /// A job runs a pass only while it holds its lease, so it runs once per cluster; a
+    /// lease whose holder died is taken over once `ttl` has passed.
+    pub async fn lease(&self, job: &str, ttl: Duration) -> Option<i64> {
+        let held = self
+            .meta
+            .acquire_lease(job, &self.me.agent_id, now_ms(), ttl.as_millis() as i64)
+            .await;
+        let mut leases = self.leases.lock().unwrap_or_else(|p| p.into_inner());
+        match held {
+            Ok(Some(token)) => {
+                if leases.insert(job.to_string()) {
+                    tracing::info!(job, token, "took the job lease");
+                }
+                Some(token)
+            }
+            Ok(None) => {
+                leases.remove(job);
+                None
+            }
+            Err(e) => {
+                tracing::warn!(job, error = %e, "job lease check failed; skipping this pass");
+                None
+            }
+        }
+    }
+
+    /// Gives the node id and the job leases up (graceful shutdown): other agents drop us at
+    /// their next refresh and take the jobs over at once.
     pub async fn leave(&self) {
+        let jobs: Vec<String> = self
+            .leases
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .drain()
+            .collect();
+        for job in jobs {
+            if let Err(e) = self.meta.release_lease(&job, &self.me.agent_id).await {
+                tracing::warn!(job = %job, error = %e, "giving up a job lease failed; it expires by itself");
+            }
+        }
         match self
             .meta
             .deregister_agent(self.node_id(), &self.me.agent_id)

@@ -161,6 +161,15 @@ pub async fn run(broker: Arc<Broker>, interval: Duration, cancel: CancellationTo
             _ = tokio::time::sleep(interval) => {}
             _ = cancel.cancelled() => break,
         }
+        // Once per cluster: only the holder of the lease expires and collects.
+        if broker
+            .membership
+            .lease("retention", crate::lag::job::lease_ttl(interval))
+            .await
+            .is_none()
+        {
+            continue;
+        }
         match run_once(&broker, &mut collector, now_ms()).await {
             Ok(r) if r != PassReport::default() => tracing::info!(
                 batches_expired = r.batches_expired,

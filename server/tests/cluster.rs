@@ -107,7 +107,11 @@ async fn three_agents_are_one_cluster() {
         assert!(a["advertised"].as_str().unwrap().starts_with("127.0.0.1:"));
         assert!(a["rack"].as_str().unwrap().starts_with('z'));
         assert_eq!(a["agent_group"], "default");
-        assert!(a["roles"].as_array().unwrap().iter().any(|r| r == "produce"));
+        assert!(a["roles"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|r| r == "produce"));
         assert!(a["last_seen_ms"].as_i64().unwrap() > 0);
     }
 

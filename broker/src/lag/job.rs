@@ -27,6 +27,11 @@ const MAINTENANCE_EVERY: u64 = 20;
 /// indexed lookup per lagging partition (index-based dating is off by up to a minute).
 const PRECISE_BELOW_SECONDS: f64 = 180.0;
 
+/// How long a job's lease outlives its holder's last pass.
+pub fn lease_ttl(interval: Duration) -> Duration {
+    interval * 3 + Duration::from_secs(5)
+}
+
 /// Runs the lag job until `cancel` fires.
 pub async fn run(broker: Arc<Broker>, interval: Duration, cancel: CancellationToken) {
     let mut passes: u64 = 0;
@@ -35,6 +40,15 @@ pub async fn run(broker: Arc<Broker>, interval: Duration, cancel: CancellationTo
         tokio::select! {
             _ = tokio::time::sleep(interval) => {}
             _ = cancel.cancelled() => break,
+        }
+        // Once per cluster: only the holder of the lease computes (and exports) lag.
+        if broker
+            .membership
+            .lease("lag", lease_ttl(interval))
+            .await
+            .is_none()
+        {
+            continue;
         }
         passes += 1;
         let now = now_ms();
