@@ -371,3 +371,26 @@ async fn pages_render_for_a_cluster() {
     // The static assets are served.
     assert!(b.get("/style.css").await.body.contains(".card"));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn agents_page_and_api_list_this_agent() {
+    let app = app().await;
+    let mut b = Browser::new(&app);
+    // Before signing in, the page sends the visitor to the log-in form.
+    let anonymous = b.get("/agents").await;
+    assert_eq!(anonymous.status, StatusCode::SEE_OTHER);
+    b.sign_up("ops@example.com", "Ops").await;
+    let page = b.get("/agents").await;
+    assert_eq!(page.status, StatusCode::OK);
+    assert!(
+        page.body.contains("(this agent)") && page.body.contains("produce, fetch"),
+        "{}",
+        page.body
+    );
+    let api = b.get("/api/v1/agents").await;
+    assert_eq!(api.status, StatusCode::OK);
+    let listed: serde_json::Value = serde_json::from_str(&api.body).unwrap();
+    assert_eq!(listed.as_array().map(Vec::len), Some(1), "{}", api.body);
+    assert_eq!(listed[0]["this_agent"], true);
+    assert_eq!(listed[0]["agent_group"], "default");
+}

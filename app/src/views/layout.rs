@@ -11,6 +11,7 @@ pub enum Nav {
     Overview,
     Clusters,
     Team,
+    Agents,
     None,
 }
 
@@ -94,6 +95,7 @@ pub fn page(viewer: &Viewer, nav: Nav, title: &str, flash: Option<Flash>, body: 
                 {item(Nav::Overview, "/", "Overview")}
                 {item(Nav::Clusters, "/clusters", "Clusters")}
                 {item(Nav::Team, "/team", "Team")}
+                {item(Nav::Agents, "/agents", "Agents")}
             </nav>
             <div class="who">
                 <span class="org">{org_name}</span>

@@ -26,6 +26,7 @@ use crate::extract::{self, Who};
 use crate::AppState;
 
 pub mod account;
+pub mod agents;
 pub mod clusters;
 pub mod groups;
 pub mod layout;
@@ -68,6 +69,7 @@ pub fn routes() -> Router<AppState> {
         .route("/clusters/{c}/groups/{g}", get(groups::show))
         .route("/clusters/{c}/groups/{g}/reset", post(groups::reset))
         .route("/clusters/{c}/groups/{g}/lag.svg", get(groups::chart))
+        .route("/agents", get(agents::show))
         .route("/team", get(team::show))
         .route("/team/invites", post(team::invite))
         .route("/team/invites/{id}/revoke", post(team::revoke_invite))
