@@ -234,6 +234,27 @@ impl Membership {
         }
     }
 
+    /// Waits for the next pass of a cluster-wide job: sleeps `interval`, then takes or
+    /// renews the job's lease (for three intervals and 5 s); repeats while another agent
+    /// holds it. False once `cancel` fires.
+    pub async fn next_pass(
+        &self,
+        job: &str,
+        interval: Duration,
+        cancel: &CancellationToken,
+    ) -> bool {
+        let ttl = interval * 3 + Duration::from_secs(5);
+        loop {
+            tokio::select! {
+                _ = tokio::time::sleep(interval) => {}
+                _ = cancel.cancelled() => return false,
+            }
+            if self.lease(job, ttl).await.is_some() {
+                return true;
+            }
+        }
+    }
+
     /// Takes or renews the cluster-wide lease of `job` for `ttl`: the fencing token while
     /// this agent holds it, None while another live agent does (or the database failed).
     /// A job runs a pass only while it holds its lease, so it runs once per cluster; a

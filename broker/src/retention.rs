@@ -156,20 +156,12 @@ pub async fn run_once(
 /// Runs retention and garbage collection until `cancel` fires.
 pub async fn run(broker: Arc<Broker>, interval: Duration, cancel: CancellationToken) {
     let mut collector = Collector::default();
-    loop {
-        tokio::select! {
-            _ = tokio::time::sleep(interval) => {}
-            _ = cancel.cancelled() => break,
-        }
-        // Once per cluster: only the holder of the lease expires and collects.
-        if broker
-            .membership
-            .lease("retention", crate::lag::job::lease_ttl(interval))
-            .await
-            .is_none()
-        {
-            continue;
-        }
+    // Once per cluster: only the holder of the lease expires and collects.
+    while broker
+        .membership
+        .next_pass("retention", interval, &cancel)
+        .await
+    {
         match run_once(&broker, &mut collector, now_ms()).await {
             Ok(r) if r != PassReport::default() => tracing::info!(
                 batches_expired = r.batches_expired,

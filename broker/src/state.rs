@@ -69,22 +69,11 @@ pub(crate) struct Parts {
 
 impl Broker {
     pub(crate) fn new(p: Parts) -> Self {
-        let produce_gate = Gate::new(
-            "produce",
-            p.config.produce_inflight_bytes,
-            Some(
-                p.metrics
-                    .gate_gauges("produce", p.config.produce_inflight_bytes),
-            ),
-        );
-        let fetch_gate = Gate::new(
-            "fetch",
-            p.config.fetch_inflight_bytes,
-            Some(
-                p.metrics
-                    .gate_gauges("fetch", p.config.fetch_inflight_bytes),
-            ),
-        );
+        let gate = |name: &'static str, bytes: u64| {
+            Gate::new(name, bytes, Some(p.metrics.gate_gauges(name, bytes)))
+        };
+        let produce_gate = gate("produce", p.config.produce_inflight_bytes);
+        let fetch_gate = gate("fetch", p.config.fetch_inflight_bytes);
         let topics = Topics::new(
             p.meta.clone(),
             BuiltinDefaults {

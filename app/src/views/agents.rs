@@ -32,13 +32,14 @@ pub async fn show(State(c): State<AppState>, session: Session, SignedIn(viewer):
             let agents = c.view.agents();
             let rows = agents
                 .into_iter()
-                .map(|a| {
-                    let here = a.this_agent.then_some(" (this agent)");
+                .map(|v| {
+                    let a = v.agent;
+                    let here = v.this_agent.then_some(" (this agent)");
                     let seen = format!("{:.1} s ago", (now - a.last_seen_ms).max(0) as f64 / 1000.0);
                     view! {
                         <tr>
                             <td>{a.node_id}{here}</td>
-                            <td><code>{a.advertised}</code></td>
+                            <td><code>{v.advertised}</code></td>
                             <td>{a.rack.unwrap_or_else(|| "-".to_string())}</td>
                             <td>{a.agent_group}</td>
                             <td>{a.roles.join(", ")}</td>

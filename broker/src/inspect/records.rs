@@ -44,11 +44,7 @@ pub async fn read_records(
     from: ReadFrom,
     limit: usize,
 ) -> Result<Vec<RecordView>, InspectError> {
-    let topic = broker
-        .topics
-        .get(cluster, topic)
-        .await?
-        .ok_or_else(|| topic_not_found(topic))?;
+    let topic = find_topic(broker, cluster, topic).await?;
     if !(0..topic.partitions).contains(&partition) {
         return Err(InspectError::NotFound(format!(
             "topic '{}' has {} partitions; partition {partition} does not exist",
@@ -66,6 +62,18 @@ pub async fn read_records(
     .await
 }
 
+async fn find_topic(
+    broker: &Broker,
+    cluster: &str,
+    name: &str,
+) -> Result<std::sync::Arc<TopicMeta>, InspectError> {
+    broker
+        .topics
+        .get(cluster, name)
+        .await?
+        .ok_or_else(|| topic_not_found(name))
+}
+
 /// Up to `limit` records across every partition of a topic: for [`ReadFrom::Newest`] the
 /// newest by timestamp, newest first; otherwise each partition read from the same offset
 /// or time, merged oldest first by timestamp. The byte budget is shared by the partitions.
@@ -76,11 +84,7 @@ pub async fn read_records_all_partitions(
     from: ReadFrom,
     limit: usize,
 ) -> Result<Vec<RecordView>, InspectError> {
-    let topic = broker
-        .topics
-        .get(cluster, topic)
-        .await?
-        .ok_or_else(|| topic_not_found(topic))?;
+    let topic = find_topic(broker, cluster, topic).await?;
     let limit = limit.min(MAX_RECORDS);
     let byte_cap = MAX_READ_BYTES / topic.partitions.max(1) as usize;
     let topic = &topic;

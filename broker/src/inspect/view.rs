@@ -130,15 +130,9 @@ impl ClusterView {
             .live()
             .iter()
             .map(|a| AgentView {
-                node_id: a.node_id,
                 advertised: format!("{}:{}", a.host, a.port),
-                rack: a.rack.clone(),
-                agent_group: a.agent_group.clone(),
-                roles: a.roles.clone(),
-                version: a.version.clone(),
-                started_at_ms: a.started_at_ms,
-                last_seen_ms: a.last_seen_ms,
                 this_agent: a.node_id == self.broker.membership.node_id(),
+                agent: a.clone(),
             })
             .collect()
     }
@@ -311,19 +305,14 @@ impl ClusterView {
     }
 }
 
-/// One live agent, as `GET /api/v1/agents` and the console list it.
+/// One live agent, as `GET /api/v1/agents` and the console list it: the registry's row
+/// (node id, rack, agent group, roles, version, start and last heartbeat in epoch ms) with
+/// its Kafka listener as `host:port`.
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct AgentView {
-    pub node_id: i32,
-    /// The Kafka listener clients are sent to, `host:port`.
+    #[serde(flatten)]
+    pub agent: crate::store::AgentInfo,
     pub advertised: String,
-    pub rack: Option<String>,
-    pub agent_group: String,
-    pub roles: Vec<String>,
-    pub version: String,
-    pub started_at_ms: i64,
-    /// The agent's last heartbeat, epoch milliseconds.
-    pub last_seen_ms: i64,
     /// Whether this is the agent that answered.
     pub this_agent: bool,
 }

@@ -27,29 +27,12 @@ const MAINTENANCE_EVERY: u64 = 20;
 /// indexed lookup per lagging partition (index-based dating is off by up to a minute).
 const PRECISE_BELOW_SECONDS: f64 = 180.0;
 
-/// How long a job's lease outlives its holder's last pass.
-pub fn lease_ttl(interval: Duration) -> Duration {
-    interval * 3 + Duration::from_secs(5)
-}
-
 /// Runs the lag job until `cancel` fires.
 pub async fn run(broker: Arc<Broker>, interval: Duration, cancel: CancellationToken) {
     let mut passes: u64 = 0;
-    loop {
-        // The first pass waits one interval too: nothing has lag at start-up.
-        tokio::select! {
-            _ = tokio::time::sleep(interval) => {}
-            _ = cancel.cancelled() => break,
-        }
-        // Once per cluster: only the holder of the lease computes (and exports) lag.
-        if broker
-            .membership
-            .lease("lag", lease_ttl(interval))
-            .await
-            .is_none()
-        {
-            continue;
-        }
+    // The first pass waits one interval too: nothing has lag at start-up. Once per
+    // cluster: only the holder of the lease computes (and exports) lag.
+    while broker.membership.next_pass("lag", interval, &cancel).await {
         passes += 1;
         let now = now_ms();
         if let Err(e) = run_once(&broker, now).await {
