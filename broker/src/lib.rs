@@ -22,7 +22,8 @@
 //! * Jobs: [`lag`] (consumer-group lag, timestamp-index merge) and [`retention`]
 //!   (retention and garbage collection); [`metrics`] are exported by the binary on
 //!   `/metrics`.
-//! * Scale-out: the agent registry and job leases live in the [`store`]; [`placement`]
+//! * Scale-out: [`membership`] leases this agent's node id, heartbeats it, keeps the list
+//!   of live agents and the cluster-wide job leases (tables in the [`store`]); [`placement`]
 //!   picks partition leaders and group coordinators among live agents (rendezvous hashing).
 //!
 //! This crate owns the Kafka-facing data plane and the cluster metadata (topics, offsets,
