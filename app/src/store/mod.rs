@@ -15,13 +15,8 @@
 //! A database created before the split already has these tables (from the broker's old
 //! `0005_console_accounts`): 1001 creates them only if they do not exist.
 
-use std::str::FromStr;
-use std::time::Duration;
-
-use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
-use sqlx::sqlite::{
-    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
-};
+use sqlx::postgres::PgPool;
+use sqlx::sqlite::SqlitePool;
 
 /// Runs `$body` once per backend with `$pool` bound to the concrete pool and `$lock` to
 /// the row-lock suffix of that dialect.
@@ -76,28 +71,14 @@ impl Platform {
     /// Connects and migrates. `sqlite://PATH` (created if missing) or `postgres://…`.
     pub async fn connect(url: &str) -> Result<Self, StoreError> {
         let db = if url.starts_with("sqlite:") {
-            let opts = SqliteConnectOptions::from_str(url)?
-                .create_if_missing(true)
-                .journal_mode(SqliteJournalMode::Wal)
-                .synchronous(SqliteSynchronous::Full)
-                // The broker may hold the write lock of the same file for a segment commit.
-                .busy_timeout(Duration::from_secs(30))
-                .foreign_keys(true);
-            let pool = SqlitePoolOptions::new()
-                .max_connections(4)
-                .connect_with(opts)
-                .await?;
+            // The same settings as the broker's store: both may live in one file.
+            let pool = broker::store::open_sqlite(url, 4).await?;
             let mut migrator = sqlx::migrate!("../migrations/platform/sqlite");
             migrator.set_ignore_missing(true);
             migrator.run(&pool).await?;
             Db::Sqlite(pool)
         } else if url.starts_with("postgres:") || url.starts_with("postgresql:") {
-            let opts = PgConnectOptions::from_str(url)?;
-            let pool = PgPoolOptions::new()
-                .max_connections(8)
-                .acquire_timeout(Duration::from_secs(30))
-                .connect_with(opts)
-                .await?;
+            let pool = broker::store::open_postgres(url, 8).await?;
             let mut migrator = sqlx::migrate!("../migrations/platform/postgres");
             migrator.set_ignore_missing(true);
             migrator.run(&pool).await?;

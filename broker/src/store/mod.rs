@@ -83,4 +83,7 @@ pub use credentials::{ApiKeyInfo, Credential};
 pub use inspect::{GroupTopicLag, PartitionStats, TopicStats};
 pub use lag::GroupPosition;
 pub use offsets::CommittedOffset;
-pub use sql::{BatchLocation, Metadata, PartitionState, SegmentCommit, StoreError, TopicMeta};
+pub use sql::{
+    open_postgres, open_sqlite, BatchLocation, Metadata, PartitionState, SegmentCommit, StoreError,
+    TopicMeta,
+};

@@ -111,33 +111,45 @@ pub(super) const TOPIC_ROW_TABLES: [&str; 5] = [
     "topic_configs",
 ];
 
+/// Opens a SQLite pool with the settings every store on the file shares (the cluster
+/// metadata and the console's platform data may live in one file): WAL, FULL sync (a
+/// committed flush, and so an acked record, survives a power cut), a busy timeout long
+/// enough to wait out another writer's commit, foreign keys on.
+pub async fn open_sqlite(url: &str, max_connections: u32) -> Result<SqlitePool, sqlx::Error> {
+    let opts = SqliteConnectOptions::from_str(url)?
+        .create_if_missing(true)
+        .journal_mode(SqliteJournalMode::Wal)
+        .synchronous(SqliteSynchronous::Full)
+        .busy_timeout(Duration::from_secs(30))
+        .foreign_keys(true);
+    SqlitePoolOptions::new()
+        .max_connections(max_connections)
+        .connect_with(opts)
+        .await
+}
+
+/// Opens a Postgres pool whose callers wait up to 30 s for a free connection.
+pub async fn open_postgres(url: &str, max_connections: u32) -> Result<PgPool, sqlx::Error> {
+    let opts = PgConnectOptions::from_str(url)?;
+    PgPoolOptions::new()
+        .max_connections(max_connections)
+        .acquire_timeout(Duration::from_secs(30))
+        .connect_with(opts)
+        .await
+}
+
 impl Metadata {
     /// Connects and migrates. `sqlite://PATH` (created if missing) or `postgres://…`.
     pub async fn connect(url: &str) -> Result<Self, StoreError> {
         let db = if url.starts_with("sqlite:") {
-            let opts = SqliteConnectOptions::from_str(url)?
-                .create_if_missing(true)
-                .journal_mode(SqliteJournalMode::Wal)
-                // FULL: a committed flush (and so an acked record) survives a power cut.
-                .synchronous(SqliteSynchronous::Full)
-                .busy_timeout(Duration::from_secs(30))
-                .foreign_keys(true);
-            let pool = SqlitePoolOptions::new()
-                .max_connections(8)
-                .connect_with(opts)
-                .await?;
+            let pool = open_sqlite(url, 8).await?;
             let mut migrator = sqlx::migrate!("../migrations/sqlite");
             // The console's migrations share the table (see the module doc).
             migrator.set_ignore_missing(true);
             migrator.run(&pool).await?;
             Db::Sqlite(pool)
         } else if url.starts_with("postgres:") || url.starts_with("postgresql:") {
-            let opts = PgConnectOptions::from_str(url)?;
-            let pool = PgPoolOptions::new()
-                .max_connections(16)
-                .acquire_timeout(Duration::from_secs(30))
-                .connect_with(opts)
-                .await?;
+            let pool = open_postgres(url, 16).await?;
             let mut migrator = sqlx::migrate!("../migrations/postgres");
             migrator.set_ignore_missing(true);
             migrator.run(&pool).await?;
