@@ -187,3 +187,129 @@ async fn three_agents_are_one_cluster() {
     agents[2].kill9();
     wait_for_brokers(&addrs[0], 2);
 }
+
+fn member(bootstrap: &str, group: &str) -> rdkafka::consumer::BaseConsumer {
+    rdkafka::config::ClientConfig::new()
+        .set("bootstrap.servers", bootstrap)
+        .set("group.id", group)
+        .set("enable.auto.commit", "false")
+        .set("auto.offset.reset", "earliest")
+        .set("session.timeout.ms", "6000")
+        .set("heartbeat.interval.ms", "300")
+        .create()
+        .expect("consumer config is valid")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_group_spread_over_agents_consumes_each_record_once() {
+    use rdkafka::consumer::{CommitMode, Consumer};
+    use rdkafka::Message;
+    use std::collections::HashMap;
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::{Arc, Mutex};
+
+    let dir = tempfile::tempdir().unwrap();
+    let agents = three_agents(dir.path(), &["--default-partitions", "12"]);
+    let addrs: Vec<String> = agents.iter().map(|a| a.kafka.clone()).collect();
+    for a in &addrs {
+        wait_for_brokers(a, 3);
+    }
+    let topic = "spread-group";
+    metadata(&addrs[0], topic); // auto-creates it with 12 partitions
+    let group = "across-agents";
+
+    // Three members, each bootstrapping at a different agent.
+    let seen: Arc<Mutex<HashMap<String, usize>>> = Arc::default();
+    let assigned: Arc<Mutex<HashMap<usize, usize>>> = Arc::default();
+    let stop = Arc::new(AtomicBool::new(false));
+    let members: Vec<_> = addrs
+        .iter()
+        .enumerate()
+        .map(|(i, a)| {
+            let c = member(a, group);
+            c.subscribe(&[topic]).unwrap();
+            let (seen, assigned, stop) = (seen.clone(), assigned.clone(), stop.clone());
+            std::thread::spawn(move || {
+                while !stop.load(Ordering::Relaxed) {
+                    match c.poll(Duration::from_millis(100)) {
+                        Some(Ok(m)) => {
+                            let key = String::from_utf8(m.key().unwrap().to_vec()).unwrap();
+                            *seen.lock().unwrap().entry(key).or_default() += 1;
+                            c.commit_message(&m, CommitMode::Sync).expect("commit");
+                        }
+                        Some(Err(e)) => eprintln!("consumer {i}: {e}"),
+                        None => {}
+                    }
+                    let n = c.assignment().map(|a| a.count()).unwrap_or(0);
+                    assigned.lock().unwrap().insert(i, n);
+                }
+            })
+        })
+        .collect();
+    // Wait until the group is stable with all three sharing the 12 partitions.
+    let started = Instant::now();
+    loop {
+        let a = assigned.lock().unwrap().clone();
+        if a.len() == 3 && a.values().all(|n| *n > 0) && a.values().sum::<usize>() == 12 {
+            break;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(60),
+            "group did not settle: {a:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let p = producer(&addrs[1], &[("acks", "all")]);
+    for i in 0..600 {
+        let key = format!("k{i}");
+        p.send(
+            FutureRecord::to(topic)
+                .key(&key)
+                .payload("v")
+                .partition(i % 12),
+            Duration::from_secs(30),
+        )
+        .await
+        .expect("produced");
+    }
+    let started = Instant::now();
+    while seen.lock().unwrap().len() < 600 {
+        assert!(
+            started.elapsed() < Duration::from_secs(60),
+            "consumed {} of 600",
+            seen.lock().unwrap().len()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    stop.store(true, Ordering::Relaxed);
+    for m in members {
+        m.join().unwrap();
+    }
+    let seen = seen.lock().unwrap().clone();
+    assert_eq!(seen.len(), 600);
+    assert!(
+        seen.values().all(|n| *n == 1),
+        "every record once: {:?}",
+        seen.iter()
+            .filter(|(_, n)| **n != 1)
+            .take(5)
+            .collect::<Vec<_>>()
+    );
+    // The commits are in the database: a fresh member at another agent sees them all.
+    let check = member(&addrs[2], group);
+    let mut tpl = rdkafka::TopicPartitionList::new();
+    for part in 0..12 {
+        tpl.add_partition(topic, part);
+    }
+    let committed = check
+        .committed_offsets(tpl, Duration::from_secs(10))
+        .unwrap();
+    for e in committed.elements() {
+        assert_eq!(
+            e.offset(),
+            Offset::Offset(50),
+            "partition {}",
+            e.partition()
+        );
+    }
+}
