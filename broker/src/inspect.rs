@@ -259,7 +259,6 @@ pub async fn create_topic(
         .topics
         .create(cluster, name, partitions, &configs)
         .await?;
-    broker.topics.forget(cluster, name);
     tracing::info!(
         cluster,
         topic = name,

@@ -126,19 +126,25 @@ impl Membership {
         group
     }
 
-    /// The leader of a partition among `brokers` (from [`Membership::brokers_for`]): an
-    /// agent with the produce role, spread by rendezvous hashing.
-    pub fn leader(&self, brokers: &[AgentInfo], topic_uuid: &str, partition: i32) -> i32 {
+    /// The agents partition leaders are chosen from, among `brokers` (from
+    /// [`Membership::brokers_for`]): those with the produce role, or all when none has it.
+    /// Computed once per Metadata request, not per partition.
+    pub fn leader_pool(brokers: &[AgentInfo]) -> Vec<AgentInfo> {
         let producers: Vec<AgentInfo> = brokers
             .iter()
             .filter(|a| a.roles.iter().any(|r| r == Roles::PRODUCE))
             .cloned()
             .collect();
-        let pool = if producers.is_empty() {
-            brokers
+        if producers.is_empty() {
+            brokers.to_vec()
         } else {
-            &producers
-        };
+            producers
+        }
+    }
+
+    /// The leader of a partition among `pool` (from [`Membership::leader_pool`]), spread by
+    /// rendezvous hashing.
+    pub fn leader(&self, pool: &[AgentInfo], topic_uuid: &str, partition: i32) -> i32 {
         placement::partition_leader(topic_uuid, partition, pool).unwrap_or_else(|| self.node_id())
     }
 

@@ -16,6 +16,7 @@ use kafka_protocol::protocol::StrBytes;
 
 use super::store_error_code;
 use crate::codes;
+use crate::membership::Membership;
 use crate::protocol::SUPPORTED;
 use crate::session::Session;
 use crate::state::Broker;
@@ -49,7 +50,7 @@ pub fn client_zone(client_id: &str) -> Option<&str> {
     (end > 0).then(|| &zone[..end])
 }
 
-fn topic_entry(broker: &Broker, brokers: &[AgentInfo], t: &TopicMeta) -> MetadataResponseTopic {
+fn topic_entry(broker: &Broker, leaders: &[AgentInfo], t: &TopicMeta) -> MetadataResponseTopic {
     let uuid = t.uuid.to_string();
     MetadataResponseTopic::default()
         .with_name(Some(TopicName(StrBytes::from_string(t.name.clone()))))
@@ -58,7 +59,7 @@ fn topic_entry(broker: &Broker, brokers: &[AgentInfo], t: &TopicMeta) -> Metadat
         .with_partitions(
             (0..t.partitions)
                 .map(|p| {
-                    let node = broker.membership.leader(brokers, &uuid, p);
+                    let node = broker.membership.leader(leaders, &uuid, p);
                     MetadataResponsePartition::default()
                         .with_partition_index(p)
                         .with_leader_id(node.into())
@@ -87,6 +88,7 @@ pub async fn metadata(
     req: MetadataRequest,
 ) -> MetadataResponse {
     let brokers = broker.membership.brokers_for(client_zone(client_id));
+    let leaders = Membership::leader_pool(&brokers);
     let mut resp = MetadataResponse::default()
         .with_brokers(
             brokers
@@ -111,7 +113,7 @@ pub async fn metadata(
                 Ok(all) => {
                     resp.topics = all
                         .iter()
-                        .map(|t| topic_entry(broker, &brokers, t))
+                        .map(|t| topic_entry(broker, &leaders, t))
                         .collect()
                 }
                 Err(e) => resp.error_code = store_error_code(&e),
@@ -131,7 +133,7 @@ pub async fn metadata(
                     .topic_by_uuid(&session.cluster, t.topic_id)
                     .await
                 {
-                    Ok(Some(found)) => topic_entry(broker, &brokers, &found),
+                    Ok(Some(found)) => topic_entry(broker, &leaders, &found),
                     Ok(None) => MetadataResponseTopic::default()
                         .with_topic_id(t.topic_id)
                         .with_error_code(codes::UNKNOWN_TOPIC_ID),
@@ -153,7 +155,7 @@ pub async fn metadata(
                 .get_or_create(&session.cluster, &by_name, allow_create)
                 .await
             {
-                Ok(TopicLookup::Found(found)) => topic_entry(broker, &brokers, &found),
+                Ok(TopicLookup::Found(found)) => topic_entry(broker, &leaders, &found),
                 Ok(TopicLookup::Missing) => MetadataResponseTopic::default()
                     .with_name(Some(by_name))
                     .with_error_code(codes::UNKNOWN_TOPIC_OR_PARTITION),
