@@ -217,6 +217,11 @@ pub async fn start(
     );
     spawn_named(
         &jobs,
+        "commit watch",
+        crate::commit_watch::run(broker.clone(), jobs_cancel.child_token()),
+    );
+    spawn_named(
+        &jobs,
         "group ticker",
         broker.groups.clone().run_ticker(jobs_cancel.child_token()),
     );

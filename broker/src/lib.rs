@@ -24,7 +24,8 @@
 //!   `/metrics`.
 //! * Scale-out: [`membership`] leases this agent's node id, heartbeats it, keeps the list
 //!   of live agents and the cluster-wide job leases (tables in the [`store`]); [`placement`]
-//!   picks partition leaders and group coordinators among live agents (rendezvous hashing).
+//!   picks partition leaders and group coordinators among live agents (rendezvous hashing);
+//!   [`commit_watch`] wakes this agent's fetches when another agent commits.
 //!
 //! This crate owns the Kafka-facing data plane and the cluster metadata (topics, offsets,
 //! virtual clusters and their API keys); it does not serve HTTP and knows nothing about
@@ -38,6 +39,7 @@ pub mod bucket;
 pub mod cache;
 pub mod clock;
 pub mod codes;
+pub mod commit_watch;
 pub mod config;
 pub mod gate;
 pub mod groups;

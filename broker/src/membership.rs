@@ -266,10 +266,16 @@ impl Membership {
     /// A job runs a pass only while it holds its lease, so it runs once per cluster; a
     /// lease whose holder died is taken over once `ttl` has passed.
     pub async fn lease(&self, job: &str, ttl: Duration) -> Option<i64> {
-        let held = self
+        let mut held = self
             .meta
             .acquire_lease(job, &self.me.agent_id, now_ms(), ttl.as_millis() as i64)
             .await;
+        if matches!(held, Ok(None)) && self.release_if_holder_dead(job).await {
+            held = self
+                .meta
+                .acquire_lease(job, &self.me.agent_id, now_ms(), ttl.as_millis() as i64)
+                .await;
+        }
         let mut leases = self.leases.lock().unwrap_or_else(|p| p.into_inner());
         match held {
             Ok(Some(token)) => {
@@ -286,6 +292,25 @@ impl Membership {
                 tracing::warn!(job, error = %e, "job lease check failed; skipping this pass");
                 None
             }
+        }
+    }
+
+    /// Ends the lease of `job` when its holder is no longer a live agent (its heartbeat
+    /// expired, or it was found unreachable), so the job moves within the session timeout
+    /// instead of waiting out the lease. True when it ended one.
+    async fn release_if_holder_dead(&self, job: &str) -> bool {
+        let Ok(Some((holder, _))) = self.meta.lease_holder(job, now_ms()).await else {
+            return false;
+        };
+        if self.live().iter().any(|a| a.agent_id == holder) {
+            return false;
+        }
+        match self.meta.release_lease(job, &holder).await {
+            Ok(true) => {
+                tracing::info!(job, holder = %holder, "the job lease's holder is gone; taking the job over");
+                true
+            }
+            _ => false,
         }
     }
 

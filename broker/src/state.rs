@@ -113,6 +113,11 @@ impl Broker {
         self.commits.subscribe()
     }
 
+    /// Wakes the long-polling fetches (another agent committed).
+    pub(crate) fn wake_fetches(&self) {
+        self.commits.send_modify(|n| *n += 1);
+    }
+
     /// The agent's configuration.
     pub fn config(&self) -> &BrokerConfig {
         &self.config

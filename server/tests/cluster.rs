@@ -17,10 +17,14 @@ use kafka_protocol::protocol::StrBytes;
 use rdkafka::producer::FutureRecord;
 use rdkafka::Offset;
 
-/// Three agents sharing `dir`'s database and bucket, in racks z1, z2, z3.
+/// Three agents sharing one database and bucket ([`common::shared_stores`]: Postgres and S3
+/// when the test environment has them), in racks z1, z2, z3.
 fn three_agents(dir: &std::path::Path, extra: &[&str]) -> Vec<Server> {
-    let db = format!("sqlite://{}", dir.join("meta.db").display());
-    let bucket = format!("file://{}", dir.join("bucket").display());
+    let (db, bucket) = common::shared_stores(dir);
+    eprintln!(
+        "three agents on {} and {bucket}",
+        db.split('@').next_back().unwrap_or(&db)
+    );
     (1..=3)
         .map(|i| {
             let own = dir.join(format!("agent{i}"));

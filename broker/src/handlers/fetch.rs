@@ -21,8 +21,6 @@ use crate::store::TopicMeta;
 const MAX_BATCH_ROWS: i64 = 1000;
 /// The longest a fetch may wait, whatever the client asks.
 const MAX_WAIT: Duration = Duration::from_secs(30);
-/// With a shared database other agents commit too: re-check at least this often.
-const SHARED_DB_POLL: Duration = Duration::from_millis(250);
 
 /// Answers a fetch, holding fetch-gate bytes for the response it builds.
 ///
@@ -85,11 +83,8 @@ pub async fn fetch(
         if now >= deadline {
             continue;
         }
-        let mut wait = deadline - now;
-        if broker.meta.backend() != "sqlite" {
-            wait = wait.min(SHARED_DB_POLL);
-        }
-        let _ = tokio::time::timeout(wait, commits.changed()).await;
+        // Other agents' commits wake it too (crate::commit_watch).
+        let _ = tokio::time::timeout(deadline - now, commits.changed()).await;
     }
 }
 

@@ -76,6 +76,7 @@ mod offsets;
 pub mod plan;
 mod retention;
 mod sql;
+mod watch;
 
 pub use agents::{AgentInfo, NewAgent};
 pub use clusters::VirtualCluster;
@@ -87,3 +88,4 @@ pub use sql::{
     open_postgres, open_sqlite, BatchLocation, Metadata, PartitionState, SegmentCommit, StoreError,
     TopicMeta,
 };
+pub use watch::{CommitListener, COMMIT_CHANNEL};

@@ -802,6 +802,12 @@ impl Metadata {
                 let mut tx = pool.begin().await?;
                 let lock = " FOR UPDATE";
                 let outcomes = commit_body!(tx, lock, Postgres);
+                // Delivered to every listening agent when (and only if) this commits.
+                sqlx::query("SELECT pg_notify($1, $2)")
+                    .bind(super::COMMIT_CHANNEL)
+                    .bind(agent_id)
+                    .execute(&mut *tx)
+                    .await?;
                 tx.commit().await?;
                 outcomes
             }

@@ -318,3 +318,55 @@ pub fn read_frame(s: &mut TcpStream) -> Vec<u8> {
     s.read_exact(&mut body).expect("response body");
     body
 }
+
+/// The metadata database and bucket a test cluster shares: a fresh Postgres database on
+/// `SLUICE_TEST_POSTGRES_URL`'s server when it is set (CI sets it), else a SQLite file in
+/// `dir`; the S3 bucket of `SLUICE_TEST_S3_URL` under a fresh prefix when that is set,
+/// else a `file://` directory in `dir`. Returns (database url, bucket url).
+pub fn shared_stores(dir: &Path) -> (String, String) {
+    let tag = uuid::Uuid::new_v4().simple().to_string();
+    let db = match std::env::var("SLUICE_TEST_POSTGRES_URL") {
+        Ok(base) => fresh_postgres(&base, &format!("cluster_{}", &tag[..12])),
+        Err(_) => format!("sqlite://{}", dir.join("meta.db").display()),
+    };
+    let bucket = match std::env::var("SLUICE_TEST_S3_URL") {
+        Ok(url) => match url.split_once('?') {
+            Some((head, query)) => format!("{}/cluster-{tag}?{query}", head.trim_end_matches('/')),
+            None => format!("{}/cluster-{tag}", url.trim_end_matches('/')),
+        },
+        Err(_) => format!("file://{}", dir.join("bucket").display()),
+    };
+    (db, bucket)
+}
+
+/// Creates database `name` on `base`'s server and returns its url.
+fn fresh_postgres(base: &str, name: &str) -> String {
+    use sqlx::{Connection, Executor};
+    let (head, query) = match base.split_once('?') {
+        Some((h, q)) => (h, format!("?{q}")),
+        None => (base, String::new()),
+    };
+    let (server, _) = head
+        .rsplit_once('/')
+        .expect("SLUICE_TEST_POSTGRES_URL ends in /DATABASE");
+    // On a thread of its own: callers may be inside a runtime already.
+    let (base_url, create) = (base.to_string(), format!("CREATE DATABASE \"{name}\""));
+    std::thread::spawn(move || {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(async {
+            let mut admin = sqlx::PgConnection::connect(&base_url)
+                .await
+                .expect("SLUICE_TEST_POSTGRES_URL is reachable");
+            admin
+                .execute(create.as_str())
+                .await
+                .expect("a test database can be created");
+        })
+    })
+    .join()
+    .expect("creating the test database");
+    format!("{server}/{name}{query}")
+}
