@@ -27,7 +27,7 @@ use crate::bucket::Bucket;
 use crate::cache::ChunkCache;
 use crate::config::BrokerConfig;
 use crate::groups::Coordinator;
-use crate::membership::Membership;
+use crate::membership::{LoadSample, Membership};
 use crate::metrics::Metrics;
 use crate::state::Parts;
 use crate::store::{Metadata, NewAgent};
@@ -110,6 +110,16 @@ where
         fut.await;
         tracing::debug!(task = name, "task stopped");
     });
+}
+
+/// What the heartbeat reports: the byte counters and what the gates hold.
+fn load_sampler(broker: &Arc<Broker>) -> impl Fn() -> LoadSample + Send {
+    let b = broker.clone();
+    move || LoadSample {
+        produce_bytes: b.metrics.produce_bytes.get(),
+        fetch_bytes: b.metrics.fetch_bytes.get(),
+        inflight_bytes: b.produce_gate.inflight() + b.fetch_gate.inflight(),
+    }
 }
 
 fn advertised(config: &BrokerConfig, bound: SocketAddr) -> anyhow::Result<(String, i32)> {
@@ -213,7 +223,10 @@ pub async fn start(
     spawn_named(
         &jobs,
         "heartbeat",
-        broker.membership.clone().run(jobs_cancel.child_token()),
+        broker
+            .membership
+            .clone()
+            .run(load_sampler(&broker), jobs_cancel.child_token()),
     );
     spawn_named(
         &jobs,

@@ -13,17 +13,17 @@
 //!   agree; in between, a client may be told to go elsewhere once more (NOT_COORDINATOR),
 //!   never served by two coordinators for long.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::atomic::{AtomicI32, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use tokio_util::sync::CancellationToken;
 
 use crate::clock::now_ms;
 use crate::config::Roles;
 use crate::placement;
-use crate::store::{AgentInfo, Metadata, NewAgent, StoreError};
+use crate::store::{AgentInfo, AgentLoad, Metadata, NewAgent, StoreError};
 
 /// How often the heartbeat runs and the live list is re-read.
 pub fn refresh_interval(session_timeout: Duration) -> Duration {
@@ -43,6 +43,50 @@ pub struct Membership {
     suspects: Mutex<HashMap<String, i64>>,
     /// Job leases this agent took (given back at shutdown).
     leases: Mutex<HashSet<String>>,
+    /// The load sent with the last heartbeat.
+    load: Mutex<AgentLoad>,
+}
+
+/// This agent's counters as the heartbeat samples them.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct LoadSample {
+    /// Record bytes produced to this agent since it started.
+    pub produce_bytes: u64,
+    /// Record bytes fetched from it since it started.
+    pub fetch_bytes: u64,
+    /// Bytes its gates hold now.
+    pub inflight_bytes: u64,
+}
+
+/// Turns counter samples into rates over the last [`LoadMeter::WINDOW`].
+#[derive(Default)]
+struct LoadMeter {
+    samples: VecDeque<(Instant, LoadSample)>,
+}
+
+impl LoadMeter {
+    const WINDOW: Duration = Duration::from_secs(5);
+
+    fn add(&mut self, at: Instant, s: LoadSample) -> AgentLoad {
+        self.samples.push_back((at, s));
+        while self.samples.len() > 2 && at.duration_since(self.samples[1].0) >= Self::WINDOW {
+            self.samples.pop_front();
+        }
+        let (first_at, first) = self.samples[0];
+        let secs = at.duration_since(first_at).as_secs_f64();
+        let rate = |now: u64, then: u64| {
+            if secs <= 0.0 {
+                0
+            } else {
+                (now.saturating_sub(then) as f64 / secs) as i64
+            }
+        };
+        AgentLoad {
+            produce_bytes_per_s: rate(s.produce_bytes, first.produce_bytes),
+            fetch_bytes_per_s: rate(s.fetch_bytes, first.fetch_bytes),
+            inflight_bytes: s.inflight_bytes.min(i64::MAX as u64) as i64,
+        }
+    }
 }
 
 impl Membership {
@@ -65,6 +109,7 @@ impl Membership {
             live: RwLock::new(Arc::new(Vec::new())),
             suspects: Mutex::new(HashMap::new()),
             leases: Mutex::new(HashSet::new()),
+            load: Mutex::new(AgentLoad::default()),
         });
         m.refresh().await?;
         tracing::info!(node_id, agent_group = %m.me.agent_group, "joined the cluster");
@@ -96,6 +141,7 @@ impl Membership {
             version: self.me.version.clone(),
             started_at_ms: self.me.started_at_ms,
             last_seen_ms: now_ms(),
+            load: *self.load.lock().unwrap_or_else(|p| p.into_inner()),
         }
     }
 
@@ -168,9 +214,10 @@ impl Membership {
     async fn refresh(&self) -> Result<(), StoreError> {
         let now = now_ms();
         let timeout_ms = self.timeout.as_millis() as i64;
+        let load = *self.load.lock().unwrap_or_else(|p| p.into_inner());
         if !self
             .meta
-            .heartbeat_agent(self.node_id(), &self.me.agent_id, now)
+            .heartbeat_agent(self.node_id(), &self.me.agent_id, now, load)
             .await?
         {
             let lost = self.node_id();
@@ -226,14 +273,22 @@ impl Membership {
         Ok(())
     }
 
-    /// Heartbeats until `cancel` fires.
-    pub async fn run(self: Arc<Self>, cancel: CancellationToken) {
+    /// Heartbeats until `cancel` fires, with the load `sample` reads each time.
+    pub async fn run(
+        self: Arc<Self>,
+        sample: impl Fn() -> LoadSample + Send,
+        cancel: CancellationToken,
+    ) {
         let every = refresh_interval(self.timeout);
+        let mut meter = LoadMeter::default();
+        meter.add(Instant::now(), sample());
         loop {
             tokio::select! {
                 _ = tokio::time::sleep(every) => {}
                 _ = cancel.cancelled() => break,
             }
+            let load = meter.add(Instant::now(), sample());
+            *self.load.lock().unwrap_or_else(|p| p.into_inner()) = load;
             if let Err(e) = self.refresh().await {
                 tracing::warn!(error = %e, "agent heartbeat failed; retrying");
             }
@@ -358,4 +413,36 @@ async fn reachable(host: &str, port: i32) -> bool {
         .await,
         Ok(Ok(_))
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sample(produce: u64, fetch: u64) -> LoadSample {
+        LoadSample {
+            produce_bytes: produce,
+            fetch_bytes: fetch,
+            inflight_bytes: 7,
+        }
+    }
+
+    #[test]
+    fn rates_cover_the_last_few_seconds() {
+        let mut m = LoadMeter::default();
+        let t0 = Instant::now();
+        assert_eq!(m.add(t0, sample(0, 0)).produce_bytes_per_s, 0);
+        let second = Duration::from_secs(1);
+        let l = m.add(t0 + second, sample(1_000, 3_000));
+        assert_eq!((l.produce_bytes_per_s, l.fetch_bytes_per_s), (1_000, 3_000));
+        assert_eq!(l.inflight_bytes, 7);
+        // Ten seconds at 1000 B/s, then idle for six: the window forgets the busy part.
+        for i in 2..=10 {
+            m.add(t0 + second * i, sample(1_000 * i as u64, 0));
+        }
+        let busy = m.add(t0 + second * 11, sample(11_000, 0));
+        assert_eq!(busy.produce_bytes_per_s, 1_000);
+        let idle = m.add(t0 + second * 17, sample(11_000, 0));
+        assert_eq!(idle.produce_bytes_per_s, 0);
+    }
 }

@@ -105,6 +105,7 @@ mod tests {
             version: "test".into(),
             started_at_ms: 0,
             last_seen_ms: 0,
+            load: Default::default(),
         }
     }
 

@@ -164,6 +164,34 @@ async fn three_agents_are_one_cluster() {
         .await
         .expect("produced through agent 1");
     }
+    // The agent that took them reports a produce rate in its heartbeat.
+    let started = Instant::now();
+    loop {
+        let (_, body) = http_get(&agents[1].http, "/api/v1/agents");
+        let listed: Vec<serde_json::Value> = serde_json::from_str(&body).unwrap();
+        let busy: Vec<&serde_json::Value> = listed
+            .iter()
+            .filter(|a| a["produce_bytes_per_s"].as_i64().unwrap() > 0)
+            .collect();
+        if let [one] = busy[..] {
+            assert!(addrs[0].ends_with(&format!(
+                ":{}",
+                one["advertised"]
+                    .as_str()
+                    .unwrap()
+                    .rsplit(':')
+                    .next()
+                    .unwrap()
+            )));
+            assert!(one["inflight_bytes"].as_i64().is_some());
+            break;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "no single agent reports the produce load: {body}"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
     let c = consumer(&addrs[2], &[("client.id", "reader-sluice_az=z3")]);
     let got = consume(
         &c,

@@ -1,12 +1,13 @@
 //! The agents page: every live agent of the cluster, with its address, zone, agent group,
-//! roles, version, uptime and last heartbeat (the same list as `GET /api/v1/agents`).
+//! roles, version, uptime, load (produce and fetch MB/s over its last few seconds, bytes in
+//! flight) and last heartbeat (the same list as `GET /api/v1/agents`).
 
 use axum::extract::State;
 use leptos::prelude::*;
 use tower_sessions::Session;
 
 use super::layout::{page, Nav};
-use super::{fmt_time, html, Page, SignedIn};
+use super::{fmt_bytes, fmt_time, html, Page, SignedIn};
 use crate::auth::take_flash;
 use crate::AppState;
 
@@ -23,6 +24,11 @@ fn uptime(ms: i64) -> String {
     } else {
         format!("{s}s")
     }
+}
+
+/// "12.3 MB/s", "0.0 MB/s": a byte rate in decimal megabytes, as throughput is quoted.
+fn mb_per_s(bytes_per_s: i64) -> String {
+    format!("{:.1} MB/s", bytes_per_s.max(0) as f64 / 1e6)
 }
 
 pub async fn show(State(c): State<AppState>, session: Session, SignedIn(viewer): SignedIn) -> Page {
@@ -45,6 +51,9 @@ pub async fn show(State(c): State<AppState>, session: Session, SignedIn(viewer):
                             <td>{a.roles.join(", ")}</td>
                             <td>{a.version}</td>
                             <td title=fmt_time(a.started_at_ms)>{uptime(now - a.started_at_ms)}</td>
+                            <td class="num">{mb_per_s(a.load.produce_bytes_per_s)}</td>
+                            <td class="num">{mb_per_s(a.load.fetch_bytes_per_s)}</td>
+                            <td class="num">{fmt_bytes(a.load.inflight_bytes)}</td>
                             <td>{seen}</td>
                         </tr>
                     }
@@ -54,7 +63,7 @@ pub async fn show(State(c): State<AppState>, session: Session, SignedIn(viewer):
                 <section class="card">
                     <p class="hint">"Every agent serving this cluster's database and bucket. Start another with the same --database-url and --bucket-url to add capacity; stop one to remove it."</p>
                     <table id="agents">
-                        <thead><tr><th>"Node"</th><th>"Address"</th><th>"Zone"</th><th>"Agent group"</th><th>"Roles"</th><th>"Version"</th><th>"Uptime"</th><th>"Last heartbeat"</th></tr></thead>
+                        <thead><tr><th>"Node"</th><th>"Address"</th><th>"Zone"</th><th>"Agent group"</th><th>"Roles"</th><th>"Version"</th><th>"Uptime"</th><th>"Produce"</th><th>"Fetch"</th><th>"In flight"</th><th>"Last heartbeat"</th></tr></thead>
                         <tbody>{rows}</tbody>
                     </table>
                 </section>
@@ -68,7 +77,13 @@ pub async fn show(State(c): State<AppState>, session: Session, SignedIn(viewer):
 
 #[cfg(test)]
 mod tests {
-    use super::uptime;
+    use super::{mb_per_s, uptime};
+
+    #[test]
+    fn rates() {
+        assert_eq!(mb_per_s(0), "0.0 MB/s");
+        assert_eq!(mb_per_s(12_345_678), "12.3 MB/s");
+    }
 
     #[test]
     fn uptimes() {

@@ -36,6 +36,17 @@ use serde::Serialize;
 
 use super::sql::{Db, Metadata, StoreError};
 
+/// What an agent reports about its load at each heartbeat.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct AgentLoad {
+    /// Record bytes produced to this agent per second, over its last few seconds.
+    pub produce_bytes_per_s: i64,
+    /// Record bytes fetched from this agent per second, over its last few seconds.
+    pub fetch_bytes_per_s: i64,
+    /// Bytes its produce and fetch gates hold now (requests in flight).
+    pub inflight_bytes: i64,
+}
+
 /// One registered agent, as the registry lists it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct AgentInfo {
@@ -51,6 +62,9 @@ pub struct AgentInfo {
     pub version: String,
     pub started_at_ms: i64,
     pub last_seen_ms: i64,
+    /// As of its last heartbeat.
+    #[serde(flatten)]
+    pub load: AgentLoad,
 }
 
 /// What an agent tells the registry about itself when it registers.
@@ -83,10 +97,13 @@ type AgentRow = (
     String,
     i64,
     i64,
+    i64,
+    i64,
+    i64,
 );
 
 const AGENT_COLUMNS: &str = "node_id, agent_id, host, port, rack, agent_group, roles, version, \
-     started_at_ms, last_seen_ms";
+     started_at_ms, last_seen_ms, produce_bytes_per_s, fetch_bytes_per_s, inflight_bytes";
 
 /// Takes `node_id` for the agent if the row is free, expired (seen before the cutoff) or
 /// already its own; otherwise changes nothing. `$1` node id, `$2..$9` the agent, `$10` now,
@@ -97,7 +114,8 @@ const CLAIM_NODE_ID: &str =
      ON CONFLICT (node_id) DO UPDATE SET agent_id = excluded.agent_id, host = excluded.host, \
      port = excluded.port, rack = excluded.rack, agent_group = excluded.agent_group, \
      roles = excluded.roles, version = excluded.version, started_at_ms = excluded.started_at_ms, \
-     last_seen_ms = excluded.last_seen_ms \
+     last_seen_ms = excluded.last_seen_ms, produce_bytes_per_s = 0, fetch_bytes_per_s = 0, \
+     inflight_bytes = 0 \
      WHERE agents.agent_id = excluded.agent_id OR agents.last_seen_ms < $11";
 
 /// Takes or renews a job lease: a new row starts at token 1; an existing row changes only
@@ -247,14 +265,19 @@ impl Metadata {
         node_id: i32,
         agent_id: &str,
         now_ms: i64,
+        load: AgentLoad,
     ) -> Result<bool, StoreError> {
         with_pool!(self, |pool, _lock, _db| {
             Ok(sqlx::query(
-                "UPDATE agents SET last_seen_ms = $3 WHERE node_id = $1 AND agent_id = $2",
+                "UPDATE agents SET last_seen_ms = $3, produce_bytes_per_s = $4, \
+                 fetch_bytes_per_s = $5, inflight_bytes = $6 WHERE node_id = $1 AND agent_id = $2",
             )
             .bind(node_id as i64)
             .bind(agent_id)
             .bind(now_ms)
+            .bind(load.produce_bytes_per_s)
+            .bind(load.fetch_bytes_per_s)
+            .bind(load.inflight_bytes)
             .execute(pool)
             .await?
             .rows_affected()
@@ -391,6 +414,11 @@ fn agent_from_row(r: AgentRow) -> Result<AgentInfo, StoreError> {
         version: r.7,
         started_at_ms: r.8,
         last_seen_ms: r.9,
+        load: AgentLoad {
+            produce_bytes_per_s: r.10,
+            fetch_bytes_per_s: r.11,
+            inflight_bytes: r.12,
+        },
     })
 }
 

@@ -78,7 +78,7 @@ mod retention;
 mod sql;
 mod watch;
 
-pub use agents::{AgentInfo, NewAgent};
+pub use agents::{AgentInfo, AgentLoad, NewAgent};
 pub use clusters::VirtualCluster;
 pub use credentials::{ApiKeyInfo, Credential};
 pub use inspect::{GroupTopicLag, PartitionStats, TopicStats};

@@ -9,7 +9,7 @@
 
 use std::collections::BTreeSet;
 
-use broker::store::{Metadata, NewAgent, StoreError};
+use broker::store::{AgentLoad, Metadata, NewAgent, StoreError};
 use tokio::sync::{Mutex, MutexGuard};
 
 /// Serialises the tests that use the `agents` table (within this test binary).
@@ -101,12 +101,31 @@ pub(crate) async fn node_ids_requested_free_taken_expired(m: &Metadata) {
     // Everyone but c heartbeats; once c is older than the timeout its id is free again.
     let t1 = T0 + TIMEOUT + 5_000;
     for (id, x) in [(1, &b), (3, &a), (4, &d)] {
-        assert!(m.heartbeat_agent(id, &x.agent_id, t1).await.unwrap());
+        assert!(m
+            .heartbeat_agent(id, &x.agent_id, t1, AgentLoad::default())
+            .await
+            .unwrap());
     }
+    // A heartbeat carries the agent's load, which the registry lists.
+    let load = AgentLoad {
+        produce_bytes_per_s: 5_000_000,
+        fetch_bytes_per_s: 7_000_000,
+        inflight_bytes: 1 << 20,
+    };
+    assert!(m.heartbeat_agent(1, &b.agent_id, t1, load).await.unwrap());
+    let listed = m.live_agents(t1, TIMEOUT).await.unwrap();
+    assert_eq!(listed[0].load, load);
+    assert_eq!(
+        listed[1].load,
+        AgentLoad::default(),
+        "an agent reporting no load"
+    );
     let e = agent("e");
     assert_eq!(m.register_agent(&e, None, t1, TIMEOUT).await.unwrap(), 2);
     assert!(
-        !m.heartbeat_agent(2, &c.agent_id, t1).await.unwrap(),
+        !m.heartbeat_agent(2, &c.agent_id, t1, AgentLoad::default())
+            .await
+            .unwrap(),
         "c's id was taken over"
     );
     assert_eq!(
@@ -116,10 +135,16 @@ pub(crate) async fn node_ids_requested_free_taken_expired(m: &Metadata) {
 
     // An expired row is taken over on request too.
     let t2 = t1 + TIMEOUT + 1;
-    assert!(m.heartbeat_agent(2, &e.agent_id, t2).await.unwrap());
+    assert!(m
+        .heartbeat_agent(2, &e.agent_id, t2, AgentLoad::default())
+        .await
+        .unwrap());
     let f = agent("f");
     assert_eq!(m.register_agent(&f, Some(4), t2, TIMEOUT).await.unwrap(), 4);
-    assert!(!m.heartbeat_agent(4, &d.agent_id, t2).await.unwrap());
+    assert!(!m
+        .heartbeat_agent(4, &d.agent_id, t2, AgentLoad::default())
+        .await
+        .unwrap());
     // A request far from the handed-out range leaves the range alone.
     let g = agent("g");
     assert_eq!(
@@ -153,14 +178,20 @@ pub(crate) async fn an_agent_holds_one_node_id(m: &Metadata) {
     let live = m.live_agents(T0, TIMEOUT).await.unwrap();
     assert_eq!(live.len(), 1);
     assert_eq!((live[0].node_id, &live[0].agent_id), (5, &a.agent_id));
-    assert!(!m.heartbeat_agent(1, &a.agent_id, T0).await.unwrap());
+    assert!(!m
+        .heartbeat_agent(1, &a.agent_id, T0, AgentLoad::default())
+        .await
+        .unwrap());
 }
 
 pub(crate) async fn heartbeat_after_takeover_returns_false(m: &Metadata) {
     let _table = empty_agents_table(m).await;
     let (a, b) = (agent("a"), agent("b"));
     assert_eq!(m.register_agent(&a, Some(7), T0, TIMEOUT).await.unwrap(), 7);
-    assert!(m.heartbeat_agent(7, &a.agent_id, T0 + 5_000).await.unwrap());
+    assert!(m
+        .heartbeat_agent(7, &a.agent_id, T0 + 5_000, AgentLoad::default())
+        .await
+        .unwrap());
     // Still live at 5 s + timeout − 1.
     assert!(m
         .register_agent(&b, Some(7), T0 + 5_000 + TIMEOUT, TIMEOUT)
@@ -173,10 +204,15 @@ pub(crate) async fn heartbeat_after_takeover_returns_false(m: &Metadata) {
         7
     );
     assert!(
-        !m.heartbeat_agent(7, &a.agent_id, later + 1).await.unwrap(),
+        !m.heartbeat_agent(7, &a.agent_id, later + 1, AgentLoad::default())
+            .await
+            .unwrap(),
         "the old holder learns it lost the id"
     );
-    assert!(m.heartbeat_agent(7, &b.agent_id, later + 1).await.unwrap());
+    assert!(m
+        .heartbeat_agent(7, &b.agent_id, later + 1, AgentLoad::default())
+        .await
+        .unwrap());
     // The old holder cannot deregister the new holder's row either.
     assert!(!m.deregister_agent(7, &a.agent_id).await.unwrap());
     let live = m.live_agents(later + 1, TIMEOUT).await.unwrap();
@@ -192,7 +228,10 @@ pub(crate) async fn deregistration_frees_the_id(m: &Metadata) {
     assert!(m.deregister_agent(1, &a.agent_id).await.unwrap());
     assert!(!m.deregister_agent(1, &a.agent_id).await.unwrap());
     assert!(m.live_agents(T0, TIMEOUT).await.unwrap().is_empty());
-    assert!(!m.heartbeat_agent(1, &a.agent_id, T0).await.unwrap());
+    assert!(!m
+        .heartbeat_agent(1, &a.agent_id, T0, AgentLoad::default())
+        .await
+        .unwrap());
     // Free at once, without waiting for the timeout.
     assert_eq!(m.register_agent(&b, Some(1), T0, TIMEOUT).await.unwrap(), 1);
 }
