@@ -18,6 +18,8 @@ pub struct Metrics {
     /// Segment files sealed and not yet committed.
     pub segments_pending: IntGauge,
     pub segments_committed: IntCounter,
+    /// Metadata transactions that committed segments (one may carry several: group commit).
+    pub commit_transactions: IntCounter,
     pub segment_flush_seconds: Histogram,
     pub produce_bytes: IntCounter,
     pub produce_records: IntCounter,
@@ -67,6 +69,10 @@ impl Metrics {
             segments_committed: counter(
                 "sluice_segments_committed_total",
                 "Segment files committed",
+            ),
+            commit_transactions: counter(
+                "sluice_commit_transactions_total",
+                "Metadata transactions that committed segment files (group commit: one may carry several)",
             ),
             segment_flush_seconds: reg(
                 &r,

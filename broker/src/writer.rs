@@ -366,6 +366,7 @@ impl Pipeline {
         }
         match result {
             Ok(all) => {
+                self.metrics.commit_transactions.inc();
                 self.commits.send_modify(|n| *n += 1);
                 for (u, outcomes) in ready.into_iter().zip(all) {
                     self.cache.insert_object(&u.key, u.object);
