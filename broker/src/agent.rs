@@ -238,6 +238,11 @@ pub async fn start(
         "group ticker",
         broker.groups.clone().run_ticker(jobs_cancel.child_token()),
     );
+    spawn_named(
+        &jobs,
+        "group holds",
+        crate::group_holds::serve(broker.clone(), jobs_cancel.child_token()),
+    );
     let runs_jobs = broker.config.roles.has(crate::config::Roles::JOBS);
     if runs_jobs {
         spawn_named(

@@ -27,8 +27,8 @@
 //! a partition read may see commits made after its bounds were read. Resetting offsets
 //! holds the group empty in the coordinator (checked and taken under its lock) until the
 //! new offsets are committed: a consumer joining meanwhile waits for the hold, then reads
-//! the reset offsets. The coordinator is per agent, so with several agents the hold covers
-//! the groups this agent coordinates.
+//! the reset offsets. With several agents the hold is taken at whichever agent coordinates
+//! the group ([`crate::group_holds`]).
 
 mod groups;
 mod records;

@@ -25,7 +25,8 @@
 //! * Scale-out: [`membership`] leases this agent's node id, heartbeats it, keeps the list
 //!   of live agents and the cluster-wide job leases (tables in the [`store`]); [`placement`]
 //!   picks partition leaders and group coordinators among live agents (rendezvous hashing);
-//!   [`commit_watch`] wakes this agent's fetches when another agent commits.
+//!   [`commit_watch`] wakes this agent's fetches when another agent commits;
+//!   [`group_holds`] holds a group empty for an offset reset at whichever agent coordinates it.
 //!
 //! This crate owns the Kafka-facing data plane and the cluster metadata (topics, offsets,
 //! virtual clusters and their API keys); it does not serve HTTP and knows nothing about
@@ -42,6 +43,7 @@ pub mod codes;
 pub mod commit_watch;
 pub mod config;
 pub mod gate;
+pub mod group_holds;
 pub mod groups;
 pub mod handlers;
 pub mod inspect;

@@ -247,20 +247,14 @@ pub async fn reset_group_offsets(
         }
     };
     // Held until the new offsets are committed: a consumer joining meanwhile waits, so it
-    // starts from the reset offsets rather than racing them.
-    let _hold = match broker.groups.hold_empty(cluster, group) {
-        Ok(hold) => hold,
-        Err(0) => {
-            return Err(InspectError::Conflict(format!(
-                "another offset reset of group {group} is in progress; try again"
-            )))
-        }
-        Err(members) => {
-            return Err(InspectError::Conflict(format!(
-                "group {group} has {members} active members; stop its consumers first"
-            )))
-        }
-    };
+    // starts from the reset offsets rather than racing them. The coordinating agent holds
+    // it, whichever agent this is.
+    let hold = crate::group_holds::hold(broker, cluster, group)
+        .await
+        .map_err(|e| match e {
+            crate::group_holds::HoldError::Store(e) => InspectError::from(e),
+            e => InspectError::Conflict(e.to_string()),
+        })?;
     let stored = broker.meta.group_offsets(cluster, group).await?;
     let previous: HashMap<(&str, i32), i64> = stored
         .iter()
@@ -321,6 +315,7 @@ pub async fn reset_group_offsets(
         })
         .collect();
     broker.meta.commit_offsets(cluster, group, &commits).await?;
+    hold.release().await;
     tracing::info!(
         cluster,
         group,

@@ -178,6 +178,7 @@ impl Metadata {
                 "DELETE FROM topics WHERE cluster = $1",
                 "DELETE FROM group_offsets WHERE cluster = $1",
                 "DELETE FROM lag_history WHERE cluster = $1",
+                "DELETE FROM group_holds WHERE cluster = $1",
                 "DELETE FROM api_keys WHERE cluster_id = $1",
                 "DELETE FROM virtual_clusters WHERE id = $1",
             ] {

@@ -70,6 +70,7 @@ macro_rules! begin_write {
 mod agents;
 mod clusters;
 mod credentials;
+mod holds;
 mod inspect;
 mod lag;
 mod offsets;
@@ -81,6 +82,7 @@ mod watch;
 pub use agents::{AgentInfo, AgentLoad, NewAgent};
 pub use clusters::VirtualCluster;
 pub use credentials::{ApiKeyInfo, Credential};
+pub use holds::{GroupHold, HoldState};
 pub use inspect::{GroupTopicLag, PartitionStats, TopicStats};
 pub use lag::GroupPosition;
 pub use offsets::CommittedOffset;
