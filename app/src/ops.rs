@@ -670,7 +670,7 @@ pub async fn lag_history(
         .view
         .lag_history(&c.id, group, broker::clock::now_ms() - window_ms)
         .await?;
-    let current = console.view.current_lag(&c.id, group);
+    let current = console.view.current_lag(&c.id, group).await?;
     let points = history
         .into_iter()
         .map(|(minute, lag_ms, offset_lag)| LagPoint {

@@ -112,6 +112,16 @@ async fn resets_hold_at_the_coordinator(url: &str) {
     inspect::reset_group_offsets(&b, DEFAULT, &group, Some(&topic), ResetTo::Earliest)
         .await
         .unwrap();
+
+    // Neither agent has run a lag pass: both compute the group's current lag on request.
+    for agent in [&a, &b] {
+        let lag = inspect::ClusterView::new(agent.clone())
+            .current_lag(DEFAULT, &group)
+            .await
+            .unwrap()
+            .expect("a group with committed offsets has a lag");
+        assert_eq!((lag.partitions.len(), lag.total_offset_lag), (2, 0));
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

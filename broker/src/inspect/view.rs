@@ -289,9 +289,21 @@ impl ClusterView {
         groups::reset_group_offsets(&self.broker, cluster, group, topic, to).await
     }
 
-    /// The lag the lag job computed last for a group, if it has any.
-    pub fn current_lag(&self, cluster: &str, group: &str) -> Option<GroupLag> {
-        self.broker.lag.get(cluster, group)
+    /// The lag the lag job computed last for a group; on an agent that does not run the
+    /// job (another agent holds its lease, or this one lacks the jobs role), computed now.
+    /// None when the group has no committed offsets.
+    pub async fn current_lag(
+        &self,
+        cluster: &str,
+        group: &str,
+    ) -> Result<Option<GroupLag>, InspectError> {
+        let now = crate::clock::now_ms();
+        // A board older than two passes is a former holder's: the lease moved on.
+        let fresh_after = now - 2 * self.broker.config.lag_interval.as_millis() as i64 - 5_000;
+        match self.broker.lag.get(cluster, group) {
+            Some(lag) if lag.computed_at_ms >= fresh_after => Ok(Some(lag)),
+            _ => Ok(crate::lag::job::group_lag_now(&self.broker, cluster, group, now).await?),
+        }
     }
 
     /// A group's lag history since `since_ms`: (minute, max time lag ms, offset lag).

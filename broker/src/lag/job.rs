@@ -16,7 +16,7 @@ use super::{compute, PartitionLag};
 pub use super::{GroupLag, LagBoard};
 use crate::clock::now_ms;
 use crate::state::Broker;
-use crate::store::StoreError;
+use crate::store::{GroupPosition, StoreError};
 
 /// History kept for charts (a little over a day at one-minute resolution).
 pub const HISTORY_MS: i64 = 25 * 60 * MINUTE_MS;
@@ -50,6 +50,44 @@ pub async fn run(broker: Arc<Broker>, interval: Duration, cancel: CancellationTo
 /// Computes, publishes and records every group's lag at `now`.
 pub async fn run_once(broker: &Broker, now: i64) -> Result<(), StoreError> {
     let positions = broker.meta.group_positions().await?;
+    let groups = lags(broker, positions, now).await?;
+    broker.metrics.publish_lag(&groups);
+    let minute = minute_of(now);
+    for ((cluster, group), lag) in &groups {
+        broker
+            .meta
+            .record_lag(
+                cluster,
+                group,
+                minute,
+                (lag.max_time_lag_seconds * 1000.0) as i64,
+                lag.total_offset_lag,
+            )
+            .await?;
+    }
+    broker.lag.replace(groups.into_iter().collect());
+    Ok(())
+}
+
+/// One group's lag computed now, for an agent that does not run the lag job (the console
+/// on any agent shows current lag; only the lease holder publishes and records it).
+pub async fn group_lag_now(
+    broker: &Broker,
+    cluster: &str,
+    group: &str,
+    now: i64,
+) -> Result<Option<GroupLag>, StoreError> {
+    let positions = broker.meta.group_positions_of(cluster, group).await?;
+    let mut groups = lags(broker, positions, now).await?;
+    Ok(groups.remove(&(cluster.to_string(), group.to_string())))
+}
+
+/// The lag of every group that has a position in `positions` (ordered by group).
+async fn lags(
+    broker: &Broker,
+    positions: Vec<GroupPosition>,
+    now: i64,
+) -> Result<BTreeMap<(String, String), GroupLag>, StoreError> {
     let mut groups: BTreeMap<(String, String), GroupLag> = BTreeMap::new();
     for p in positions {
         let rows = broker
@@ -87,22 +125,7 @@ pub async fn run_once(broker: &Broker, now: i64) -> Result<(), StoreError> {
             time_lag_seconds: time_lag,
         });
     }
-    broker.metrics.publish_lag(&groups);
-    let minute = minute_of(now);
-    for ((cluster, group), lag) in &groups {
-        broker
-            .meta
-            .record_lag(
-                cluster,
-                group,
-                minute,
-                (lag.max_time_lag_seconds * 1000.0) as i64,
-                lag.total_offset_lag,
-            )
-            .await?;
-    }
-    broker.lag.replace(groups.into_iter().collect());
-    Ok(())
+    Ok(groups)
 }
 
 /// Folds old index rows and prunes old history.
