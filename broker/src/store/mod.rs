@@ -69,6 +69,7 @@ macro_rules! begin_write {
 
 mod agents;
 mod clusters;
+mod compaction;
 mod credentials;
 mod inspect;
 mod lag;
@@ -79,6 +80,7 @@ mod sql;
 
 pub use agents::{AgentInfo, NewAgent};
 pub use clusters::VirtualCluster;
+pub use compaction::{CompactedFile, CompactionCandidate, CompactionRow, MovedBatch, SwapDone};
 pub use credentials::{ApiKeyInfo, Credential};
 pub use inspect::{GroupTopicLag, PartitionStats, TopicStats};
 pub use lag::GroupPosition;
