@@ -339,4 +339,32 @@ mod tests {
         assert!(!a.auto_create_topics);
         assert_eq!(a.default_partitions, 3);
     }
+
+    #[test]
+    fn compaction_flags() {
+        let cli = Cli::try_parse_from(["sluice", "serve"]).unwrap();
+        let Command::Serve(a) = cli.command else {
+            panic!("serve parses as serve")
+        };
+        assert_eq!(a.compaction_target_size, 64 << 20);
+        assert_eq!(a.compaction_interval, Duration::from_secs(60));
+        assert_eq!(a.segment_delete_grace, Duration::from_secs(30));
+        let cli = Cli::try_parse_from([
+            "sluice",
+            "serve",
+            "--compaction-target-size",
+            "0",
+            "--compaction-interval",
+            "5s",
+            "--segment-delete-grace",
+            "2s",
+        ])
+        .unwrap();
+        let Command::Serve(a) = cli.command else {
+            panic!("serve parses as serve")
+        };
+        assert_eq!(a.compaction_target_size, 0, "0 disables compaction");
+        assert_eq!(a.compaction_interval, Duration::from_secs(5));
+        assert_eq!(a.segment_delete_grace, Duration::from_secs(2));
+    }
 }
