@@ -263,6 +263,11 @@ pub async fn start(
                 jobs_cancel.child_token(),
             ),
         );
+        spawn_named(
+            &jobs,
+            "compaction",
+            crate::compaction::run(broker.clone(), jobs_cancel.child_token()),
+        );
     }
     let accept = tokio::spawn(crate::server::accept_loop(
         listener,

@@ -27,6 +27,16 @@ pub enum BucketError {
     Store(#[from] object_store::Error),
 }
 
+impl BucketError {
+    /// The object does not exist (deleted, or never written).
+    pub fn is_not_found(&self) -> bool {
+        matches!(
+            self,
+            BucketError::Store(object_store::Error::NotFound { .. })
+        )
+    }
+}
+
 /// A bucket with an optional key prefix; cheap to clone.
 #[derive(Clone)]
 pub struct Bucket {

@@ -107,6 +107,15 @@ pub struct BrokerConfig {
     pub lag_interval: Duration,
     /// How often retention and segment garbage collection run.
     pub retention_interval: Duration,
+    /// How long a segment file stays in the bucket after no batch row references it (so a
+    /// fetch that resolved its rows just before can still read it); it is also kept for two
+    /// collection passes at least.
+    pub segment_delete_grace: Duration,
+    /// Size of the objects compaction writes; files below half of it are merged. 0
+    /// disables compaction.
+    pub compaction_target_size: u64,
+    /// How often compaction runs.
+    pub compaction_interval: Duration,
 }
 
 impl BrokerConfig {
@@ -136,6 +145,9 @@ impl BrokerConfig {
             group_initial_rebalance_delay: Duration::from_millis(0),
             lag_interval: Duration::from_secs(15),
             retention_interval: Duration::from_secs(60),
+            segment_delete_grace: Duration::from_secs(30),
+            compaction_target_size: 64 << 20,
+            compaction_interval: Duration::from_secs(60),
         }
     }
 }

@@ -19,8 +19,9 @@
 //! * Shared by the handlers and [`inspect`]: [`topics`] (look-up cache, creation with the
 //!   cluster's defaults, deletion), [`log`] (reading a stored batch, offsets by time) and
 //!   the topic rules in [`topic_config`]. Kafka error codes all live in [`codes`].
-//! * Jobs: [`lag`] (consumer-group lag, timestamp-index merge) and [`retention`]
-//!   (retention and garbage collection); [`metrics`] are exported by the binary on
+//! * Jobs: [`lag`] (consumer-group lag, timestamp-index merge), [`retention`]
+//!   (retention and garbage collection) and [`compaction`] (merging small segment files
+//!   into large per-partition objects); [`metrics`] are exported by the binary on
 //!   `/metrics`.
 //! * Scale-out: [`membership`] leases this agent's node id, heartbeats it, keeps the list
 //!   of live agents and the cluster-wide job leases (tables in the [`store`]); [`placement`]
@@ -41,6 +42,7 @@ pub mod cache;
 pub mod clock;
 pub mod codes;
 pub mod commit_watch;
+pub mod compaction;
 pub mod config;
 pub mod gate;
 pub mod group_holds;

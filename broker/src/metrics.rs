@@ -32,6 +32,14 @@ pub struct Metrics {
     pub protocol_errors: IntCounter,
     pub retention_batches_deleted: IntCounter,
     pub segments_deleted: IntCounter,
+    /// Input segment files compaction left unreferenced (merged away).
+    pub compaction_segments_merged: IntCounter,
+    pub compaction_batches_moved: IntCounter,
+    pub compaction_objects_written: IntCounter,
+    pub compaction_bytes_rewritten: IntCounter,
+    /// Merges given up because a row moved meanwhile (retention, a deleted topic).
+    pub compaction_swaps_abandoned: IntCounter,
+    pub compaction_pass_failures: IntCounter,
     pub group_time_lag: GaugeVec,
     pub group_offset_lag: IntGaugeVec,
     pub group_max_time_lag: GaugeVec,
@@ -124,6 +132,30 @@ impl Metrics {
             segments_deleted: counter(
                 "sluice_segments_deleted_total",
                 "Segment objects deleted from the bucket (unreferenced or orphaned)",
+            ),
+            compaction_segments_merged: counter(
+                "sluice_compaction_segments_merged_total",
+                "Segment files left unreferenced by compaction (their batches moved to a merged object)",
+            ),
+            compaction_batches_moved: counter(
+                "sluice_compaction_batches_moved_total",
+                "Batch rows compaction repointed to a merged object",
+            ),
+            compaction_objects_written: counter(
+                "sluice_compaction_objects_written_total",
+                "Merged objects compaction wrote and committed",
+            ),
+            compaction_bytes_rewritten: counter(
+                "sluice_compaction_bytes_rewritten_total",
+                "Record batch bytes compaction copied into merged objects",
+            ),
+            compaction_swaps_abandoned: counter(
+                "sluice_compaction_swaps_abandoned_total",
+                "Merges rolled back because a batch row changed meanwhile (retention, topic deletion)",
+            ),
+            compaction_pass_failures: counter(
+                "sluice_compaction_pass_failures_total",
+                "Compaction passes that stopped on an error",
             ),
             group_time_lag: reg(
                 &r,

@@ -5,17 +5,18 @@
 //!   segments) and past the oldest batches while the partition holds more than
 //!   `retention.bytes`. Their batch rows go; reads below the new start get
 //!   OFFSET_OUT_OF_RANGE, and ListOffsets earliest answers the new start.
-//! * Garbage collection: a segment file that no batch row references any more is deleted
-//!   from the bucket once it has been seen unreferenced on two passes in a row (so a fetch
-//!   that resolved its rows just before retention can still read it), then its row is
-//!   dropped. Objects that never got a row (a crash between upload and commit) are deleted
+//! * Garbage collection: a segment file that no batch row references any more (retention
+//!   expired its batches, or compaction moved them to a merged object) is deleted from the
+//!   bucket once it has been seen unreferenced on two passes in a row *and* for at least
+//!   the grace period (`--segment-delete-grace`), so a fetch that resolved its rows just
+//!   before can still read it whatever the interval; then its row is dropped. Objects that never got a row (a crash between upload and commit) are deleted
 //!   once they are older than [`ORPHAN_GRACE_MS`].
 //!
 //! # Crash consistency
 //! Object first, then row: a crash in between leaves a row without object, which the next
 //! pass deletes again (a missing object counts as deleted).
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -28,10 +29,12 @@ use crate::topic_config;
 /// An object with no metadata row is an orphan once it is this old.
 pub const ORPHAN_GRACE_MS: i64 = 15 * 60 * 1000;
 
-/// Unreferenced files seen by the previous pass.
+/// Unreferenced files seen by earlier passes, with the time each was first seen so.
+/// `Collector::default()` has no grace: two passes suffice (tests run passes by hand).
 #[derive(Default)]
 pub struct Collector {
-    candidates: HashSet<i64>,
+    candidates: HashMap<i64, i64>,
+    grace_ms: i64,
 }
 
 /// What one pass did.
@@ -95,16 +98,33 @@ pub async fn enforce_retention(broker: &Broker, now: i64) -> anyhow::Result<u64>
 }
 
 impl Collector {
-    /// Deletes segment files unreferenced on two passes, and old orphan objects.
+    /// A collector that keeps unreferenced files for at least `grace`.
+    pub fn with_grace(grace: Duration) -> Self {
+        Collector {
+            candidates: HashMap::new(),
+            grace_ms: grace.as_millis().min(i64::MAX as u128) as i64,
+        }
+    }
+
+    /// Deletes segment files unreferenced on two passes and for the grace period, and old
+    /// orphan objects.
     pub async fn collect(&mut self, broker: &Broker, now: i64) -> anyhow::Result<(u64, u64)> {
-        // The two-pass rule is the grace period, so any age qualifies.
+        // The grace is counted from when a pass first saw the file unreferenced, so any
+        // age qualifies here.
         let unreferenced = broker.meta.unreferenced_files(i64::MAX).await?;
         let mut deleted = 0;
-        let mut still = HashSet::new();
+        let mut still = HashMap::new();
         for (id, key) in unreferenced {
-            if !self.candidates.contains(&id) {
-                still.insert(id);
-                continue;
+            match self.candidates.get(&id) {
+                Some(&seen) if now.saturating_sub(seen) >= self.grace_ms => {}
+                Some(&seen) => {
+                    still.insert(id, seen);
+                    continue;
+                }
+                None => {
+                    still.insert(id, now);
+                    continue;
+                }
             }
             broker.bucket.delete(&key).await?;
             broker.meta.delete_file_row(id).await?;
@@ -155,7 +175,7 @@ pub async fn run_once(
 
 /// Runs retention and garbage collection until `cancel` fires.
 pub async fn run(broker: Arc<Broker>, interval: Duration, cancel: CancellationToken) {
-    let mut collector = Collector::default();
+    let mut collector = Collector::with_grace(broker.config.segment_delete_grace);
     // Once per cluster: only the holder of the lease expires and collects.
     while broker
         .membership

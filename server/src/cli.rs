@@ -206,6 +206,22 @@ pub struct ServeArgs {
     #[arg(long, env = "SLUICE_RETENTION_INTERVAL", default_value = "60s", value_parser = parse_duration)]
     pub retention_interval: Duration,
 
+    /// How long a segment object is kept after no batch row references it any more (it
+    /// was expired by retention or merged by compaction), so reads that found it just
+    /// before still succeed.
+    #[arg(long, env = "SLUICE_SEGMENT_DELETE_GRACE", default_value = "30s", value_parser = parse_duration)]
+    pub segment_delete_grace: Duration,
+
+    /// Size of the objects segment compaction writes: a partition's batches in segment
+    /// files smaller than half of it are merged into objects of at most this size
+    /// (e.g. 64MiB); 0 disables compaction.
+    #[arg(long, env = "SLUICE_COMPACTION_TARGET_SIZE", default_value = "64MiB", value_parser = parse_size)]
+    pub compaction_target_size: u64,
+
+    /// How often segment compaction runs.
+    #[arg(long, env = "SLUICE_COMPACTION_INTERVAL", default_value = "60s", value_parser = parse_duration)]
+    pub compaction_interval: Duration,
+
     /// How often consumer-group lag (offset and time lag) is computed.
     #[arg(long, env = "SLUICE_LAG_INTERVAL", default_value = "15s", value_parser = parse_duration)]
     pub lag_interval: Duration,
@@ -322,5 +338,33 @@ mod tests {
         };
         assert!(!a.auto_create_topics);
         assert_eq!(a.default_partitions, 3);
+    }
+
+    #[test]
+    fn compaction_flags() {
+        let cli = Cli::try_parse_from(["sluice", "serve"]).unwrap();
+        let Command::Serve(a) = cli.command else {
+            panic!("serve parses as serve")
+        };
+        assert_eq!(a.compaction_target_size, 64 << 20);
+        assert_eq!(a.compaction_interval, Duration::from_secs(60));
+        assert_eq!(a.segment_delete_grace, Duration::from_secs(30));
+        let cli = Cli::try_parse_from([
+            "sluice",
+            "serve",
+            "--compaction-target-size",
+            "0",
+            "--compaction-interval",
+            "5s",
+            "--segment-delete-grace",
+            "2s",
+        ])
+        .unwrap();
+        let Command::Serve(a) = cli.command else {
+            panic!("serve parses as serve")
+        };
+        assert_eq!(a.compaction_target_size, 0, "0 disables compaction");
+        assert_eq!(a.compaction_interval, Duration::from_secs(5));
+        assert_eq!(a.segment_delete_grace, Duration::from_secs(2));
     }
 }

@@ -110,6 +110,9 @@ fn broker_config(args: &ServeArgs) -> anyhow::Result<broker::BrokerConfig> {
         group_initial_rebalance_delay: args.group_initial_rebalance_delay,
         lag_interval: args.lag_interval,
         retention_interval: args.retention_interval,
+        segment_delete_grace: args.segment_delete_grace,
+        compaction_target_size: args.compaction_target_size,
+        compaction_interval: args.compaction_interval,
     })
 }
 

@@ -232,7 +232,9 @@ async fn read_partition(
         .min(max_bytes.saturating_sub(*total))
         .max(first);
     let mut buf = BytesMut::with_capacity(wanted.min(room));
-    for row in rows {
+    let (mut rows, mut i, mut re_resolved) = (rows, 0, false);
+    while let Some(row) = rows.get(i) {
+        i += 1;
         let len = row.byte_len as usize;
         // Always return at least one batch per response, even over the limits, so a client
         // can make progress past a batch larger than its fetch size (as Kafka does).
@@ -241,7 +243,20 @@ async fn read_partition(
             break;
         }
         let start = buf.len();
-        if let Err(e) = read_batch(broker, &row, &mut buf).await {
+        if let Err(e) = read_batch(broker, row, &mut buf).await {
+            // Compaction moved the rows and the old object is gone: look them up once more.
+            if e.is_not_found() && !re_resolved {
+                re_resolved = true;
+                let from = row.base_offset;
+                if let Ok(fresh) = broker
+                    .meta
+                    .batches_from(topic.id, partition, from, MAX_BATCH_ROWS)
+                    .await
+                {
+                    (rows, i) = (fresh, 0);
+                    continue;
+                }
+            }
             tracing::error!(error = %e, key = %row.object_key, "reading batch from bucket failed");
             if start == 0 {
                 return Err((codes::KAFKA_STORAGE_ERROR, hw, lso));

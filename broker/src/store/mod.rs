@@ -15,6 +15,9 @@
 //!   its write lock up front (`BEGIN IMMEDIATE`).
 //! * Offsets come only from `partitions.next_offset` inside that transaction, so they have
 //!   no gaps and no duplicates whatever the number of agents.
+//! * Compaction ([`Metadata::swap_compacted`]) only repoints batch rows to a merged file, in
+//!   one transaction and only where each still points at its old file; offsets, lengths and
+//!   timestamps never change.
 //!
 //! # Migrations
 //! `migrations/sqlite` and `migrations/postgres`, versions below 1000. The console applies
@@ -69,6 +72,7 @@ macro_rules! begin_write {
 
 mod agents;
 mod clusters;
+mod compaction;
 mod credentials;
 mod holds;
 mod inspect;
@@ -81,6 +85,7 @@ mod watch;
 
 pub use agents::{AgentInfo, AgentLoad, NewAgent};
 pub use clusters::VirtualCluster;
+pub use compaction::{CompactedFile, CompactionCandidate, CompactionRow, MovedBatch, SwapDone};
 pub use credentials::{ApiKeyInfo, Credential};
 pub use holds::{GroupHold, HoldState};
 pub use inspect::{GroupTopicLag, PartitionStats, TopicStats};
