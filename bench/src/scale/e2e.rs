@@ -39,6 +39,7 @@ pub(crate) struct E2eOptions<'a> {
     pub(crate) warmup: Duration,
     pub(crate) record_bytes: usize,
     pub(crate) linger_ms: u32,
+    pub(crate) idempotence: bool,
     pub(crate) fetch_wait_ms: u32,
     pub(crate) batch_timeout: Duration,
 }
@@ -290,6 +291,7 @@ fn produce_paced(
         opts.producer_bootstrap,
         client_id,
         opts.linger_ms,
+        opts.idempotence,
         1_048_576,
         opts.record_bytes,
         Duration::from_secs(60),

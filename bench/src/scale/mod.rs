@@ -94,6 +94,10 @@ pub(crate) struct ScaleArgs {
     #[arg(long, default_value_t = 5)]
     linger_ms: u32,
 
+    /// Producer enable.idempotence (both producing phases).
+    #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
+    idempotence: bool,
+
     /// Producer batch.size in bytes.
     #[arg(long, default_value_t = 1_048_576)]
     batch_bytes: u32,
@@ -190,7 +194,7 @@ fn run(args: &ScaleArgs) -> Result<Vec<String>> {
     let (_, librdkafka) = rdkafka::util::get_rdkafka_version();
     eprintln!(
         "scale: agents={:?} sluice={} database={} bucket={} batch-timeout={} partitions={} \
-         producers={} consumers={} records={} record-bytes={} e2e={}/s for {}s librdkafka={librdkafka}",
+         producers={} consumers={} idempotence={} records={} record-bytes={} e2e={}/s for {}s librdkafka={librdkafka}",
         args.agents,
         sluice.display(),
         args.database_url.as_deref().unwrap_or("fresh SQLite file per run"),
@@ -199,6 +203,7 @@ fn run(args: &ScaleArgs) -> Result<Vec<String>> {
         args.partitions,
         args.producers,
         args.consumers,
+        args.idempotence,
         args.records,
         args.record_bytes,
         args.e2e_rate,
@@ -267,6 +272,7 @@ fn run_one(
             records: args.records,
             record_bytes: args.record_bytes,
             linger_ms: args.linger_ms,
+            idempotence: args.idempotence,
             batch_bytes: args.batch_bytes,
             timeout,
         },
@@ -305,6 +311,7 @@ fn run_one(
             warmup: Duration::from_secs(args.e2e_warmup_secs),
             record_bytes: args.record_bytes,
             linger_ms: args.linger_ms,
+            idempotence: args.idempotence,
             fetch_wait_ms: args.e2e_fetch_wait_ms,
             batch_timeout,
         },

@@ -33,6 +33,7 @@ pub(crate) struct ProduceOptions<'a> {
     pub(crate) records: u64,
     pub(crate) record_bytes: usize,
     pub(crate) linger_ms: u32,
+    pub(crate) idempotence: bool,
     pub(crate) batch_bytes: u32,
     pub(crate) timeout: Duration,
 }
@@ -104,6 +105,7 @@ pub(crate) fn producer_config(
     bootstrap: &str,
     client_id: &str,
     linger_ms: u32,
+    idempotence: bool,
     batch_bytes: u32,
     record_bytes: usize,
     timeout: Duration,
@@ -116,7 +118,7 @@ pub(crate) fn producer_config(
     c.set("bootstrap.servers", bootstrap)
         .set("client.id", client_id)
         .set("acks", "all")
-        .set("enable.idempotence", "true")
+        .set("enable.idempotence", idempotence.to_string())
         .set("linger.ms", linger_ms.to_string())
         .set("batch.size", batch_bytes.to_string())
         .set("batch.num.messages", "1000000")
@@ -242,6 +244,7 @@ fn setup_producer(
         bootstrap,
         &name,
         opts.linger_ms,
+        opts.idempotence,
         opts.batch_bytes,
         opts.record_bytes,
         opts.timeout,

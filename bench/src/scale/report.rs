@@ -277,7 +277,7 @@ pub(crate) fn print_summary(reports: &[RunReport], args: &ScaleArgs, batch_timeo
     let last = reports[reports.len() - 1].agents;
     println!();
     println!(
-        "=== summary: {} (batch timeout {}, {} partitions, {} producers, {} consumers, {} x {} B, e2e {}/s) ===",
+        "=== summary: {} (batch timeout {}, {} partitions, {} producers, {} consumers, idempotence {}, {} x {} B, e2e {}/s) ===",
         reports
             .iter()
             .map(|r| format!("{} agent(s)", r.agents))
@@ -287,6 +287,7 @@ pub(crate) fn print_summary(reports: &[RunReport], args: &ScaleArgs, batch_timeo
         args.partitions,
         args.producers,
         args.consumers,
+        args.idempotence,
         args.records,
         args.record_bytes,
         args.e2e_rate
