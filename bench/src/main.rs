@@ -14,7 +14,8 @@
 //! Every wait is bounded by a timeout. See `bench/README.md` for how to run it.
 //!
 //! `sluice-bench overload ...` runs the overload benchmark instead (module `overload`);
-//! `sluice-bench check-history FILE...` checks the history of a kill test (module `history`).
+//! `sluice-bench check-history FILE...` checks the history of a kill test (module `history`);
+//! `sluice-bench scale` compares one agent with three on a shared database (module `scale`).
 //!
 //! Modules: `server` (spawned `sluice serve`), `rss` (memory/CPU from `/proc`), `topic`
 //! (topic creation), `util` (size/duration parsing), `overload` (the overload benchmark),
@@ -24,6 +25,7 @@ mod consume;
 mod history;
 mod overload;
 mod rss;
+mod scale;
 mod server;
 mod topic;
 mod util;
@@ -85,6 +87,9 @@ enum BenchCommand {
     /// lost, duplicated, misplaced and unexpected records, ack and poll order, polls below a
     /// committed offset. Exits 1 on any violation.
     CheckHistory(history::CheckHistoryArgs),
+    /// One agent vs three agents on one database and bucket: produce and consume
+    /// throughput, end-to-end latency across agents, commit transactions, CPU and RSS.
+    Scale(scale::ScaleArgs),
 }
 
 // The default benchmark: produce `--records` records, then consume them back.
@@ -179,6 +184,7 @@ fn main() -> ExitCode {
     match &cli.command {
         Some(BenchCommand::Overload(args)) => return overload::main(args),
         Some(BenchCommand::CheckHistory(args)) => return history::main(args),
+        Some(BenchCommand::Scale(args)) => return scale::main(args),
         None => {}
     }
     let args = cli.run;
