@@ -14,14 +14,16 @@
 //! Every wait is bounded by a timeout. See `bench/README.md` for how to run it.
 //!
 //! `sluice-bench overload ...` runs the overload benchmark instead (module `overload`);
-//! `sluice-bench check-history FILE...` checks the history of a kill test (module `history`).
+//! `sluice-bench check-history FILE...` checks the history of a kill test (module `history`);
+//! `sluice-bench kill-test ...` runs one: agents killed under load (module `killtest`).
 //!
 //! Modules: `server` (spawned `sluice serve`), `rss` (memory/CPU from `/proc`), `topic`
 //! (topic creation), `util` (size/duration parsing), `overload` (the overload benchmark),
-//! `history` (kill-test histories: writer and checker).
+//! `history` (kill-test histories: writer and checker), `killtest` (the kill-test driver).
 
 mod consume;
 mod history;
+mod killtest;
 mod overload;
 mod rss;
 mod server;
@@ -85,6 +87,10 @@ enum BenchCommand {
     /// lost, duplicated, misplaced and unexpected records, ack and poll order, polls below a
     /// committed offset. Exits 1 on any violation.
     CheckHistory(history::CheckHistoryArgs),
+    /// Kill test: several agents on one database and bucket, producers and a consumer group
+    /// working while agents are killed (SIGKILL) and restarted; every client writes a
+    /// history, checked at the end, and the recovery after each kill is timed.
+    KillTest(killtest::KillTestArgs),
 }
 
 // The default benchmark: produce `--records` records, then consume them back.
@@ -179,6 +185,7 @@ fn main() -> ExitCode {
     match &cli.command {
         Some(BenchCommand::Overload(args)) => return overload::main(args),
         Some(BenchCommand::CheckHistory(args)) => return history::main(args),
+        Some(BenchCommand::KillTest(args)) => return killtest::main(args),
         None => {}
     }
     let args = cli.run;
