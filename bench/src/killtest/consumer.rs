@@ -6,31 +6,32 @@
 //! # History
 //! - `assign` from the rebalance callback, with the member's whole new assignment;
 //! - `poll` for every record `poll` returns;
-//! - `commit` only after the broker confirmed the commit (every partition of it).
+//! - `commit` from the commit callback, for the partitions the broker confirmed.
 //!
-//! About every 100 ms a member commits, synchronously and on its polling thread, the next
-//! offset after the last record it polled on each partition it holds. A revocation or a new
-//! assignment forgets the positions, so a member never commits a partition it no longer
-//! holds (the coordinator would take it: Kafka does not check which member owns what), and
-//! since rebalance callbacks run inside `poll` on the same thread, no rebalance can come
-//! between reading the positions and committing them.
+//! What is committed is chosen by the member: after writing a record's `poll` it stores the
+//! record's offset (`enable.auto.offset.store=false`, `store_offset_from_message`), and
+//! librdkafka commits the stored offsets of the current assignment every 100 ms on its own
+//! thread (`enable.auto.commit=true`, `auto.commit.interval.ms=100`); it also commits them
+//! before a revocation and drops them for revoked partitions, so a member never commits a
+//! partition it no longer holds. Results arrive through `commit_callback` during `poll`.
 //!
-//! Why not asynchronous commits and the commit callback: rust-rdkafka 0.38 submits manual
-//! asynchronous commits without a reply queue, so `ConsumerContext::commit_callback` never
-//! fires for them (fede1024/rust-rdkafka#856). A synchronous commit is bounded: librdkafka
-//! gives up on a commit waiting for a coordinator after `session.timeout.ms`.
+//! Why not commits from the polling thread: rust-rdkafka 0.38 submits manual asynchronous
+//! commits without a reply queue, so `commit_callback` never fires for them
+//! (fede1024/rust-rdkafka#856); and a synchronous commit blocks `poll` while the coordinator
+//! is gone, which also blocks the rebalance callback the new coordinator waits for, so the
+//! commit waits until `session.timeout.ms` runs out: a stall of about 11 s after every
+//! coordinator kill that measures the driver, not the broker.
 
-use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex};
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
 use rdkafka::config::ClientConfig;
-use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance};
-use rdkafka::error::{KafkaError, RDKafkaErrorCode};
+use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext, Rebalance};
+use rdkafka::error::{KafkaError, KafkaResult, RDKafkaErrorCode};
 use rdkafka::message::Message;
 use rdkafka::{ClientContext, Offset, TopicPartitionList};
 
@@ -56,24 +57,12 @@ pub(crate) struct ConsumerSummary {
     pub(crate) first_errors: Vec<String>,
 }
 
-/// The member's view of its assignment, touched by its callbacks and its poll loop (all on
-/// the member's thread; the mutex only satisfies `&self` callbacks).
-#[derive(Default)]
-struct Track {
-    assigned: BTreeSet<i32>,
-    /// Next offset after the last polled record, per held partition.
-    next: BTreeMap<i32, i64>,
-    /// Last next offset the broker confirmed, per held partition.
-    committed: BTreeMap<i32, i64>,
-}
-
 struct Ctx {
     name: String,
     group: String,
     topic: String,
     history: Arc<History>,
     counters: Arc<Counters>,
-    track: Mutex<Track>,
     commits: AtomicU64,
     commit_errors: AtomicU64,
     assignments: AtomicU64,
@@ -81,10 +70,6 @@ struct Ctx {
 }
 
 impl Ctx {
-    fn track(&self) -> MutexGuard<'_, Track> {
-        self.track.lock().unwrap_or_else(|p| p.into_inner())
-    }
-
     fn note_error(&self, text: String) {
         if let Ok(mut v) = self.first_errors.lock() {
             if v.len() < 5 {
@@ -121,12 +106,6 @@ impl ConsumerContext for Ctx {
         match rebalance {
             Rebalance::Assign(tpl) => {
                 let partitions = self.partitions(tpl);
-                {
-                    let mut t = self.track();
-                    t.assigned = partitions.iter().copied().collect();
-                    t.next.clear();
-                    t.committed.clear();
-                }
                 self.assignments.fetch_add(1, Ordering::Relaxed);
                 Counters::add(&self.counters.rebalances);
                 eprintln!(
@@ -140,13 +119,49 @@ impl ConsumerContext for Ctx {
                     history_error(&self.counters, &self.name, &e);
                 }
             }
-            Rebalance::Revoke(_) => {
-                let mut t = self.track();
-                t.assigned.clear();
-                t.next.clear();
-                t.committed.clear();
-            }
+            Rebalance::Revoke(_) => {}
             Rebalance::Error(e) => self.note_error(format!("rebalance error: {e}")),
+        }
+    }
+
+    fn commit_callback(&self, result: KafkaResult<()>, offsets: &TopicPartitionList) {
+        if let Err(e) = result {
+            // A failed request may still have committed some partitions: write none.
+            if !matches!(e.rdkafka_error_code(), Some(RDKafkaErrorCode::NoOffset)) {
+                self.commit_errors.fetch_add(1, Ordering::Relaxed);
+            }
+            // Expected while the coordinator moves or the group rebalances.
+            if !matches!(
+                e.rdkafka_error_code(),
+                Some(
+                    RDKafkaErrorCode::NoOffset
+                        | RDKafkaErrorCode::NotCoordinator
+                        | RDKafkaErrorCode::RebalanceInProgress
+                        | RDKafkaErrorCode::IllegalGeneration
+                        | RDKafkaErrorCode::UnknownMemberId
+                        | RDKafkaErrorCode::CoordinatorNotAvailable
+                        | RDKafkaErrorCode::CoordinatorLoadInProgress
+                        | RDKafkaErrorCode::OperationTimedOut
+                        | RDKafkaErrorCode::RequestTimedOut
+                        | RDKafkaErrorCode::BrokerTransportFailure
+                )
+            ) {
+                self.note_error(format!("commit failed: {e}"));
+            }
+            return;
+        }
+        for e in offsets.elements_for_topic(&self.topic) {
+            let (Ok(()), Offset::Offset(next)) = (e.error(), e.offset()) else {
+                continue;
+            };
+            self.commits.fetch_add(1, Ordering::Relaxed);
+            Counters::add(&self.counters.commits);
+            if let Err(err) =
+                self.history
+                    .commit(&self.name, &self.group, &self.topic, e.partition(), next)
+            {
+                history_error(&self.counters, &self.name, &err);
+            }
         }
     }
 }
@@ -172,7 +187,6 @@ pub(crate) fn start(
         topic: cfg.topic.clone(),
         history: Arc::clone(&history),
         counters: Arc::clone(&counters),
-        track: Mutex::new(Track::default()),
         commits: AtomicU64::new(0),
         commit_errors: AtomicU64::new(0),
         assignments: AtomicU64::new(0),
@@ -182,7 +196,11 @@ pub(crate) fn start(
         .set("bootstrap.servers", bootstrap)
         .set("group.id", &cfg.group)
         .set("client.id", format!("kill-test-{name}"))
-        .set("enable.auto.commit", "false")
+        .set("enable.auto.commit", "true")
+        .set(
+            "auto.commit.interval.ms",
+            COMMIT_EVERY.as_millis().to_string(),
+        )
         .set("enable.auto.offset.store", "false")
         .set("auto.offset.reset", "earliest")
         .set("partition.assignment.strategy", "roundrobin")
@@ -203,7 +221,6 @@ pub(crate) fn start(
         .spawn(move || {
             let mut polled = 0u64;
             let mut poll_errors = 0u64;
-            let mut last_commit = Instant::now();
             let mut last_flush = Instant::now();
             while !stop.load(Ordering::Relaxed) {
                 match consumer.poll(Duration::from_millis(100)) {
@@ -228,9 +245,11 @@ pub(crate) fn start(
                             history_error(&counters, &thread_name, &e);
                         }
                         watch.on_poll(partition, offset, record_ms, now);
-                        let mut t = consumer.context().track();
-                        if t.assigned.contains(&partition) {
-                            t.next.insert(partition, offset + 1);
+                        // The record is processed: its offset may be committed.
+                        if let Err(e) = consumer.store_offset_from_message(&msg) {
+                            consumer
+                                .context()
+                                .note_error(format!("storing offset {offset} of {partition}: {e}"));
                         }
                     }
                     Some(Err(e)) => {
@@ -248,10 +267,6 @@ pub(crate) fn start(
                     }
                     None => {}
                 }
-                if last_commit.elapsed() >= COMMIT_EVERY {
-                    last_commit = Instant::now();
-                    commit(&consumer);
-                }
                 if last_flush.elapsed() >= Duration::from_secs(1) {
                     last_flush = Instant::now();
                     if let Err(e) = history.flush() {
@@ -259,8 +274,11 @@ pub(crate) fn start(
                     }
                 }
             }
-            // A last commit of what was polled.
-            commit(&consumer);
+            // Serve the results of the last automatic commits.
+            let deadline = Instant::now() + Duration::from_millis(500);
+            while Instant::now() < deadline {
+                consumer.poll(Duration::from_millis(50));
+            }
             consumer.unsubscribe();
             let ctx = consumer.context();
             let summary = ConsumerSummary {
@@ -284,69 +302,4 @@ pub(crate) fn start(
         })
         .context("spawning a consumer thread")?;
     Ok((name, handle))
-}
-
-/// Commits (synchronously) the positions that moved since the last confirmed commit and
-/// writes them to the history when the broker confirmed every partition. Returns whether
-/// a commit was confirmed.
-fn commit(consumer: &BaseConsumer<Ctx>) -> bool {
-    let ctx = consumer.context();
-    let mut tpl = TopicPartitionList::new();
-    let mut moved = Vec::new();
-    {
-        let t = ctx.track();
-        for (&partition, &next) in &t.next {
-            if t.committed.get(&partition) != Some(&next) {
-                moved.push((partition, next));
-            }
-        }
-    }
-    for &(partition, next) in &moved {
-        if let Err(e) = tpl.add_partition_offset(&ctx.topic, partition, Offset::Offset(next)) {
-            ctx.note_error(format!("building a commit: {e}"));
-            return false;
-        }
-    }
-    if moved.is_empty() {
-        return false;
-    }
-    if let Err(e) = consumer.commit(&tpl, CommitMode::Sync) {
-        ctx.commit_errors.fetch_add(1, Ordering::Relaxed);
-        // Expected while the coordinator moves or the group rebalances.
-        if !matches!(
-            e.rdkafka_error_code(),
-            Some(
-                RDKafkaErrorCode::NotCoordinator
-                    | RDKafkaErrorCode::RebalanceInProgress
-                    | RDKafkaErrorCode::IllegalGeneration
-                    | RDKafkaErrorCode::UnknownMemberId
-                    | RDKafkaErrorCode::CoordinatorNotAvailable
-                    | RDKafkaErrorCode::CoordinatorLoadInProgress
-                    | RDKafkaErrorCode::OperationTimedOut
-                    | RDKafkaErrorCode::RequestTimedOut
-            )
-        ) {
-            ctx.note_error(format!("commit failed: {e}"));
-        }
-        return false;
-    }
-    {
-        let mut t = ctx.track();
-        for &(partition, next) in &moved {
-            if t.assigned.contains(&partition) {
-                t.committed.insert(partition, next);
-            }
-        }
-    }
-    for (partition, next) in moved {
-        ctx.commits.fetch_add(1, Ordering::Relaxed);
-        Counters::add(&ctx.counters.commits);
-        if let Err(e) = ctx
-            .history
-            .commit(&ctx.name, &ctx.group, &ctx.topic, partition, next)
-        {
-            history_error(&ctx.counters, &ctx.name, &e);
-        }
-    }
-    true
 }
