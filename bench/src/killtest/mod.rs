@@ -577,12 +577,25 @@ fn drive(
     Ok(failures)
 }
 
-/// Joins client threads; a panicked one is an error.
+/// How long the end of the run waits for a client thread to finish (a producer's flush is
+/// bounded by 75 s).
+const CLIENT_STOP_TIMEOUT: Duration = Duration::from_secs(90);
+
+/// Joins client threads, each within `CLIENT_STOP_TIMEOUT`; a panicked or stuck one is an
+/// error (a stuck thread is left behind: librdkafka gives no way to interrupt it).
 fn join_all<T>(handles: Vec<(String, JoinHandle<T>)>) -> Result<Vec<T>> {
-    handles
-        .into_iter()
-        .map(|(name, h)| h.join().map_err(|_| anyhow!("client {name} panicked")))
-        .collect()
+    let deadline = Instant::now() + CLIENT_STOP_TIMEOUT;
+    let mut out = Vec::with_capacity(handles.len());
+    for (name, h) in handles {
+        while !h.is_finished() {
+            if Instant::now() > deadline {
+                bail!("client {name} did not stop within {CLIENT_STOP_TIMEOUT:?}");
+            }
+            thread::sleep(Duration::from_millis(50));
+        }
+        out.push(h.join().map_err(|_| anyhow!("client {name} panicked"))?);
+    }
+    Ok(out)
 }
 
 /// Waits until the group polled up to `high` on every partition.
