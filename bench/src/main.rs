@@ -16,13 +16,15 @@
 //! `sluice-bench overload ...` runs the overload benchmark instead (module `overload`);
 //! `sluice-bench check-history FILE...` checks the history of a kill test (module `history`);
 //! `sluice-bench scale` compares one agent with three on a shared database (module `scale`).
+//! `sluice-bench kill-test ...` runs one: agents killed under load (module `killtest`).
 //!
 //! Modules: `server` (spawned `sluice serve`), `rss` (memory/CPU from `/proc`), `topic`
 //! (topic creation), `util` (size/duration parsing), `overload` (the overload benchmark),
-//! `history` (kill-test histories: writer and checker).
+//! `history` (kill-test histories: writer and checker), `killtest` (the kill-test driver).
 
 mod consume;
 mod history;
+mod killtest;
 mod overload;
 mod rss;
 mod scale;
@@ -90,6 +92,10 @@ enum BenchCommand {
     /// One agent vs three agents on one database and bucket: produce and consume
     /// throughput, end-to-end latency across agents, commit transactions, CPU and RSS.
     Scale(scale::ScaleArgs),
+    /// Kill test: several agents on one database and bucket, producers and a consumer group
+    /// working while agents are killed (SIGKILL) and restarted; every client writes a
+    /// history, checked at the end, and the recovery after each kill is timed.
+    KillTest(killtest::KillTestArgs),
 }
 
 // The default benchmark: produce `--records` records, then consume them back.
@@ -185,6 +191,7 @@ fn main() -> ExitCode {
         Some(BenchCommand::Overload(args)) => return overload::main(args),
         Some(BenchCommand::CheckHistory(args)) => return history::main(args),
         Some(BenchCommand::Scale(args)) => return scale::main(args),
+        Some(BenchCommand::KillTest(args)) => return killtest::main(args),
         None => {}
     }
     let args = cli.run;
@@ -228,6 +235,8 @@ fn run(args: &Args) -> Result<Vec<String>> {
                 forward_log: args.server_log,
                 keep_data: args.keep_data,
                 startup_timeout: Duration::from_secs(args.startup_timeout_secs),
+                data_dir: None,
+                log_file: None,
             })?;
             eprintln!(
                 "spawned {} (pid {}) kafka={} http={} data-dir={}",

@@ -1,10 +1,12 @@
-//! A `sluice serve` child process for the benchmarks: started on ephemeral ports with a
-//! throw-away data directory, announced by its "sluice listening kafka=... http=..." line,
-//! its output drained (and kept as a short tail for diagnostics), and stopped with SIGTERM,
-//! then SIGKILL, when dropped.
+//! A `sluice serve` child process for the benchmarks and the kill test: started on
+//! ephemeral ports with a throw-away (or a given) data directory, announced by its "sluice
+//! listening kafka=... http=..." line, its output drained (kept as a short tail for
+//! diagnostics, optionally appended to a log file), killed with SIGKILL and started again
+//! with the same flags on demand, and stopped with SIGTERM, then SIGKILL, when dropped.
 
 use std::collections::VecDeque;
-use std::io::{BufRead, BufReader, Read};
+use std::fs::File;
+use std::io::{BufRead, BufReader, Read, Write};
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
@@ -15,6 +17,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use anyhow::{bail, Context, Result};
 
 /// How to start the server.
+#[derive(Clone, Debug)]
 pub(crate) struct SpawnOptions {
     /// Path of the `sluice` binary.
     pub(crate) path: PathBuf,
@@ -26,118 +29,76 @@ pub(crate) struct SpawnOptions {
     pub(crate) extra_args: Vec<String>,
     /// Forward the server's stdout/stderr to this program's stderr.
     pub(crate) forward_log: bool,
-    /// Keep the temporary data directory when the server stops.
+    /// Keep the temporary data directory when the server stops (a given `data_dir` is
+    /// always kept: it belongs to the caller).
     pub(crate) keep_data: bool,
     /// How long to wait for the "sluice listening" line.
     pub(crate) startup_timeout: Duration,
+    /// `--data-dir`; `None`: a fresh directory under the system temp dir.
+    pub(crate) data_dir: Option<PathBuf>,
+    /// Append every line of the server's output to this file (across restarts).
+    pub(crate) log_file: Option<PathBuf>,
 }
+
+type LogTail = Arc<Mutex<VecDeque<String>>>;
 
 pub(crate) struct Server {
     child: Child,
     pub(crate) pid: u32,
     pub(crate) data_dir: PathBuf,
-    keep_data: bool,
+    opts: SpawnOptions,
+    /// Whether `data_dir` was made by us (and is removed on stop unless `keep_data`).
+    own_data_dir: bool,
     stopped: bool,
-    log_tail: Arc<Mutex<VecDeque<String>>>,
+    log_tail: LogTail,
+}
+
+/// A started process, before it is wrapped in a `Server`.
+struct Launched {
+    child: Child,
+    log_tail: LogTail,
+    kafka: String,
+    http: Option<String>,
 }
 
 impl Server {
     /// Starts `PATH serve ...` and waits for its "sluice listening kafka=... http=..." line.
     /// Returns the server, its Kafka address and its HTTP address (if printed).
     pub(crate) fn spawn(opts: &SpawnOptions) -> Result<(Server, String, Option<String>)> {
-        let path = opts.path.as_path();
-        let nanos = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map(|d| d.subsec_nanos())
-            .unwrap_or(0);
-        let data_dir =
-            std::env::temp_dir().join(format!("sluice-bench-{}-{nanos:x}", std::process::id()));
+        let (data_dir, own_data_dir) = match &opts.data_dir {
+            Some(dir) => (dir.clone(), false),
+            None => {
+                let nanos = SystemTime::now()
+                    .duration_since(UNIX_EPOCH)
+                    .map(|d| d.subsec_nanos())
+                    .unwrap_or(0);
+                let dir = std::env::temp_dir()
+                    .join(format!("sluice-bench-{}-{nanos:x}", std::process::id()));
+                (dir, true)
+            }
+        };
         std::fs::create_dir_all(&data_dir)
             .with_context(|| format!("creating {}", data_dir.display()))?;
-
-        let mut cmd = Command::new(path);
-        cmd.arg("serve")
-            .arg("--data-dir")
-            .arg(&data_dir)
-            .args(["--kafka-addr", "127.0.0.1:0", "--http-addr", "127.0.0.1:0"])
-            .arg("--batch-timeout")
-            .arg(&opts.batch_timeout);
-        if let Some(url) = &opts.bucket_url {
-            cmd.arg("--bucket-url").arg(url);
-        }
-        cmd.args(&opts.extra_args)
-            .env("NO_COLOR", "1")
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped());
-        let mut child = match cmd.spawn() {
-            Ok(c) => c,
+        let launched = match launch(opts, &data_dir, true) {
+            Ok(l) => l,
             Err(e) => {
-                let _ = std::fs::remove_dir_all(&data_dir);
-                return Err(e).with_context(|| format!("starting {}", path.display()));
+                if own_data_dir && !opts.keep_data {
+                    let _ = std::fs::remove_dir_all(&data_dir);
+                }
+                return Err(e);
             }
         };
-        let pid = child.id();
-        let log_tail = Arc::new(Mutex::new(VecDeque::new()));
-        let (tx, rx) = mpsc::channel::<String>();
-        if let Some(out) = child.stdout.take() {
-            pump_lines(
-                out,
-                "stdout",
-                Arc::clone(&log_tail),
-                opts.forward_log,
-                tx.clone(),
-            );
-        }
-        if let Some(err) = child.stderr.take() {
-            pump_lines(
-                err,
-                "stderr",
-                Arc::clone(&log_tail),
-                opts.forward_log,
-                tx.clone(),
-            );
-        }
-        drop(tx);
-
-        let mut server = Server {
-            child,
+        let pid = launched.child.id();
+        let server = Server {
+            child: launched.child,
             pid,
             data_dir,
-            keep_data: opts.keep_data,
+            opts: opts.clone(),
+            own_data_dir,
             stopped: false,
-            log_tail,
+            log_tail: launched.log_tail,
         };
-        let deadline = Instant::now() + opts.startup_timeout;
-        loop {
-            match rx.recv_timeout(Duration::from_millis(100)) {
-                Ok(line) => {
-                    if let Some((kafka, http)) = parse_listening_line(&line) {
-                        return Ok((server, kafka, http));
-                    }
-                }
-                Err(mpsc::RecvTimeoutError::Timeout) => {}
-                Err(mpsc::RecvTimeoutError::Disconnected) => {
-                    // Both pipes closed: the process is exiting. Give it a moment to be reaped.
-                    thread::sleep(Duration::from_millis(200));
-                }
-            }
-            if let Some(status) = server.exited() {
-                server.print_tail();
-                bail!(
-                    "{} exited before it was listening ({status})",
-                    path.display()
-                );
-            }
-            if Instant::now() > deadline {
-                server.print_tail();
-                bail!(
-                    "{} printed no \"sluice listening kafka=...\" line within {:?}",
-                    path.display(),
-                    opts.startup_timeout
-                );
-            }
-        }
+        Ok((server, launched.kafka, launched.http))
     }
 
     /// Exit status if the process has ended.
@@ -150,16 +111,43 @@ impl Server {
     }
 
     pub(crate) fn print_tail(&self) {
-        if let Ok(tail) = self.log_tail.lock() {
-            if tail.is_empty() {
-                return;
-            }
-            eprintln!("--- last {} lines of server output ---", tail.len());
-            for line in tail.iter() {
-                eprintln!("{line}");
-            }
-            eprintln!("---");
+        print_tail(&self.log_tail);
+    }
+
+    /// SIGKILL, and reaps the process: a crash, no shutdown steps run.
+    pub(crate) fn kill(&mut self) -> Result<()> {
+        if self.exited().is_none() {
+            self.child
+                .kill()
+                .with_context(|| format!("killing pid {}", self.pid))?;
         }
+        self.child
+            .wait()
+            .with_context(|| format!("reaping pid {}", self.pid))?;
+        Ok(())
+    }
+
+    /// Starts the process again with the same flags and data directory (it must have
+    /// exited, e.g. after `kill`). New ports: returns the new Kafka and HTTP addresses.
+    /// On failure the server stays down and `restart` may be called again; the error
+    /// quotes the last line the server printed (the tail is not printed: a caller that
+    /// retries would repeat it).
+    pub(crate) fn restart(&mut self) -> Result<(String, Option<String>)> {
+        if self.exited().is_none() {
+            bail!(
+                "pid {} is still running; kill it before restarting",
+                self.pid
+            );
+        }
+        if let Some(log) = &self.opts.log_file {
+            append_line(log, "--- sluice-bench: restarting the server ---");
+        }
+        let launched = launch(&self.opts, &self.data_dir, false)?;
+        self.pid = launched.child.id();
+        self.child = launched.child;
+        self.log_tail = launched.log_tail;
+        self.stopped = false;
+        Ok((launched.kafka, launched.http))
     }
 
     /// SIGTERM (through `kill`, as this crate forbids unsafe code), then SIGKILL after 10 s.
@@ -184,11 +172,158 @@ impl Server {
                 let _ = self.child.wait();
             }
         }
-        if self.keep_data {
+        if !self.own_data_dir {
+            return;
+        }
+        if self.opts.keep_data {
             eprintln!("kept server data in {}", self.data_dir.display());
         } else {
             let _ = std::fs::remove_dir_all(&self.data_dir);
         }
+    }
+}
+
+/// Runs `PATH serve --data-dir DIR ...` and waits for the "sluice listening" line. An early
+/// exit or a missing line is an error that quotes the last line of output; with
+/// `print_tail_on_failure` the whole tail is printed too.
+fn launch(
+    opts: &SpawnOptions,
+    data_dir: &std::path::Path,
+    print_tail_on_failure: bool,
+) -> Result<Launched> {
+    let path = opts.path.as_path();
+    let mut cmd = Command::new(path);
+    cmd.arg("serve")
+        .arg("--data-dir")
+        .arg(data_dir)
+        .args(["--kafka-addr", "127.0.0.1:0", "--http-addr", "127.0.0.1:0"])
+        .arg("--batch-timeout")
+        .arg(&opts.batch_timeout);
+    if let Some(url) = &opts.bucket_url {
+        cmd.arg("--bucket-url").arg(url);
+    }
+    cmd.args(&opts.extra_args)
+        .env("NO_COLOR", "1")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let log_file = match &opts.log_file {
+        Some(p) => Some(Arc::new(Mutex::new(
+            std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(p)
+                .with_context(|| format!("opening {}", p.display()))?,
+        ))),
+        None => None,
+    };
+    let mut child = cmd
+        .spawn()
+        .with_context(|| format!("starting {}", path.display()))?;
+    let log_tail: LogTail = Arc::new(Mutex::new(VecDeque::new()));
+    let (tx, rx) = mpsc::channel::<String>();
+    let pipes: [(Option<Box<dyn Read + Send>>, &'static str); 2] = [
+        (
+            child
+                .stdout
+                .take()
+                .map(|p| Box::new(p) as Box<dyn Read + Send>),
+            "stdout",
+        ),
+        (
+            child
+                .stderr
+                .take()
+                .map(|p| Box::new(p) as Box<dyn Read + Send>),
+            "stderr",
+        ),
+    ];
+    for (pipe, label) in pipes {
+        if let Some(pipe) = pipe {
+            pump_lines(
+                pipe,
+                label,
+                Arc::clone(&log_tail),
+                log_file.clone(),
+                opts.forward_log,
+                tx.clone(),
+            );
+        }
+    }
+    drop(tx);
+
+    let last_line = |tail: &LogTail| {
+        tail.lock()
+            .ok()
+            .and_then(|t| t.back().cloned())
+            .unwrap_or_default()
+    };
+    let deadline = Instant::now() + opts.startup_timeout;
+    loop {
+        match rx.recv_timeout(Duration::from_millis(100)) {
+            Ok(line) => {
+                if let Some((kafka, http)) = parse_listening_line(&line) {
+                    return Ok(Launched {
+                        child,
+                        log_tail,
+                        kafka,
+                        http,
+                    });
+                }
+            }
+            Err(mpsc::RecvTimeoutError::Timeout) => {}
+            Err(mpsc::RecvTimeoutError::Disconnected) => {
+                // Both pipes closed: the process is exiting. Give it a moment to be reaped.
+                thread::sleep(Duration::from_millis(200));
+            }
+        }
+        if let Ok(Some(status)) = child.try_wait() {
+            // Let the pumps drain what the process printed last.
+            thread::sleep(Duration::from_millis(100));
+            if print_tail_on_failure {
+                print_tail(&log_tail);
+            }
+            bail!(
+                "{} exited before it was listening ({status}): {}",
+                path.display(),
+                last_line(&log_tail)
+            );
+        }
+        if Instant::now() > deadline {
+            if print_tail_on_failure {
+                print_tail(&log_tail);
+            }
+            let _ = child.kill();
+            let _ = child.wait();
+            bail!(
+                "{} printed no \"sluice listening kafka=...\" line within {:?}",
+                path.display(),
+                opts.startup_timeout
+            );
+        }
+    }
+}
+
+fn print_tail(tail: &LogTail) {
+    if let Ok(tail) = tail.lock() {
+        if tail.is_empty() {
+            return;
+        }
+        eprintln!("--- last {} lines of server output ---", tail.len());
+        for line in tail.iter() {
+            eprintln!("{line}");
+        }
+        eprintln!("---");
+    }
+}
+
+fn append_line(path: &std::path::Path, line: &str) {
+    if let Ok(mut f) = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path)
+    {
+        let _ = writeln!(f, "{line}");
     }
 }
 
@@ -199,12 +334,13 @@ impl Drop for Server {
 }
 
 /// Drains one output pipe of the server until EOF (so it never blocks on a full pipe),
-/// keeps the last lines for diagnostics, optionally forwards them, and sends lines that
-/// look like the "listening" announcement to `tx`.
+/// keeps the last lines for diagnostics, optionally forwards them and appends them to a
+/// log file, and sends lines that look like the "listening" announcement to `tx`.
 fn pump_lines<R: Read + Send + 'static>(
     pipe: R,
     label: &'static str,
-    tail: Arc<Mutex<VecDeque<String>>>,
+    tail: LogTail,
+    log_file: Option<Arc<Mutex<File>>>,
     forward: bool,
     tx: mpsc::Sender<String>,
 ) {
@@ -223,6 +359,11 @@ fn pump_lines<R: Read + Send + 'static>(
                 let line = strip_ansi(String::from_utf8_lossy(&buf).trim_end());
                 if forward {
                     eprintln!("[sluice {label}] {line}");
+                }
+                if let Some(file) = &log_file {
+                    if let Ok(mut f) = file.lock() {
+                        let _ = writeln!(f, "{line}");
+                    }
                 }
                 if !announced && line.contains("sluice listening") {
                     announced = true;

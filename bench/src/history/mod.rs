@@ -72,7 +72,6 @@ use std::process::ExitCode;
 
 pub(crate) use self::check::check;
 pub(crate) use self::event::Input;
-#[allow(unused_imports)] // for the kill-test driver to come
 pub(crate) use self::writer::History;
 
 #[derive(clap::Args, Debug)]

@@ -6,9 +6,6 @@
 //! Lines are buffered; the buffer is flushed by `flush` and when the `History` is dropped. A
 //! killed test driver loses its unflushed tail: call `flush` at points that matter.
 
-// The kill-test driver that records histories is not written yet; the tests use every method.
-#![allow(dead_code)]
-
 use std::fs::File;
 use std::io::{self, BufWriter, Write};
 use std::path::Path;

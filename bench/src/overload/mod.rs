@@ -332,6 +332,8 @@ fn run(args: &OverloadArgs) -> Result<bool> {
                 forward_log: args.server_log,
                 keep_data: args.keep_data,
                 startup_timeout: Duration::from_secs(args.startup_timeout_secs),
+                data_dir: None,
+                log_file: None,
             })?;
             eprintln!(
                 "spawned {} (pid {}) kafka={} http={} data-dir={}",

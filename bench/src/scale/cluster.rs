@@ -103,6 +103,8 @@ impl Cluster {
                 forward_log: opts.forward_log,
                 keep_data: opts.keep_data,
                 startup_timeout: opts.startup_timeout,
+                data_dir: None,
+                log_file: None,
             })
             .with_context(|| format!("starting agent {n}"))?;
             eprintln!(
