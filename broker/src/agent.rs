@@ -243,6 +243,11 @@ pub async fn start(
         "group holds",
         crate::group_holds::serve(broker.clone(), jobs_cancel.child_token()),
     );
+    spawn_named(
+        &jobs,
+        "group snapshots",
+        crate::group_snapshots::publish(broker.clone(), jobs_cancel.child_token()),
+    );
     let runs_jobs = broker.config.roles.has(crate::config::Roles::JOBS);
     if runs_jobs {
         spawn_named(

@@ -27,7 +27,8 @@
 //!   of live agents and the cluster-wide job leases (tables in the [`store`]); [`placement`]
 //!   picks partition leaders and group coordinators among live agents (rendezvous hashing);
 //!   [`commit_watch`] wakes this agent's fetches when another agent commits;
-//!   [`group_holds`] holds a group empty for an offset reset at whichever agent coordinates it.
+//!   [`group_holds`] holds a group empty for an offset reset at whichever agent coordinates it;
+//!   [`group_snapshots`] shows groups coordinated elsewhere to this agent's console.
 //!
 //! This crate owns the Kafka-facing data plane and the cluster metadata (topics, offsets,
 //! virtual clusters and their API keys); it does not serve HTTP and knows nothing about
@@ -46,6 +47,7 @@ pub mod compaction;
 pub mod config;
 pub mod gate;
 pub mod group_holds;
+pub mod group_snapshots;
 pub mod groups;
 pub mod handlers;
 pub mod inspect;

@@ -64,6 +64,24 @@ async fn resets_hold_at_the_coordinator(url: &str) {
     // A live member at the coordinator: a reset asked at `b` is refused with its count.
     let joined = a.groups().join(DEFAULT, &group, join_request()).await;
     assert_eq!(joined.error, 0);
+    // The console at `b` shows the member the coordinator published.
+    let started = Instant::now();
+    loop {
+        let d = inspect::group_detail(&b, DEFAULT, &group).await;
+        if let Ok(d) = d {
+            if d.members.len() == 1 {
+                assert_eq!(d.members[0].client_id, "hold-test");
+                break;
+            }
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(5),
+            "no snapshot of the group at b"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let listed = inspect::list_groups(&b, DEFAULT).await.unwrap();
+    assert!(listed.iter().any(|g| g.group_id == group && g.members == 1));
     match inspect::reset_group_offsets(&b, DEFAULT, &group, Some(&topic), ResetTo::Earliest).await {
         Err(InspectError::Conflict(m)) => assert!(m.contains("1 active members"), "{m}"),
         other => panic!("expected Conflict, got {other:?}"),

@@ -300,6 +300,11 @@ impl Coordinator {
     }
 
     /// Live groups of a cluster: (group id, phase, protocol type).
+    /// Every group this coordinator holds, of every cluster.
+    pub fn keys(&self) -> Vec<(String, String)> {
+        self.lock().keys().cloned().collect()
+    }
+
     pub fn list(&self, cluster: &str) -> Vec<(String, Phase, String)> {
         self.lock()
             .iter()

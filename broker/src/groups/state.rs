@@ -38,6 +38,18 @@ impl Phase {
             Phase::Stable => "Stable",
         }
     }
+
+    /// The phase [`Phase::name`] names.
+    pub fn from_name(name: &str) -> Option<Phase> {
+        [
+            Phase::Empty,
+            Phase::PreparingRebalance,
+            Phase::CompletingRebalance,
+            Phase::Stable,
+        ]
+        .into_iter()
+        .find(|p| p.name() == name)
+    }
 }
 
 /// A JoinGroup request, decoded.

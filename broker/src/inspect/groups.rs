@@ -6,6 +6,7 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 use serde::{Deserialize, Serialize};
 
 use super::{topic_not_found, InspectError};
+use crate::groups::GroupView;
 use crate::state::Broker;
 use crate::store::{CommittedOffset, TopicMeta};
 
@@ -86,10 +87,21 @@ pub async fn list_groups(
         g.topics.push(lag.topic);
         *g.total_offset_lag.get_or_insert(0) += lag.offset_lag;
     }
-    for (group_id, _, _) in broker.groups.list(cluster) {
-        let Some(view) = broker.groups.describe(cluster, &group_id) else {
-            continue; // forgotten in between
-        };
+    // Groups held here, then those other agents coordinate (as they published them).
+    let mut views: Vec<(String, GroupView)> = broker
+        .groups
+        .list(cluster)
+        .into_iter()
+        .filter_map(|(id, _, _)| broker.groups.describe(cluster, &id).map(|v| (id, v)))
+        .collect();
+    let here: BTreeSet<String> = views.iter().map(|(id, _)| id.clone()).collect();
+    views.extend(
+        crate::group_snapshots::remote_views(broker, cluster)
+            .await?
+            .into_iter()
+            .filter(|(id, _)| !here.contains(id)),
+    );
+    for (group_id, view) in views {
         let g = groups
             .entry(group_id.clone())
             .or_insert_with(|| empty(&group_id));
@@ -118,7 +130,10 @@ pub async fn group_detail(
     cluster: &str,
     group: &str,
 ) -> Result<GroupDetail, InspectError> {
-    let view = broker.groups.describe(cluster, group);
+    let view = match broker.groups.describe(cluster, group) {
+        Some(v) => Some(v),
+        None => crate::group_snapshots::remote_view(broker, cluster, group).await?,
+    };
     let positions = broker.meta.group_positions_of(cluster, group).await?;
     if view.is_none() && positions.is_empty() {
         return Err(InspectError::NotFound(format!(

@@ -179,6 +179,8 @@ impl Metadata {
                 "DELETE FROM group_offsets WHERE cluster = $1",
                 "DELETE FROM lag_history WHERE cluster = $1",
                 "DELETE FROM group_holds WHERE cluster = $1",
+                "DELETE FROM group_snapshots WHERE cluster = $1",
+                "DELETE FROM group_snapshot_members WHERE cluster = $1",
                 "DELETE FROM api_keys WHERE cluster_id = $1",
                 "DELETE FROM virtual_clusters WHERE id = $1",
             ] {

@@ -80,6 +80,7 @@ mod lag;
 mod offsets;
 pub mod plan;
 mod retention;
+mod snapshots;
 mod sql;
 mod watch;
 
@@ -91,6 +92,7 @@ pub use holds::{GroupHold, HoldState};
 pub use inspect::{GroupTopicLag, PartitionStats, TopicStats};
 pub use lag::GroupPosition;
 pub use offsets::CommittedOffset;
+pub use snapshots::{GroupSnapshot, PublishedGroup, SnapshotMember};
 pub use sql::{
     open_postgres, open_sqlite, BatchLocation, Metadata, PartitionState, SegmentCommit, StoreError,
     TopicMeta,
