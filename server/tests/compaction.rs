@@ -1,7 +1,8 @@
 //! Segment compaction with the real binary: many small flushes over three partitions are
 //! merged into a few large objects while a consumer reads and producers keep producing;
 //! every record is read exactly once and in order, the bucket's object count drops, and
-//! everything still reads from the merged objects, also after a restart.
+//! everything still reads from the merged objects, also after a restart. Runs on Postgres when
+//! `SLUICE_TEST_POSTGRES_URL` is set (CI sets it), with a `file://` bucket either way.
 
 mod common;
 
@@ -139,9 +140,13 @@ fn counter(server: &Server, name: &str) -> f64 {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn compaction_merges_small_segments_without_gaps_or_duplicates() {
     let dir = tempfile::tempdir().unwrap();
+    // Postgres when the environment has it; the bucket stays a directory, to count objects.
+    let db = common::test_database(dir.path());
     let mut server = Server::start(
         dir.path(),
         &[
+            "--database-url",
+            &db,
             "--default-partitions",
             "3",
             "--batch-timeout",

@@ -325,10 +325,7 @@ pub fn read_frame(s: &mut TcpStream) -> Vec<u8> {
 /// else a `file://` directory in `dir`. Returns (database url, bucket url).
 pub fn shared_stores(dir: &Path) -> (String, String) {
     let tag = uuid::Uuid::new_v4().simple().to_string();
-    let db = match std::env::var("SLUICE_TEST_POSTGRES_URL") {
-        Ok(base) => fresh_postgres(&base, &format!("cluster_{}", &tag[..12])),
-        Err(_) => format!("sqlite://{}", dir.join("meta.db").display()),
-    };
+    let db = test_database(dir);
     let bucket = match std::env::var("SLUICE_TEST_S3_URL") {
         Ok(url) => match url.split_once('?') {
             Some((head, query)) => format!("{}/cluster-{tag}?{query}", head.trim_end_matches('/')),
@@ -337,6 +334,18 @@ pub fn shared_stores(dir: &Path) -> (String, String) {
         Err(_) => format!("file://{}", dir.join("bucket").display()),
     };
     (db, bucket)
+}
+
+/// The metadata database of a test agent: a fresh Postgres database when
+/// `SLUICE_TEST_POSTGRES_URL` is set, else a SQLite file in `dir`.
+pub fn test_database(dir: &Path) -> String {
+    match std::env::var("SLUICE_TEST_POSTGRES_URL") {
+        Ok(base) => {
+            let tag = uuid::Uuid::new_v4().simple().to_string();
+            fresh_postgres(&base, &format!("t_{}", &tag[..12]))
+        }
+        Err(_) => format!("sqlite://{}", dir.join("meta.db").display()),
+    }
 }
 
 /// Creates database `name` on `base`'s server and returns its url.
