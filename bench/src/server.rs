@@ -51,6 +51,8 @@ pub(crate) struct Server {
     own_data_dir: bool,
     stopped: bool,
     log_tail: LogTail,
+    /// The Kafka and HTTP listeners of the first start, kept across restarts.
+    listeners: (String, String),
 }
 
 /// A started process, before it is wrapped in a `Server`.
@@ -79,7 +81,8 @@ impl Server {
         };
         std::fs::create_dir_all(&data_dir)
             .with_context(|| format!("creating {}", data_dir.display()))?;
-        let launched = match launch(opts, &data_dir, true) {
+        let ephemeral = ("127.0.0.1:0", "127.0.0.1:0");
+        let launched = match launch(opts, &data_dir, true, ephemeral) {
             Ok(l) => l,
             Err(e) => {
                 if own_data_dir && !opts.keep_data {
@@ -97,6 +100,13 @@ impl Server {
             own_data_dir,
             stopped: false,
             log_tail: launched.log_tail,
+            listeners: (
+                launched.kafka.clone(),
+                launched
+                    .http
+                    .clone()
+                    .unwrap_or_else(|| ephemeral.1.to_string()),
+            ),
         };
         Ok((server, launched.kafka, launched.http))
     }
@@ -127,8 +137,9 @@ impl Server {
         Ok(())
     }
 
-    /// Starts the process again with the same flags and data directory (it must have
-    /// exited, e.g. after `kill`). New ports: returns the new Kafka and HTTP addresses.
+    /// Starts the process again with the same flags, data directory and ports (it must
+    /// have exited, e.g. after `kill`), as a restarted broker keeps its address: clients
+    /// that knew its node id find it where it was. Returns the Kafka and HTTP addresses.
     /// On failure the server stays down and `restart` may be called again; the error
     /// quotes the last line the server printed (the tail is not printed: a caller that
     /// retries would repeat it).
@@ -142,7 +153,8 @@ impl Server {
         if let Some(log) = &self.opts.log_file {
             append_line(log, "--- sluice-bench: restarting the server ---");
         }
-        let launched = launch(&self.opts, &self.data_dir, false)?;
+        let (kafka, http) = &self.listeners;
+        let launched = launch(&self.opts, &self.data_dir, false, (kafka, http))?;
         self.pid = launched.child.id();
         self.child = launched.child;
         self.log_tail = launched.log_tail;
@@ -190,13 +202,14 @@ fn launch(
     opts: &SpawnOptions,
     data_dir: &std::path::Path,
     print_tail_on_failure: bool,
+    (kafka_addr, http_addr): (&str, &str),
 ) -> Result<Launched> {
     let path = opts.path.as_path();
     let mut cmd = Command::new(path);
     cmd.arg("serve")
         .arg("--data-dir")
         .arg(data_dir)
-        .args(["--kafka-addr", "127.0.0.1:0", "--http-addr", "127.0.0.1:0"])
+        .args(["--kafka-addr", kafka_addr, "--http-addr", http_addr])
         .arg("--batch-timeout")
         .arg(&opts.batch_timeout);
     if let Some(url) = &opts.bucket_url {

@@ -8,12 +8,20 @@
 use std::sync::Arc;
 
 use bytes::{Bytes, BytesMut};
+use futures::StreamExt;
 use moka::future::Cache;
 
 use crate::bucket::{Bucket, BucketError};
 use crate::metrics::Metrics;
 
 pub const CHUNK_BYTES: u64 = 1 << 20;
+/// Chunk GETs a prefetch keeps in flight at once.
+const PREFETCH_PARALLEL: usize = 8;
+/// Chunks one prefetch loads at most.
+const PREFETCH_MAX_CHUNKS: usize = 64;
+
+/// A byte range of an object to read: (key, object size, offset, length).
+pub type Span<'a> = (&'a Arc<str>, u64, u64, u64);
 
 #[derive(Clone)]
 pub struct ChunkCache {
@@ -77,6 +85,36 @@ impl ChunkCache {
                 Ok(bytes)
             })
             .await
+    }
+
+    /// Loads the chunks holding `spans` into the cache, several GETs at once, so that a
+    /// read of many small objects (a consumer catching up on an agent whose cache is cold)
+    /// waits for about one round trip per [`PREFETCH_PARALLEL`] objects instead of one per
+    /// object. Errors are left for the read that follows to report.
+    pub async fn prefetch(&self, spans: &[Span<'_>]) {
+        let mut chunks: Vec<(Arc<str>, u64, u64)> = Vec::new();
+        for &(key, size, offset, len) in spans {
+            if len == 0 {
+                continue;
+            }
+            for index in offset / CHUNK_BYTES..=(offset + len - 1) / CHUNK_BYTES {
+                if !chunks.iter().any(|(k, i, _)| k == key && *i == index) {
+                    chunks.push((key.clone(), index, size));
+                }
+            }
+            if chunks.len() >= PREFETCH_MAX_CHUNKS {
+                break;
+            }
+        }
+        chunks.truncate(PREFETCH_MAX_CHUNKS);
+        if chunks.len() < 2 {
+            return; // nothing to overlap
+        }
+        futures::stream::iter(chunks)
+            .for_each_concurrent(PREFETCH_PARALLEL, |(key, index, size)| async move {
+                let _ = self.chunk(&key, index, size).await;
+            })
+            .await;
     }
 
     /// Appends `len` bytes at `offset` of object `key` to `out`.

@@ -19,6 +19,8 @@ use crate::store::TopicMeta;
 
 /// Batch rows read per partition and round; a client wanting more fetches again.
 const MAX_BATCH_ROWS: i64 = 1000;
+/// Rows whose objects are fetched together ahead of the copy (see `ChunkCache::prefetch`).
+const PREFETCH_WINDOW: usize = 64;
 /// The longest a fetch may wait, whatever the client asks.
 const MAX_WAIT: Duration = Duration::from_secs(30);
 
@@ -232,8 +234,33 @@ async fn read_partition(
         .min(max_bytes.saturating_sub(*total))
         .max(first);
     let mut buf = BytesMut::with_capacity(wanted.min(room));
+    // How many rows this read will take: their objects are fetched from the bucket a
+    // window at a time, in parallel, ahead of the copy below.
+    let mut planned = 0usize;
+    let taking = rows
+        .iter()
+        .take_while(|r| {
+            let fits = planned == 0 || planned + r.byte_len as usize <= room;
+            planned += r.byte_len as usize;
+            fits
+        })
+        .count();
     let (mut rows, mut i, mut re_resolved) = (rows, 0, false);
     while let Some(row) = rows.get(i) {
+        if i % PREFETCH_WINDOW == 0 && i < taking && !re_resolved {
+            let spans: Vec<_> = rows[i..taking.min(i + PREFETCH_WINDOW)]
+                .iter()
+                .map(|r| {
+                    (
+                        &r.object_key,
+                        r.object_size,
+                        r.byte_offset,
+                        r.byte_len as u64,
+                    )
+                })
+                .collect();
+            broker.cache.prefetch(&spans).await;
+        }
         i += 1;
         let len = row.byte_len as usize;
         // Always return at least one batch per response, even over the limits, so a client
