@@ -181,11 +181,12 @@ impl Membership {
             .filter(|a| a.roles.iter().any(|r| r == Roles::PRODUCE))
             .cloned()
             .collect();
-        if producers.is_empty() {
+        let pool = if producers.is_empty() {
             brokers.to_vec()
         } else {
             producers
-        }
+        };
+        settled(&pool, now_ms())
     }
 
     /// The leader of a partition among `pool` (from [`Membership::leader_pool`]), spread by
@@ -196,7 +197,7 @@ impl Membership {
 
     /// The agent coordinating a consumer group: the same from every agent of the group.
     pub fn coordinator(&self, cluster: &str, group: &str) -> AgentInfo {
-        let brokers = self.brokers_for(None);
+        let brokers = settled(&self.brokers_for(None), now_ms());
         placement::group_coordinator(cluster, group, &brokers)
             .and_then(|id| brokers.iter().find(|a| a.node_id == id).cloned())
             .unwrap_or_else(|| self.me())
@@ -396,6 +397,33 @@ impl Membership {
     }
 }
 
+/// How long an agent that joins a running cluster (or comes back after a crash) is listed
+/// in Metadata before it leads partitions or coordinates groups.
+pub const SETTLE: Duration = Duration::from_secs(30);
+
+/// The agents that may lead partitions and coordinate groups: those that started with the
+/// oldest live agent (within [`SETTLE`] of it: the cluster's founders, so a cluster that
+/// starts together spreads its work at once), and those up for [`SETTLE`] at `now_ms`. So a
+/// restarted agent does not pull back its groups and partitions the moment it is up (a
+/// second rebalance, and clients reconnecting to an address they are still backing off
+/// from): its share moves to it once, later. All agents when none qualifies.
+pub fn settled(agents: &[AgentInfo], now_ms: i64) -> Vec<AgentInfo> {
+    let settle = SETTLE.as_millis() as i64;
+    let Some(oldest) = agents.iter().map(|a| a.started_at_ms).min() else {
+        return Vec::new();
+    };
+    let ready: Vec<AgentInfo> = agents
+        .iter()
+        .filter(|a| a.started_at_ms <= oldest + settle || now_ms - a.started_at_ms >= settle)
+        .cloned()
+        .collect();
+    if ready.is_empty() {
+        agents.to_vec()
+    } else {
+        ready
+    }
+}
+
 fn serves_kafka(roles: &[String]) -> bool {
     roles
         .iter()
@@ -425,6 +453,38 @@ mod tests {
             fetch_bytes: fetch,
             inflight_bytes: 7,
         }
+    }
+
+    fn started(node_id: i32, started_at_ms: i64) -> AgentInfo {
+        AgentInfo {
+            node_id,
+            agent_id: format!("a{node_id}"),
+            host: "127.0.0.1".into(),
+            port: 9092,
+            rack: None,
+            agent_group: "default".into(),
+            roles: vec!["produce".into()],
+            version: "test".into(),
+            started_at_ms,
+            last_seen_ms: started_at_ms,
+            load: AgentLoad::default(),
+        }
+    }
+
+    #[test]
+    fn a_late_agent_settles_before_it_takes_work() {
+        let settle = SETTLE.as_millis() as i64;
+        let ids = |v: Vec<AgentInfo>| v.iter().map(|a| a.node_id).collect::<Vec<_>>();
+        // Three that started together share the work at once.
+        let founders = vec![started(1, 0), started(2, 2_000), started(3, 5_000)];
+        assert_eq!(ids(settled(&founders, 6_000)), [1, 2, 3]);
+        // Agent 2 comes back at t=100 s: listed, but not chosen until it has been up a while.
+        let back = vec![started(1, 0), started(2, 100_000), started(3, 5_000)];
+        assert_eq!(ids(settled(&back, 101_000)), [1, 3]);
+        assert_eq!(ids(settled(&back, 100_000 + settle)), [1, 2, 3]);
+        // Alone after a restart: the oldest live agent is a founder.
+        assert_eq!(ids(settled(&[started(2, 100_000)], 100_001)), [2]);
+        assert!(settled(&[], 0).is_empty());
     }
 
     #[test]
