@@ -125,12 +125,13 @@ async fn dispatch_plain(
         RequestKind::LeaveGroup(req) => ready(ResponseKind::LeaveGroup(groups::leave_group(
             broker, session, version, req,
         ))),
-        RequestKind::OffsetCommit(req) => async move {
-            Some(ResponseKind::OffsetCommit(
-                groups::offset_commit(&b, &s, req).await,
-            ))
-        }
-        .boxed(),
+        // Committed here, in the connection's arrival order, not detached: two commits in
+        // flight on one connection must land in the order they were sent, or an older
+        // offset could overwrite a newer one (as Kafka, which serves a connection's
+        // requests one at a time).
+        RequestKind::OffsetCommit(req) => ready(ResponseKind::OffsetCommit(
+            groups::offset_commit(&b, &s, req).await,
+        )),
         RequestKind::OffsetFetch(req) => async move {
             Some(ResponseKind::OffsetFetch(
                 groups::offset_fetch(&b, &s, version, req).await,
