@@ -361,6 +361,7 @@ async fn authenticate(
                 Ok(Step::Done(bytes, principal)) => {
                     tracing::info!(peer = %session.peer, key = %principal.key_id, cluster = %principal.cluster, "authenticated");
                     session.cluster = principal.cluster;
+                    session.key_id = Some(principal.key_id);
                     (
                         ResponseKind::SaslAuthenticate(
                             SaslAuthenticateResponse::default().with_auth_bytes(bytes.into()),

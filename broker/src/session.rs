@@ -10,6 +10,9 @@ pub struct Session {
     /// The virtual cluster this connection acts in.
     pub cluster: String,
     pub peer: String,
+    /// The API key the connection authenticated with (SASL or a client certificate);
+    /// None on an anonymous connection to `default`. ACLs and quotas name it `User:<id>`.
+    pub key_id: Option<String>,
 }
 
 impl Session {
@@ -18,6 +21,7 @@ impl Session {
         Session {
             cluster: DEFAULT_CLUSTER.to_string(),
             peer,
+            key_id: None,
         }
     }
 }
