@@ -204,7 +204,7 @@ pub async fn start(
     )
     .await
     .context("joining the cluster (leasing a node id)")?;
-    let groups = Coordinator::new(config.group_initial_rebalance_delay);
+    let groups = Coordinator::new(config.group_initial_rebalance_delay, config.group_max_size);
     let broker = Arc::new(Broker::new(Parts {
         config,
         meta,

@@ -9,8 +9,9 @@
 //! A frame that is malformed, oversized or of an unknown API closes the connection with a
 //! log line; nothing a client sends can panic the process.
 
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
 use futures::future::BoxFuture;
@@ -34,7 +35,31 @@ use crate::session::Session;
 use crate::state::Broker;
 
 /// How long the listener waits, once it stops accepting, for in-flight requests.
-pub const DRAIN_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
+pub const DRAIN_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Requests other than produce are charged this many times their frame size in the
+/// request gate: decoding turns a frame into structures up to about this much bigger (a
+/// one-byte string element of an array becomes a 32-byte handle).
+pub const DECODE_FACTOR: u64 = 16;
+
+/// The bytes of a frame must arrive within this long of its first byte (time spent
+/// waiting for room in a gate is ours and not counted).
+pub const FRAME_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// With `--kafka-auth sasl`, a connection must authenticate within this long.
+pub const AUTH_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// How often an authenticated connection checks that its key is still live and its
+/// cluster still exists (the key cache adds up to [`auth::CACHE_TTL`]): a revoked key's
+/// connections close within 10 s.
+pub const REVALIDATE_EVERY: Duration = Duration::from_secs(5);
+
+/// What an unauthenticated connection may send when authentication is required.
+const ALLOWED_BEFORE_AUTH: [ApiKey; 3] = [
+    ApiKey::ApiVersions,
+    ApiKey::SaslHandshake,
+    ApiKey::SaslAuthenticate,
+];
 
 pub async fn accept_loop(listener: TcpListener, broker: Arc<Broker>, cancel: CancellationToken) {
     let tracker = tokio_util::task::TaskTracker::new();
@@ -124,6 +149,9 @@ async fn serve_connection(
     }
     let (mut rd, wr) = socket.into_split();
     let (tx, mut rx) = mpsc::channel::<Pending>(broker.config.max_inflight_per_connection);
+    // Requests read and not yet answered: a connection waiting for its answers is not idle.
+    let responses_due = Arc::new(AtomicUsize::new(0));
+    let due = responses_due.clone();
     let writer = tokio::spawn(async move {
         let mut wr = BufWriter::with_capacity(64 << 10, wr);
         loop {
@@ -144,7 +172,9 @@ async fn serve_connection(
             if !pending.is_finished() && wr.flush().await.is_err() {
                 break;
             }
-            let (frame, permit) = match pending.await {
+            let answered = pending.await;
+            due.fetch_sub(1, Ordering::AcqRel);
+            let (frame, permit) = match answered {
                 Ok(Some(done)) => done,
                 Ok(None) => continue,
                 Err(e) => {
@@ -162,46 +192,132 @@ async fn serve_connection(
         let _ = wr.flush().await;
     });
 
-    let max = broker.config.max_frame_bytes;
+    let connected = Instant::now();
+    let mut last_read = Instant::now();
+    let mut next_check = Instant::now() + REVALIDATE_EVERY;
+    let idle = broker.config.connections_max_idle;
     loop {
-        let mut len_buf = [0u8; 4];
-        let read = tokio::select! {
-            r = rd.read_exact(&mut len_buf) => r,
-            _ = cancel.cancelled() => break,
+        // Before authentication (required, or begun and not finished) only ApiVersions and
+        // SASL frames of at most --sasl-max-receive-bytes are read, and nothing is taken
+        // from the gates: an anonymous socket must not be able to hold memory or stall
+        // anyone's producers.
+        let restricted = session.key_id.is_none() && (require_auth || !matches!(sasl, Sasl::Start));
+        let idle_deadline = if restricted && require_auth {
+            connected + AUTH_TIMEOUT
+        } else {
+            last_read + idle
         };
-        if read.is_err() {
+        // Wait for the first byte of the next frame (a one-byte read is cancel safe), and
+        // meanwhile check the key and the idle time.
+        let mut len_buf = [0u8; 4];
+        let first = tokio::select! {
+            r = rd.read(&mut len_buf[..1]) => r,
+            _ = cancel.cancelled() => break,
+            _ = tokio::time::sleep_until(next_check.min(idle_deadline).into()) => {
+                let now = Instant::now();
+                if now >= next_check {
+                    if !still_authorized(&broker, &session).await {
+                        break;
+                    }
+                    next_check = now + REVALIDATE_EVERY;
+                }
+                if now >= idle_deadline {
+                    if restricted && require_auth {
+                        tracing::info!(peer = %session.peer, "closing connection: not authenticated within {AUTH_TIMEOUT:?}");
+                        break;
+                    }
+                    if responses_due.load(Ordering::Acquire) == 0 {
+                        tracing::debug!(peer = %session.peer, "closing idle connection");
+                        broker.metrics.idle_connections_closed.inc();
+                        break;
+                    }
+                    // Waiting for its own answers (a long rebalance): not idle.
+                    last_read = now;
+                }
+                continue;
+            }
+        };
+        if !matches!(first, Ok(1)) {
             break; // closed by the client
         }
+        last_read = Instant::now();
+        if last_read >= next_check {
+            if !still_authorized(&broker, &session).await {
+                break;
+            }
+            next_check = last_read + REVALIDATE_EVERY;
+        }
+        // The rest of the frame must follow within FRAME_TIMEOUT of its first byte, not
+        // counting the time it waits for room in a gate.
+        let mut deadline = tokio::time::Instant::from_std(last_read) + FRAME_TIMEOUT;
+        if !read_before(&mut rd, &mut len_buf[1..], deadline, &session).await {
+            break;
+        }
+        let max = if restricted {
+            broker.config.sasl_max_receive_bytes
+        } else {
+            broker.config.max_frame_bytes
+        };
         let len = match protocol::check_frame_len(i32::from_be_bytes(len_buf), max) {
             Ok(len) => len,
             Err(e) => {
                 broker.metrics.protocol_errors.inc();
-                tracing::warn!(peer = %session.peer, error = %e, "closing connection: bad frame length");
+                let before_auth = if restricted {
+                    " before authentication"
+                } else {
+                    ""
+                };
+                tracing::warn!(peer = %session.peer, error = %e, "closing connection: bad frame length{before_auth}");
                 break;
             }
         };
-        // Read the api key and version first: a produce request waits for room in the
-        // produce gate *before* its payload leaves the socket, so TCP pushes back.
+        // Read the api key and version first: a request waits for room in its gate
+        // *before* its payload leaves the socket, so TCP pushes back.
         let mut head = [0u8; 4];
-        if rd.read_exact(&mut head).await.is_err() {
+        if !read_before(&mut rd, &mut head, deadline, &session).await {
             break;
         }
-        let produce_permit = if i16::from_be_bytes([head[0], head[1]]) == ApiKey::Produce as i16 {
+        let api = i16::from_be_bytes([head[0], head[1]]);
+        if restricted && !ALLOWED_BEFORE_AUTH.iter().any(|k| *k as i16 == api) {
+            broker.metrics.protocol_errors.inc();
+            tracing::warn!(peer = %session.peer, api, "closing connection: request before SASL authentication");
+            break;
+        }
+        let gate_started = tokio::time::Instant::now();
+        let request_permit = if restricted {
+            None
+        } else {
+            let (gate, bytes) = if api == ApiKey::Produce as i16 {
+                (&broker.produce_gate, len as u64)
+            } else {
+                (
+                    &broker.request_gate,
+                    (len as u64).saturating_mul(DECODE_FACTOR),
+                )
+            };
             tokio::select! {
-                p = broker.produce_gate.acquire(len as u64) => Some(p),
+                p = gate.acquire(bytes) => Some(p),
                 _ = cancel.cancelled() => break,
             }
-        } else {
-            None
         };
+        deadline += gate_started.elapsed();
         // One allocation of exactly the frame's size, filled straight from the socket (no
         // zeroing first). A buffer kept per connection would hold on to its largest frame
         // for the connection's lifetime; the allocator recycles freed frames anyway.
         let mut frame = BytesMut::with_capacity(len);
         frame.extend_from_slice(&head);
-        if read_exact_into(&mut rd, &mut frame, len - 4).await.is_err() {
-            tracing::debug!(peer = %session.peer, "connection closed mid-frame");
-            break;
+        match tokio::time::timeout_at(deadline, read_exact_into(&mut rd, &mut frame, len - 4)).await
+        {
+            Ok(Ok(())) => {}
+            Ok(Err(_)) => {
+                tracing::debug!(peer = %session.peer, "connection closed mid-frame");
+                break;
+            }
+            Err(_) => {
+                broker.metrics.protocol_errors.inc();
+                tracing::warn!(peer = %session.peer, len, "closing connection: frame not received within {FRAME_TIMEOUT:?}");
+                break;
+            }
         }
         let frame = frame.freeze();
         let decoded = match protocol::decode_request(frame.clone()) {
@@ -251,6 +367,7 @@ async fn serve_connection(
                         break;
                     }
                 };
+                responses_due.fetch_add(1, Ordering::AcqRel);
                 if tx.send(pending).await.is_err() || !keep_open {
                     break; // a failed authentication closes the connection after its answer
                 }
@@ -260,7 +377,7 @@ async fn serve_connection(
                 // Authentication is required, or was begun and not finished: nothing but
                 // ApiVersions is served until it completes.
                 if (require_auth || !matches!(sasl, Sasl::Start))
-                    && sasl.principal().is_none()
+                    && session.key_id.is_none()
                     && api_key != ApiKey::ApiVersions =>
             {
                 broker.metrics.protocol_errors.inc();
@@ -295,7 +412,9 @@ async fn serve_connection(
                 tokio::spawn(
                     async move {
                         let Reply { response, permit } = respond.await?;
-                        let permit = permit.or(produce_permit);
+                        // A fetch answers with fetch-gate bytes; every other answer keeps
+                        // its request's bytes (shrunk to the answer) until written.
+                        let permit = permit.or(request_permit);
                         broker
                             .metrics
                             .request_seconds
@@ -321,6 +440,7 @@ async fn serve_connection(
                 )
             }
         };
+        responses_due.fetch_add(1, Ordering::AcqRel);
         if tx.send(pending).await.is_err() {
             break; // writer gone: the socket failed
         }
@@ -370,7 +490,14 @@ async fn authenticate(
                     )
                 }
                 Err(failure) => {
-                    tracing::info!(peer = %session.peer, code = failure.code, "sasl authentication refused");
+                    broker.metrics.sasl_failures.inc();
+                    let delay = session
+                        .peer
+                        .parse::<std::net::SocketAddr>()
+                        .map(|a| broker.sasl_failures.failed(a.ip()))
+                        .unwrap_or(auth::MAX_FAILURE_DELAY);
+                    tracing::info!(peer = %session.peer, code = failure.code, delay_ms = delay.as_millis() as u64, "sasl authentication refused");
+                    tokio::time::sleep(delay).await;
                     (
                         ResponseKind::SaslAuthenticate(
                             SaslAuthenticateResponse::default()
@@ -383,6 +510,48 @@ async fn authenticate(
             }
         }
         _ => unreachable!("only called for SASL requests"),
+    }
+}
+
+/// Whether the key a connection authenticated with is still live (closing a key or
+/// deleting its cluster removes it); notes the use, coarsely, for "last used".
+async fn still_authorized(broker: &Broker, session: &Session) -> bool {
+    let Some(key_id) = &session.key_id else {
+        return true;
+    };
+    match broker.credentials.get(key_id).await {
+        Ok(Some(c)) if c.cluster_id == session.cluster => {
+            broker.credentials.used(key_id).await;
+            true
+        }
+        Ok(_) => {
+            tracing::info!(peer = %session.peer, key = %key_id, cluster = %session.cluster, "closing connection: its api key was revoked or its cluster deleted");
+            broker.metrics.revoked_connections_closed.inc();
+            false
+        }
+        Err(e) => {
+            // The database is unreachable: keep serving rather than drop every client.
+            tracing::warn!(error = %e, "re-checking an api key failed");
+            true
+        }
+    }
+}
+
+/// Fills `buf` from `rd` before `deadline`; false (logged) when the connection closed or
+/// the deadline passed.
+async fn read_before<R: AsyncRead + Unpin>(
+    rd: &mut R,
+    buf: &mut [u8],
+    deadline: tokio::time::Instant,
+    session: &Session,
+) -> bool {
+    match tokio::time::timeout_at(deadline, rd.read_exact(buf)).await {
+        Ok(Ok(_)) => true,
+        Ok(Err(_)) => false,
+        Err(_) => {
+            tracing::warn!(peer = %session.peer, "closing connection: frame header not received within {FRAME_TIMEOUT:?}");
+            false
+        }
     }
 }
 

@@ -248,6 +248,22 @@ pub struct ServeArgs {
     /// Open Kafka connections before new ones wait in the listen backlog.
     #[arg(long, env = "SLUICE_MAX_CONNECTIONS", default_value_t = 10_000)]
     pub max_connections: usize,
+
+    /// Largest frame a connection may send before it has authenticated, with
+    /// `--kafka-auth sasl` (Kafka's sasl.server.max.receive.size). Only ApiVersions and
+    /// SASL requests are read before authentication; anything else closes the connection.
+    #[arg(long, env = "SLUICE_SASL_MAX_RECEIVE_BYTES", default_value = "512KiB", value_parser = parse_size)]
+    pub sasl_max_receive_bytes: u64,
+
+    /// A Kafka connection with no request in flight and nothing read for this long is
+    /// closed (Kafka's connections.max.idle.ms; e.g. 10m, 30s).
+    #[arg(long, env = "SLUICE_CONNECTIONS_MAX_IDLE", default_value = "10m", value_parser = parse_duration)]
+    pub connections_max_idle: Duration,
+
+    /// Members a consumer group may have, those being admitted included (Kafka's
+    /// group.max.size); more get GROUP_MAX_SIZE_REACHED.
+    #[arg(long, env = "SLUICE_GROUP_MAX_SIZE", default_value_t = 1000, value_parser = clap::value_parser!(u32).range(1..))]
+    pub group_max_size: u32,
 }
 
 /// Parses `250ms`, `2s`, `1m` or a bare number of milliseconds.

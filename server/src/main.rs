@@ -98,7 +98,11 @@ fn broker_config(args: &ServeArgs) -> anyhow::Result<broker::BrokerConfig> {
         fetch_inflight_bytes: args
             .max_fetch_inflight_bytes
             .unwrap_or(budget.fetch_inflight),
+        request_inflight_bytes: budget.request_inflight,
         max_connections: args.max_connections.max(1),
+        sasl_max_receive_bytes: args.sasl_max_receive_bytes.clamp(64, 1 << 30) as usize,
+        connections_max_idle: args.connections_max_idle,
+        group_max_size: args.group_max_size as usize,
         // Memory is bounded by the gates; this only caps bookkeeping per connection. Produce
         // requests wait up to --batch-timeout, so pipelining depth is what gives throughput.
         max_inflight_per_connection: 1024,

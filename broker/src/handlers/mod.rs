@@ -30,6 +30,8 @@ pub fn store_error_code(e: &StoreError) -> i16 {
         StoreError::AlreadyExists(_) => codes::INVALID_REQUEST,
         StoreError::UnknownTopic(_) => codes::UNKNOWN_TOPIC_OR_PARTITION,
         StoreError::InvalidPartitions(_) => codes::INVALID_PARTITIONS,
+        // The connection's cluster was deleted (the connection is closed within seconds).
+        StoreError::UnknownCluster(_) => codes::CLUSTER_AUTHORIZATION_FAILED,
         other => {
             tracing::error!(error = %other, "metadata store failed");
             codes::KAFKA_STORAGE_ERROR
@@ -173,7 +175,7 @@ async fn dispatch_plain(
         .boxed(),
         RequestKind::InitProducerId(req) => async move {
             Some(ResponseKind::InitProducerId(
-                produce::init_producer_id(&b, req).await,
+                produce::init_producer_id(&b, &s, req).await,
             ))
         }
         .boxed(),
