@@ -64,6 +64,7 @@ pub mod server;
 pub mod session;
 pub mod state;
 pub mod store;
+pub mod tls;
 pub mod topic_config;
 pub mod topics;
 pub mod writer;
