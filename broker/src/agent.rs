@@ -145,18 +145,20 @@ fn advertised(configured: Option<&str>, bound: SocketAddr) -> anyhow::Result<(St
     Ok((host, bound.port() as i32))
 }
 
-/// Connects the stores, binds the Kafka listener and starts serving. `cancel` is the
-/// root token: cancelling it stops accepting at once (as step 1 of [`Running::shutdown`]).
-pub async fn start(
-    config: BrokerConfig,
-    metrics: Metrics,
-    cancel: CancellationToken,
-) -> anyhow::Result<Running> {
-    let meta = Metadata::connect(&config.database_url)
-        .await
-        .with_context(|| format!("opening metadata database {}", redact(&config.database_url)))?;
-    let bucket = Bucket::open(&config.bucket_url).context("opening bucket")?;
-    let cluster_id = meta.cluster_id().await.context("reading cluster id")?;
+/// The bound Kafka listeners and what this agent announces for them.
+struct KafkaListeners {
+    plain: Option<TcpListener>,
+    tls: Option<(TcpListener, Arc<crate::tls::ServerTls>)>,
+    /// The plaintext listener's address (the TLS one's without plaintext) and the host and
+    /// port the agents table lists first.
+    kafka_addr: SocketAddr,
+    advertised: (String, i32),
+    kafka_tls_addr: Option<SocketAddr>,
+    advertised_tls: Option<(String, i32)>,
+}
+
+/// Binds the plaintext and TLS Kafka listeners the configuration asks for (at least one).
+async fn bind_kafka(config: &BrokerConfig) -> anyhow::Result<KafkaListeners> {
     let plain = match config.kafka_addr {
         Some(addr) => Some(
             TcpListener::bind(addr)
@@ -197,6 +199,36 @@ pub async fn start(
         (None, Some(bound), Some(a)) => (bound, a.clone()),
         _ => anyhow::bail!("no Kafka listener: give a plaintext or a TLS listener address"),
     };
+    Ok(KafkaListeners {
+        plain,
+        tls,
+        kafka_addr,
+        advertised,
+        kafka_tls_addr,
+        advertised_tls,
+    })
+}
+
+/// Connects the stores, binds the Kafka listener and starts serving. `cancel` is the
+/// root token: cancelling it stops accepting at once (as step 1 of [`Running::shutdown`]).
+pub async fn start(
+    config: BrokerConfig,
+    metrics: Metrics,
+    cancel: CancellationToken,
+) -> anyhow::Result<Running> {
+    let meta = Metadata::connect(&config.database_url)
+        .await
+        .with_context(|| format!("opening metadata database {}", redact(&config.database_url)))?;
+    let bucket = Bucket::open(&config.bucket_url).context("opening bucket")?;
+    let cluster_id = meta.cluster_id().await.context("reading cluster id")?;
+    let KafkaListeners {
+        plain,
+        tls,
+        kafka_addr,
+        advertised,
+        kafka_tls_addr,
+        advertised_tls,
+    } = bind_kafka(&config).await?;
     let agent_id = uuid::Uuid::new_v4().simple().to_string();
     let cache = ChunkCache::new(bucket.clone(), config.read_cache_bytes, metrics.clone());
     let (commits, _) = watch::channel(0u64);
