@@ -79,11 +79,6 @@ impl ServerTls {
         )
     }
 
-    /// Whether clients must present a certificate.
-    pub fn requires_client_cert(&self) -> bool {
-        self.client_auth && self.files.client_ca.is_some()
-    }
-
     /// Reloads when the files changed since the last look; returns whether a new
     /// configuration is in use.
     pub fn reload_if_changed(&self) -> bool {

@@ -428,6 +428,28 @@ fn every_agent_is_named_by_its_tls_address() {
     drop(b);
 }
 
+/// A client that opens the TLS port and never finishes the handshake is dropped after
+/// `tls::HANDSHAKE_TIMEOUT` (10 s), giving its connection slot back.
+#[test]
+fn a_stalled_tls_handshake_is_dropped() {
+    let dir = tempfile::tempdir().unwrap();
+    let pki = Pki::new(dir.path());
+    let (cert, key) = pki.server("server");
+    let server = start(dir.path(), &tls_flags(&cert, &key));
+    let mut s = TcpStream::connect(server.kafka_tls.clone().unwrap()).unwrap();
+    // The first bytes of a ClientHello, then nothing.
+    s.write_all(&[0x16, 0x03, 0x01]).unwrap();
+    let started = Instant::now();
+    s.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+    let mut b = [0u8; 16];
+    assert!(matches!(s.read(&mut b), Ok(0) | Err(_)));
+    let after = started.elapsed();
+    assert!(
+        after >= Duration::from_secs(9) && after < Duration::from_secs(15),
+        "dropped after {after:?}"
+    );
+}
+
 /// `--kafka-addr none`: only the TLS listener; the agent's one address is its TLS one.
 #[test]
 fn plaintext_listener_can_be_turned_off() {
