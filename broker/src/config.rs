@@ -75,9 +75,16 @@ pub struct BrokerConfig {
     pub kafka_auth: KafkaAuth,
     pub database_url: String,
     pub bucket_url: String,
-    pub kafka_addr: SocketAddr,
+    /// The plaintext (PLAINTEXT and SASL_PLAINTEXT) listener; None turns it off.
+    pub kafka_addr: Option<SocketAddr>,
     /// host:port announced to clients; derived from the bound address when None.
     pub advertised_kafka_addr: Option<String>,
+    /// The TLS (SSL and SASL_SSL) listener; needs `tls`.
+    pub kafka_tls_addr: Option<SocketAddr>,
+    /// host:port announced to clients of the TLS listener; derived as for plaintext.
+    pub advertised_kafka_tls_addr: Option<String>,
+    /// Certificate, key and client CA of the TLS listener.
+    pub tls: Option<crate::tls::TlsFiles>,
     pub batch_timeout: Duration,
     pub max_file_bytes: usize,
     pub auto_create_topics: bool,
@@ -138,8 +145,11 @@ impl BrokerConfig {
             kafka_auth: KafkaAuth::None,
             database_url,
             bucket_url: "memory://".to_string(),
-            kafka_addr: "127.0.0.1:0".parse().expect("valid literal address"),
+            kafka_addr: Some("127.0.0.1:0".parse().expect("valid literal address")),
             advertised_kafka_addr: None,
+            kafka_tls_addr: None,
+            advertised_kafka_tls_addr: None,
+            tls: None,
             batch_timeout: Duration::from_millis(10),
             max_file_bytes: 8 << 20,
             auto_create_topics: true,

@@ -1,7 +1,8 @@
 //! Sluice's broker: the Kafka wire server and everything behind it.
 //!
 //! Where to look:
-//! * [`server`] accepts connections and moves frames; [`protocol`] decodes and encodes them
+//! * [`server`] accepts connections (plaintext and TLS: certificates, their reload and
+//!   client certificates in [`tls`]) and moves frames; [`protocol`] decodes and encodes them
 //!   (no I/O); [`handlers`] answers each API.
 //! * Produce path: [`handlers::produce`] validates record batches ([`batch`]) and appends them
 //!   to the [`writer`], which seals [`segment`] files, uploads them to the [`bucket`] and
@@ -64,6 +65,7 @@ pub mod server;
 pub mod session;
 pub mod state;
 pub mod store;
+pub mod tls;
 pub mod topic_config;
 pub mod topics;
 pub mod writer;

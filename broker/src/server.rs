@@ -19,20 +19,21 @@ use kafka_protocol::messages::{
     ApiKey, RequestKind, ResponseKind, SaslAuthenticateResponse, SaslHandshakeResponse,
 };
 use kafka_protocol::protocol::StrBytes;
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt, BufWriter};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, BufWriter};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{mpsc, OwnedSemaphorePermit, Semaphore};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
-use crate::auth::{self, Sasl, Step};
+use crate::auth::{self, Principal, Sasl, Step};
 use crate::config::KafkaAuth;
 use crate::gate::Permit;
 use crate::handlers::{self, Reply};
 use crate::protocol::{self, Decoded};
-use crate::session::Session;
+use crate::session::{Listener, Session};
 use crate::state::Broker;
+use crate::tls::{self, ServerTls};
 
 /// How long the listener waits, once it stops accepting, for in-flight requests.
 pub const DRAIN_TIMEOUT: Duration = Duration::from_secs(5);
@@ -61,7 +62,13 @@ const ALLOWED_BEFORE_AUTH: [ApiKey; 3] = [
     ApiKey::SaslAuthenticate,
 ];
 
-pub async fn accept_loop(listener: TcpListener, broker: Arc<Broker>, cancel: CancellationToken) {
+/// Serves the Kafka listeners: plaintext and/or TLS, sharing one cap on connections.
+pub async fn accept_loop(
+    plain: Option<TcpListener>,
+    tls: Option<(TcpListener, Arc<ServerTls>)>,
+    broker: Arc<Broker>,
+    cancel: CancellationToken,
+) {
     let tracker = tokio_util::task::TaskTracker::new();
     let slots = Arc::new(Semaphore::new(broker.config.max_connections));
     loop {
@@ -72,11 +79,15 @@ pub async fn accept_loop(listener: TcpListener, broker: Arc<Broker>, cancel: Can
             _ = cancel.cancelled() => break,
         };
         let accepted = tokio::select! {
-            a = listener.accept() => a,
+            a = accept_on(plain.as_ref()) => a.map(|(s, p)| (s, p, None)),
+            a = accept_on(tls.as_ref().map(|(l, _)| l)) => {
+                // The certificate of the moment: a reload reaches new connections only.
+                a.map(|(s, p)| (s, p, tls.as_ref().map(|(_, t)| t.acceptor())))
+            }
             _ = cancel.cancelled() => break,
         };
         match accepted {
-            Ok((socket, peer)) => {
+            Ok((socket, peer, acceptor)) => {
                 let _ = socket.set_nodelay(true);
                 let broker = broker.clone();
                 let cancel = cancel.clone();
@@ -84,7 +95,21 @@ pub async fn accept_loop(listener: TcpListener, broker: Arc<Broker>, cancel: Can
                 tracker.spawn(
                     async move {
                         broker.metrics.open_connections.inc();
-                        serve_connection(socket, broker.clone(), session, cancel).await;
+                        match acceptor {
+                            None => {
+                                serve_connection(
+                                    socket,
+                                    broker.clone(),
+                                    session,
+                                    Sasl::default(),
+                                    cancel,
+                                )
+                                .await
+                            }
+                            Some(acceptor) => {
+                                serve_tls(socket, acceptor, broker.clone(), session, cancel).await
+                            }
+                        }
                         broker.metrics.open_connections.dec();
                         drop(slot);
                     }
@@ -99,7 +124,8 @@ pub async fn accept_loop(listener: TcpListener, broker: Arc<Broker>, cancel: Can
         }
     }
     // Stop accepting; the connections stop reading and finish what they already read.
-    drop(listener);
+    drop(plain);
+    drop(tls);
     tracker.close();
     if tokio::time::timeout(DRAIN_TIMEOUT, tracker.wait())
         .await
@@ -109,6 +135,110 @@ pub async fn accept_loop(listener: TcpListener, broker: Arc<Broker>, cancel: Can
             connections = tracker.len(),
             "in-flight requests still running after the drain timeout; not waiting for them"
         );
+    }
+}
+
+/// The next connection on `listener`; never, without one.
+async fn accept_on(
+    listener: Option<&TcpListener>,
+) -> std::io::Result<(TcpStream, std::net::SocketAddr)> {
+    match listener {
+        Some(l) => l.accept().await,
+        None => std::future::pending().await,
+    }
+}
+
+/// A connection of the TLS listener: the handshake (bounded by
+/// [`tls::HANDSHAKE_TIMEOUT`]), then the client certificate's key if it names a live one,
+/// then the same service as plaintext.
+async fn serve_tls(
+    socket: TcpStream,
+    acceptor: tls::TlsAcceptor,
+    broker: Arc<Broker>,
+    session: Session,
+    cancel: CancellationToken,
+) {
+    let handshake = tokio::time::timeout(tls::HANDSHAKE_TIMEOUT, acceptor.accept(socket));
+    let stream = tokio::select! {
+        r = handshake => match r {
+            Ok(Ok(stream)) => stream,
+            Ok(Err(e)) => {
+                tracing::info!(peer = %session.peer, error = %e, "TLS handshake failed");
+                return;
+            }
+            Err(_) => {
+                tracing::info!(peer = %session.peer, "TLS handshake timed out");
+                return;
+            }
+        },
+        _ = cancel.cancelled() => return,
+    };
+    let mut session = session.on(Listener::Tls);
+    let sasl = match certificate_principal(&broker, tls::peer_common_name(&stream), &session).await
+    {
+        Ok(Some(principal)) => {
+            session.cluster = principal.cluster.clone();
+            session.key_id = Some(principal.key_id.clone());
+            Sasl::Certificate(principal)
+        }
+        Ok(None) => Sasl::default(),
+        Err(()) => return,
+    };
+    serve_connection(stream, broker, session, sasl, cancel).await;
+}
+
+/// The API key a verified client certificate names by its subject CN, if that is a live
+/// key: the connection then acts as that key without SASL. Any other certificate leaves
+/// the connection to SASL (or to `default` with `--kafka-auth none`). A failed look-up
+/// closes the connection rather than let it fall back to `default`.
+async fn certificate_principal(
+    broker: &Broker,
+    common_name: Option<String>,
+    session: &Session,
+) -> Result<Option<Principal>, ()> {
+    let Some(cn) = common_name else {
+        return Ok(None);
+    };
+    match broker.credentials.get(&cn).await {
+        Ok(Some(cred)) => {
+            broker.credentials.used(&cred.key_id).await;
+            tracing::info!(peer = %session.peer, key = %cred.key_id, cluster = %cred.cluster_id, "authenticated by client certificate");
+            Ok(Some(Principal {
+                key_id: cred.key_id.clone(),
+                cluster: cred.cluster_id.clone(),
+            }))
+        }
+        Ok(None) => {
+            tracing::debug!(peer = %session.peer, cn = %cn, "client certificate names no live API key");
+            Ok(None)
+        }
+        Err(e) => {
+            tracing::error!(peer = %session.peer, error = %e, "api key lookup for a client certificate failed; closing");
+            Err(())
+        }
+    }
+}
+
+/// A connection's byte stream, split into the reader and the writer task's halves.
+pub trait Split: Send + 'static {
+    type Read: AsyncRead + Send + Unpin + 'static;
+    type Write: AsyncWrite + Send + Unpin + 'static;
+    fn split(self) -> (Self::Read, Self::Write);
+}
+
+impl Split for TcpStream {
+    type Read = tokio::net::tcp::OwnedReadHalf;
+    type Write = tokio::net::tcp::OwnedWriteHalf;
+    fn split(self) -> (Self::Read, Self::Write) {
+        self.into_split()
+    }
+}
+
+impl<S: AsyncRead + AsyncWrite + Send + Unpin + 'static> Split for tls::TlsStream<S> {
+    type Read = tokio::io::ReadHalf<Self>;
+    type Write = tokio::io::WriteHalf<Self>;
+    fn split(self) -> (Self::Read, Self::Write) {
+        tokio::io::split(self)
     }
 }
 
@@ -134,20 +264,22 @@ async fn wait_for_capacity(broker: &Broker, slots: &Arc<Semaphore>) -> OwnedSema
 /// response (acks=0 produce). Dropping a slot (closed connection) releases its bytes.
 type Pending = JoinHandle<Option<(Bytes, Option<Permit>)>>;
 
-async fn serve_connection(
-    socket: TcpStream,
+/// Serves one connection. `sasl` is where authentication starts: `Sasl::Certificate` for a
+/// connection that authenticated by its client certificate (`session` set to match).
+async fn serve_connection<S: Split>(
+    socket: S,
     broker: Arc<Broker>,
     mut session: Session,
+    mut sasl: Sasl,
     cancel: CancellationToken,
 ) {
     let require_auth = broker.config.kafka_auth == KafkaAuth::Sasl;
-    let mut sasl = Sasl::default();
     // Accepted just as the gate closed: read nothing until it opens again.
     tokio::select! {
         _ = broker.produce_gate.wait_open() => {}
         _ = cancel.cancelled() => return,
     }
-    let (mut rd, wr) = socket.into_split();
+    let (mut rd, wr) = socket.split();
     let (tx, mut rx) = mpsc::channel::<Pending>(broker.config.max_inflight_per_connection);
     // Requests read and not yet answered: a connection waiting for its answers is not idle.
     let responses_due = Arc::new(AtomicUsize::new(0));

@@ -717,6 +717,7 @@ conformance!(
     heartbeat_after_takeover_returns_false,
     deregistration_frees_the_id,
     live_agents_lists_only_fresh_rows,
+    agents_publish_their_tls_listener,
     concurrent_registrations_get_distinct_ids,
     lease_acquire_renew_refuse_take_over,
     lease_release,

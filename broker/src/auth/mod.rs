@@ -144,6 +144,8 @@ pub enum Sasl {
         credential: Arc<Credential>,
     },
     Done(Principal),
+    /// Authenticated by a client certificate naming a live key (TLS listener).
+    Certificate(Principal),
 }
 
 /// A refused exchange: the code and a message for the client.
@@ -172,14 +174,16 @@ pub enum Step {
 impl Sasl {
     pub fn principal(&self) -> Option<&Principal> {
         match self {
-            Sasl::Done(p) => Some(p),
+            Sasl::Done(p) | Sasl::Certificate(p) => Some(p),
             _ => None,
         }
     }
 
-    /// SaslHandshake: picks the mechanism.
+    /// SaslHandshake: picks the mechanism. A connection that authenticated by its client
+    /// certificate may still log in with SASL, which then decides the key (as on Kafka's
+    /// SASL_SSL listeners); one authenticated by SASL may not start over.
     pub fn handshake(&mut self, mechanism: &str) -> Result<(), i16> {
-        if !matches!(self, Sasl::Start) {
+        if !matches!(self, Sasl::Start | Sasl::Certificate(_)) {
             return Err(ILLEGAL_SASL_STATE);
         }
         let m = match mechanism {
@@ -284,7 +288,7 @@ impl Sasl {
                 *self = Sasl::Done(principal.clone());
                 Ok(Step::Done(server_final.into_bytes(), principal))
             }
-            state @ (Sasl::Start | Sasl::Done(_)) => {
+            state @ (Sasl::Start | Sasl::Done(_) | Sasl::Certificate(_)) => {
                 *self = state;
                 Err(AuthFailure {
                     code: ILLEGAL_SASL_STATE,

@@ -165,7 +165,7 @@ async fn dispatch_plain(
         }
         .boxed(),
         RequestKind::DescribeCluster(_) => ready(ResponseKind::DescribeCluster(
-            metadata::describe_cluster(broker),
+            metadata::describe_cluster(broker, session),
         )),
         RequestKind::ListOffsets(req) => async move {
             Some(ResponseKind::ListOffsets(
