@@ -369,6 +369,19 @@ fn record_rows(records: &[RecordView], format: Format) -> Vec<AnyView> {
     records
         .iter()
         .map(|r| {
+            if let Some(problem) = &r.error {
+                // A batch that cannot be shown (e.g. it decompresses past the cap): its
+                // reason in place of its records, the rest of the page as usual.
+                return view! {
+                    <tr class="refused">
+                        <td class="num">{r.partition}</td>
+                        <td class="num">{r.offset}</td>
+                        <td class="nowrap">{fmt_time(r.timestamp_ms)}</td>
+                        <td colspan="3"><p class="flash error" role="alert">{problem.clone()}</p></td>
+                    </tr>
+                }
+                .into_any();
+            }
             let headers = r
                 .headers
                 .iter()

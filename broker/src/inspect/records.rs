@@ -1,14 +1,22 @@
 //! Records: reads one partition (or all) from the newest records, an offset or a time,
 //! the way Fetch reads them, and decodes the batches for display.
+//!
+//! Batches are decoded on the blocking pool by [`super::decode`], with their decompressed
+//! size capped at [`MAX_DECOMPRESSED_BATCH`]. A batch that is refused (past the cap,
+//! damaged, an unknown codec) does not fail the read: it is shown as one entry at its base
+//! offset whose `error` says why, and the records around it are shown as usual.
 
 use bytes::BytesMut;
 use futures::stream::{self, StreamExt, TryStreamExt};
-use kafka_protocol::records::{RecordBatchDecoder, TimestampType};
 use serde::{Deserialize, Serialize};
 
 use super::{topic_not_found, InspectError, MAX_READ_BYTES, MAX_RECORDS, PARTITION_READS};
 use crate::state::Broker;
 use crate::store::{BatchLocation, TopicMeta};
+
+/// The most one batch may decompress to in the message browser; a batch past it is shown
+/// as an error entry instead of its records.
+pub const MAX_DECOMPRESSED_BATCH: usize = crate::decompress::DEFAULT_LIMIT;
 
 /// Where a read starts.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -32,6 +40,11 @@ pub struct RecordView {
     pub key: Option<Vec<u8>>,
     pub value: Option<Vec<u8>>,
     pub headers: Vec<(String, Option<Vec<u8>>)>,
+    /// Set on an entry that stands for a whole batch that is not shown (from `offset` to
+    /// the batch's last offset): why, for the person browsing. Key, value and headers are
+    /// empty then.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
 }
 
 /// Up to `limit` (at most [`MAX_RECORDS`]) records of one partition in offset order.
@@ -178,7 +191,9 @@ async fn read_partition(
         }
         read += row.byte_len as usize;
         for record in decode_batch(broker, row, partition).await? {
-            if record.offset < first {
+            // A refused batch's entry stands at its base offset, which may lie before
+            // `first`: it is shown all the same (it covers `first`).
+            if record.offset < first && record.error.is_none() {
                 continue;
             }
             if !reached_time {
@@ -201,7 +216,9 @@ async fn read_partition(
 }
 
 /// Reads one stored batch through the cache and decodes its records (any compression
-/// codec); a transaction marker decodes to no records.
+/// codec, decompressed on the blocking pool under [`MAX_DECOMPRESSED_BATCH`]); a
+/// transaction marker decodes to no records, a batch that cannot be shown to one entry
+/// with its `error` set.
 async fn decode_batch(
     broker: &Broker,
     row: &BatchLocation,
@@ -215,33 +232,38 @@ async fn decode_batch(
             row.base_offset
         )));
     }
-    let mut bytes = buf.freeze();
-    let set = RecordBatchDecoder::decode(&mut bytes).map_err(|e| {
-        InspectError::Storage(format!(
-            "records at offset {} do not decode: {e}",
-            row.base_offset
-        ))
-    })?;
-    Ok(set
-        .records
-        .into_iter()
-        .filter(|r| !r.control)
-        .map(|r| RecordView {
+    let bytes = buf.freeze();
+    let append_time = row.max_timestamp;
+    let decoded = crate::decompress::run_blocking(move || {
+        Ok(super::decode::decode_batch(
+            &bytes,
             partition,
-            offset: r.offset,
-            // LogAppendTime batches carry the append time in the header only.
-            timestamp_ms: if r.timestamp_type == TimestampType::LogAppend {
-                row.max_timestamp
-            } else {
-                r.timestamp
-            },
-            key: r.key.map(|k| k.to_vec()),
-            value: r.value.map(|v| v.to_vec()),
-            headers: r
-                .headers
-                .into_iter()
-                .map(|(k, v)| (k.to_string(), v.map(|v| v.to_vec())))
-                .collect(),
-        })
-        .collect())
+            append_time,
+            MAX_DECOMPRESSED_BATCH,
+        ))
+    })
+    .await;
+    let problem = match decoded {
+        Ok(Ok(records)) => return Ok(records),
+        Ok(Err(problem)) => problem.to_string(),
+        Err(e) => e.to_string(),
+    };
+    tracing::warn!(
+        partition,
+        base_offset = row.base_offset,
+        problem = %problem,
+        "batch not shown in the message browser"
+    );
+    Ok(vec![RecordView {
+        partition,
+        offset: row.base_offset,
+        timestamp_ms: row.max_timestamp,
+        key: None,
+        value: None,
+        headers: Vec::new(),
+        error: Some(format!(
+            "Offsets {} to {} are not shown: {problem}.",
+            row.base_offset, row.last_offset
+        )),
+    }])
 }
