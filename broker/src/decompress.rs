@@ -340,7 +340,7 @@ mod tests {
 
     #[test]
     fn hostile_input_is_an_error_not_a_panic() {
-        let junk: Vec<u8> = (0..4096u32).map(|i| (i * 2_654_435_761u32 >> 13) as u8).collect();
+        let junk: Vec<u8> = (0..4096u32).map(|i| (i.wrapping_mul(2_654_435_761u32) >> 13) as u8).collect();
         for codec in [Codec::Gzip, Codec::Snappy, Codec::Lz4, Codec::Zstd] {
             for cut in [0, 1, 7, 16, 100, 4096] {
                 let _ = decompress(codec, &junk[..cut], 1 << 20);

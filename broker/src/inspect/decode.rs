@@ -233,7 +233,7 @@ mod tests {
                 producer_epoch: -1,
                 timestamp_type: TimestampType::Creation,
                 offset: i,
-                sequence: -1,
+                sequence: i as i32,
                 timestamp: 1_700_000_000_000 + i,
                 key: Some(Bytes::from(format!("k{i}"))),
                 value: (i % 2 == 0).then(|| Bytes::from(vec![b'v'; 100])),
@@ -255,6 +255,7 @@ mod tests {
         )
         .unwrap();
         let mut v = buf.to_vec();
+        assert_eq!(be_i32(&v, 8) as usize + 12, v.len(), "one batch");
         v[..8].copy_from_slice(&100i64.to_be_bytes());
         v
     }
