@@ -6,6 +6,9 @@
 //! 64 MiB limit, the records after them are shown as usual, and the process's resident
 //! size grows by less than [`RSS_BOUND`] while they are viewed.
 //!
+//! Then 40 zstd batches of one 8 MiB record each (each under the cap, 320 MiB together)
+//! are read in one go: the read stops when its 64 MiB decompression budget is spent.
+//!
 //! This file holds one test so nothing else runs in the process while memory is measured.
 
 mod common;
@@ -261,6 +264,50 @@ async fn decompression_bombs_are_refused_per_batch_within_a_memory_bound() {
     assert!(
         grew < RSS_BOUND,
         "resident size grew by {} MiB viewing the bombs (bound {} MiB)",
+        grew >> 20,
+        RSS_BOUND >> 20
+    );
+
+    // Many batches each under the per-batch cap do not add up either: 40 zstd batches of
+    // one 8 MiB record (320 MiB in all) are read only while the read's 64 MiB budget lasts.
+    let big = {
+        let section = plain_record(&vec![b'z'; 8 << 20]);
+        batch(4, 1, &zstd::encode_all(&section[..], 3).unwrap())
+    };
+    tokio::task::spawn_blocking(move || {
+        for _ in 0..40 {
+            assert_eq!(produce(addr, "bombs", big.clone()), 0);
+        }
+    })
+    .await
+    .unwrap();
+    let before = rss_bytes();
+    let peak = PeakRss::start();
+    let (status, api) = owner
+        .json(
+            "GET",
+            "/api/v1/clusters/default/topics/bombs/messages?from=offset&offset=3&limit=50",
+            None,
+            false,
+        )
+        .await;
+    let page = owner
+        .get("/clusters/default/topics/bombs/messages?from=offset&offset=3&limit=50")
+        .await;
+    let grew = peak.finish().saturating_sub(before);
+    eprintln!("many 8 MiB batches: growth {} MiB", grew >> 20);
+    assert_eq!(status, StatusCode::OK, "{api}");
+    let shown = api.as_array().unwrap();
+    assert!(
+        (1..=8).contains(&shown.len()),
+        "{} records of 8 MiB shown",
+        shown.len()
+    );
+    assert!(shown.iter().all(|r| r.get("error").is_none() && r["offset"].as_i64() >= Some(3)));
+    assert_eq!(page.status, StatusCode::OK);
+    assert!(
+        grew < RSS_BOUND,
+        "resident size grew by {} MiB reading 40 batches of 8 MiB (bound {} MiB)",
         grew >> 20,
         RSS_BOUND >> 20
     );

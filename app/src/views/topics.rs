@@ -325,6 +325,9 @@ pub enum Format {
 
 const SHOW_BYTES: usize = 4096;
 
+/// The largest value the JSON view parses and pretty-prints.
+const MAX_JSON_PRETTY: usize = 1 << 20;
+
 pub fn render_bytes(b: Option<&[u8]>, format: Format) -> String {
     let Some(b) = b else {
         return "null".to_string();
@@ -346,6 +349,10 @@ pub fn render_bytes(b: Option<&[u8]>, format: Format) -> String {
             })
             .collect::<Vec<_>>()
             .join("\n"),
+        // Pretty-printing parses the whole value: only for values of a sensible size.
+        Format::Json if b.len() > MAX_JSON_PRETTY => {
+            format!("(too large to pretty-print) {}", String::from_utf8_lossy(cut))
+        }
         Format::Json => match serde_json::from_slice::<serde_json::Value>(b) {
             Ok(v) => serde_json::to_string_pretty(&v).unwrap_or_default(),
             Err(_) => format!("(not JSON) {}", String::from_utf8_lossy(cut)),

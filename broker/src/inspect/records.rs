@@ -18,6 +18,41 @@ use crate::store::{BatchLocation, TopicMeta};
 /// as an error entry instead of its records.
 pub const MAX_DECOMPRESSED_BATCH: usize = crate::decompress::DEFAULT_LIMIT;
 
+/// The most decompressed bytes one read holds, all partitions together: many batches each
+/// just under [`MAX_DECOMPRESSED_BATCH`] must not add up. A read that reaches it returns the
+/// records decoded so far, as the byte cap does.
+pub const MAX_DECOMPRESSED_READ: usize = MAX_DECOMPRESSED_BATCH;
+
+/// The decompression budget of one read, shared by its partitions. A batch reserves up to
+/// [`MAX_DECOMPRESSED_BATCH`] of it before it is inflated, is inflated with what it got as
+/// its limit, and gives back what it did not use, so the budget holds however many
+/// partitions decode at once.
+struct Budget(std::sync::atomic::AtomicUsize);
+
+impl Budget {
+    fn new() -> Self {
+        Budget(std::sync::atomic::AtomicUsize::new(MAX_DECOMPRESSED_READ))
+    }
+
+    /// Takes up to one batch's cap; 0 when the budget is spent.
+    fn reserve(&self) -> usize {
+        use std::sync::atomic::Ordering;
+        let mut taken = 0;
+        let _ = self
+            .0
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |left| {
+                taken = left.min(MAX_DECOMPRESSED_BATCH);
+                Some(left - taken)
+            });
+        taken
+    }
+
+    fn give_back(&self, bytes: usize) {
+        self.0
+            .fetch_add(bytes, std::sync::atomic::Ordering::AcqRel);
+    }
+}
+
 /// Where a read starts.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub enum ReadFrom {
@@ -47,6 +82,19 @@ pub struct RecordView {
     pub error: Option<String>,
 }
 
+impl RecordView {
+    /// The bytes of key, value and headers this record holds.
+    pub fn decoded_len(&self) -> usize {
+        self.key.as_ref().map_or(0, Vec::len)
+            + self.value.as_ref().map_or(0, Vec::len)
+            + self
+                .headers
+                .iter()
+                .map(|(k, v)| k.len() + v.as_ref().map_or(0, Vec::len))
+                .sum::<usize>()
+    }
+}
+
 /// Up to `limit` (at most [`MAX_RECORDS`]) records of one partition in offset order.
 /// Transaction markers are skipped.
 pub async fn read_records(
@@ -71,6 +119,7 @@ pub async fn read_records(
         from,
         limit.min(MAX_RECORDS),
         MAX_READ_BYTES,
+        &Budget::new(),
     )
     .await
 }
@@ -101,8 +150,9 @@ pub async fn read_records_all_partitions(
     let limit = limit.min(MAX_RECORDS);
     let byte_cap = MAX_READ_BYTES / topic.partitions.max(1) as usize;
     let topic = &topic;
+    let budget = &Budget::new();
     let per_partition: Vec<Vec<RecordView>> = stream::iter(0..topic.partitions)
-        .map(|p| read_partition(broker, topic, p, from, limit, byte_cap))
+        .map(|p| read_partition(broker, topic, p, from, limit, byte_cap, budget))
         .buffered(PARTITION_READS)
         .try_collect()
         .await?;
@@ -118,7 +168,7 @@ pub async fn read_records_all_partitions(
 }
 
 /// Reads one partition: at most `limit` records and `byte_cap` bytes of batches (at least
-/// one batch).
+/// one batch), and compressed batches while the read's decompression `budget` lasts.
 async fn read_partition(
     broker: &Broker,
     topic: &TopicMeta,
@@ -126,6 +176,7 @@ async fn read_partition(
     from: ReadFrom,
     limit: usize,
     byte_cap: usize,
+    budget: &Budget,
 ) -> Result<Vec<RecordView>, InspectError> {
     if limit == 0 {
         return Ok(Vec::new());
@@ -190,7 +241,10 @@ async fn read_partition(
             break;
         }
         read += row.byte_len as usize;
-        for record in decode_batch(broker, row, partition).await? {
+        let Some(records) = decode_batch(broker, row, partition, budget).await? else {
+            break; // the read's decompression budget is spent
+        };
+        for record in records {
             // A refused batch's entry stands at its base offset, which may lie before
             // `first`: it is shown all the same (it covers `first`).
             if record.offset < first && record.error.is_none() {
@@ -219,11 +273,15 @@ async fn read_partition(
 /// codec, decompressed on the blocking pool under [`MAX_DECOMPRESSED_BATCH`]); a
 /// transaction marker decodes to no records, a batch that cannot be shown to one entry
 /// with its `error` set.
+///
+/// A compressed batch first reserves its cap from the read's `budget`: None when the
+/// budget is spent (the read stops there, like at its byte cap).
 async fn decode_batch(
     broker: &Broker,
     row: &BatchLocation,
     partition: i32,
-) -> Result<Vec<RecordView>, InspectError> {
+    budget: &Budget,
+) -> Result<Option<Vec<RecordView>>, InspectError> {
     let mut buf = BytesMut::with_capacity(row.byte_len as usize);
     if let Err(e) = crate::log::read_batch(broker, row, &mut buf).await {
         tracing::error!(error = %e, key = %row.object_key, "reading batch from bucket failed");
@@ -233,18 +291,46 @@ async fn decode_batch(
         )));
     }
     let bytes = buf.freeze();
+    let compressed = bytes.len() > 22 && i16::from_be_bytes([bytes[21], bytes[22]]) & 0x7 != 0;
+    // A compressed batch inflates into at most what it reserved of the read's budget.
+    let limit = if compressed {
+        budget.reserve()
+    } else {
+        MAX_DECOMPRESSED_BATCH
+    };
+    if limit == 0 {
+        return Ok(None);
+    }
     let append_time = row.max_timestamp;
     let decoded = crate::decompress::run_blocking(move || {
         Ok(super::decode::decode_batch(
             &bytes,
             partition,
             append_time,
-            MAX_DECOMPRESSED_BATCH,
+            limit,
         ))
     })
     .await;
+    if compressed {
+        let used = match &decoded {
+            Ok(Ok(records)) => records.iter().map(RecordView::decoded_len).sum(),
+            _ => 0,
+        };
+        budget.give_back(limit.saturating_sub(used));
+        let over = matches!(
+            &decoded,
+            Ok(Err(super::decode::BatchProblem::Decompress(
+                crate::decompress::DecompressError::TooLarge { .. }
+            )))
+        );
+        if over && limit < MAX_DECOMPRESSED_BATCH {
+            // Past what is left of the read's budget, not past the batch cap: the read
+            // ends here, as at its byte cap; the batch shows on a narrower read.
+            return Ok(None);
+        }
+    }
     let problem = match decoded {
-        Ok(Ok(records)) => return Ok(records),
+        Ok(Ok(records)) => return Ok(Some(records)),
         Ok(Err(problem)) => problem.to_string(),
         Err(e) => e.to_string(),
     };
@@ -254,7 +340,7 @@ async fn decode_batch(
         problem = %problem,
         "batch not shown in the message browser"
     );
-    Ok(vec![RecordView {
+    Ok(Some(vec![RecordView {
         partition,
         offset: row.base_offset,
         timestamp_ms: row.max_timestamp,
@@ -265,5 +351,5 @@ async fn decode_batch(
             "Offsets {} to {} are not shown: {problem}.",
             row.base_offset, row.last_offset
         )),
-    }])
+    }]))
 }
