@@ -328,7 +328,10 @@ impl LoginLimiter {
             if !map.contains_key(&key) && map.len() >= self.throttle.max_entries {
                 map.retain(|_, f| now.duration_since(f.last) < window);
                 if map.len() >= self.throttle.max_entries {
-                    let quietest = map.iter().min_by_key(|(_, f)| f.last).map(|(k, _)| k.clone());
+                    let quietest = map
+                        .iter()
+                        .min_by_key(|(_, f)| f.last)
+                        .map(|(k, _)| k.clone());
                     if let Some(k) = quietest {
                         map.remove(&k);
                     }
@@ -355,7 +358,10 @@ impl LoginLimiter {
 
     /// Keys remembered now (for tests of the bound).
     pub fn remembered(&self) -> usize {
-        self.failures.lock().unwrap_or_else(|p| p.into_inner()).len()
+        self.failures
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .len()
     }
 }
 

@@ -303,7 +303,9 @@ async fn decompression_bombs_are_refused_per_batch_within_a_memory_bound() {
         "{} records of 8 MiB shown",
         shown.len()
     );
-    assert!(shown.iter().all(|r| r.get("error").is_none() && r["offset"].as_i64() >= Some(3)));
+    assert!(shown
+        .iter()
+        .all(|r| r.get("error").is_none() && r["offset"].as_i64() >= Some(3)));
     assert_eq!(page.status, StatusCode::OK);
     assert!(
         grew < RSS_BOUND,

@@ -63,7 +63,10 @@ async fn default_cluster_belongs_to_the_first_organisation() {
     let (status, list) = owner.json("GET", "/api/v1/clusters", None, false).await;
     assert_eq!(status, StatusCode::OK);
     assert!(
-        list.as_array().unwrap().iter().any(|c| c["id"] == "default"),
+        list.as_array()
+            .unwrap()
+            .iter()
+            .any(|c| c["id"] == "default"),
         "the first organisation lists default: {list}"
     );
     assert!(owner.get("/").await.body.contains("Try it"));
@@ -82,7 +85,10 @@ async fn default_cluster_belongs_to_the_first_organisation() {
     let (status, list) = stranger.json("GET", "/api/v1/clusters", None, false).await;
     assert_eq!(status, StatusCode::OK);
     assert!(
-        list.as_array().unwrap().iter().all(|c| c["id"] != "default"),
+        list.as_array()
+            .unwrap()
+            .iter()
+            .all(|c| c["id"] != "default"),
         "a second organisation must not list default: {list}"
     );
     let home = stranger.get("/").await;
@@ -119,7 +125,10 @@ async fn default_cluster_belongs_to_the_first_organisation() {
         let (status, body) = stranger.json("GET", path, None, false).await;
         assert_eq!(status, StatusCode::NOT_FOUND, "{path}: {body}");
         assert!(
-            body["error"].as_str().unwrap().contains("no cluster 'default'"),
+            body["error"]
+                .as_str()
+                .unwrap()
+                .contains("no cluster 'default'"),
             "{body}"
         );
     }
@@ -165,7 +174,12 @@ async fn default_cluster_belongs_to_the_first_organisation() {
 #[test]
 fn next_paths_stay_on_this_site() {
     use app::views::account::safe_next;
-    for ok in ["/", "/clusters", "/clusters/x/topics?from=offset&offset=3", "/a%2F%2Fb"] {
+    for ok in [
+        "/",
+        "/clusters",
+        "/clusters/x/topics?from=offset&offset=3",
+        "/a%2F%2Fb",
+    ] {
         assert_eq!(safe_next(Some(ok)), ok);
     }
     for bad in [
@@ -233,7 +247,10 @@ fn throttle_delays_grow_and_stay_bounded() {
     assert_eq!(l.delay_after(u32::MAX), Duration::from_secs(4));
     // Failures from many addresses never grow the table past its bound.
     for i in 0..1000 {
-        l.failed(&format!("u{i}@example.com"), &format!("10.1.{}.{}", i / 250, i % 250));
+        l.failed(
+            &format!("u{i}@example.com"),
+            &format!("10.1.{}.{}", i / 250, i % 250),
+        );
     }
     assert!(l.remembered() <= 100, "{}", l.remembered());
     // The most recent keys are the ones kept.
@@ -245,12 +262,19 @@ fn throttle_delays_grow_and_stay_bounded() {
         Duration::from_millis(500)
     );
     // One address may have only a few attempts in flight.
-    let held: Vec<_> = (0..4).map(|_| l.attempt("x@example.com", "10.7.7.7").unwrap()).collect();
+    let held: Vec<_> = (0..4)
+        .map(|_| l.attempt("x@example.com", "10.7.7.7").unwrap())
+        .collect();
     assert_eq!(
-        l.attempt("x@example.com", "10.7.7.7").err().map(|r| r.status),
+        l.attempt("x@example.com", "10.7.7.7")
+            .err()
+            .map(|r| r.status),
         Some(StatusCode::TOO_MANY_REQUESTS)
     );
-    assert!(l.attempt("x@example.com", "10.7.7.8").is_ok(), "another address is not held up");
+    assert!(
+        l.attempt("x@example.com", "10.7.7.8").is_ok(),
+        "another address is not held up"
+    );
     drop(held);
     assert!(l.attempt("x@example.com", "10.7.7.7").is_ok());
 }
@@ -297,20 +321,38 @@ async fn wrong_passwords_slow_the_guesser_but_never_lock_the_owner_out() {
     // The owner, from another address, gets in with the right password (slowed by at
     // most the account's bounded delay).
     let t = Instant::now();
-    let ok = log_in_from(&mut owner, "198.51.100.7", "/login", "owner@example.com", PASSWORD).await;
+    let ok = log_in_from(
+        &mut owner,
+        "198.51.100.7",
+        "/login",
+        "owner@example.com",
+        PASSWORD,
+    )
+    .await;
     assert_eq!(
         (ok.status, ok.location.as_str()),
         (StatusCode::SEE_OTHER, "/"),
         "{}",
         ok.body
     );
-    assert!(t.elapsed() < Duration::from_millis(2500), "{:?}", t.elapsed());
+    assert!(
+        t.elapsed() < Duration::from_millis(2500),
+        "{:?}",
+        t.elapsed()
+    );
     assert_eq!(owner.get("/").await.status, StatusCode::OK);
 
     // The right password works from the guesser's address too, just late.
     let mut late = Browser::new(&app);
     owner.submit("/", "/logout", &[]).await;
-    let ok = log_in_from(&mut late, "192.0.2.66", "/login", "owner@example.com", PASSWORD).await;
+    let ok = log_in_from(
+        &mut late,
+        "192.0.2.66",
+        "/login",
+        "owner@example.com",
+        PASSWORD,
+    )
+    .await;
     assert_eq!(ok.status, StatusCode::SEE_OTHER, "{}", ok.body);
 }
 
@@ -334,7 +376,10 @@ async fn log_in_renews_the_session_id_and_the_csrf_token() {
 
     // The old token is refused on a form and on the API; the new one works.
     let stale = b
-        .post("/clusters", &[("csrf", token_before.as_str()), ("name", "x")])
+        .post(
+            "/clusters",
+            &[("csrf", token_before.as_str()), ("name", "x")],
+        )
         .await;
     assert_eq!(stale.status, StatusCode::FORBIDDEN, "{}", stale.body);
     let req = Request::post("/api/v1/clusters")
@@ -344,7 +389,10 @@ async fn log_in_renews_the_session_id_and_the_csrf_token() {
         .unwrap();
     assert_eq!(b.send(req).await.status, StatusCode::FORBIDDEN);
     let fresh = b
-        .post("/clusters", &[("csrf", token_after.as_str()), ("name", "z")])
+        .post(
+            "/clusters",
+            &[("csrf", token_after.as_str()), ("name", "z")],
+        )
         .await;
     assert_eq!(fresh.status, StatusCode::SEE_OTHER, "{}", fresh.body);
 
@@ -382,19 +430,35 @@ async fn members_cannot_list_api_keys() {
     common::join_as(&mut owner, &mut admin, "admin", "admin@example.com").await;
 
     let (status, body) = member
-        .json("GET", &format!("/api/v1/clusters/{id}/api-keys"), None, false)
+        .json(
+            "GET",
+            &format!("/api/v1/clusters/{id}/api-keys"),
+            None,
+            false,
+        )
         .await;
     assert_eq!(status, StatusCode::FORBIDDEN, "{body}");
     assert!(!body.to_string().contains("billing"));
-    assert!(body["error"].as_str().unwrap().contains("owners and admins"));
+    assert!(body["error"]
+        .as_str()
+        .unwrap()
+        .contains("owners and admins"));
     let page = member.get(&format!("/clusters/{id}/keys")).await;
     assert_eq!(page.status, StatusCode::FORBIDDEN);
     assert!(!page.body.contains("billing"));
     // Members still read the cluster itself.
-    assert_eq!(member.get(&format!("/clusters/{id}")).await.status, StatusCode::OK);
+    assert_eq!(
+        member.get(&format!("/clusters/{id}")).await.status,
+        StatusCode::OK
+    );
     for who in [&mut owner, &mut admin] {
         let (status, keys) = who
-            .json("GET", &format!("/api/v1/clusters/{id}/api-keys"), None, false)
+            .json(
+                "GET",
+                &format!("/api/v1/clusters/{id}/api-keys"),
+                None,
+                false,
+            )
             .await;
         assert_eq!(status, StatusCode::OK);
         assert_eq!(keys[0]["name"], "billing");
@@ -417,7 +481,10 @@ async fn clusters_cannot_be_named_default() {
             .await;
         assert_eq!(status, StatusCode::BAD_REQUEST, "{name:?}: {body}");
         assert!(
-            body["error"].as_str().unwrap().contains("name of the built-in cluster"),
+            body["error"]
+                .as_str()
+                .unwrap()
+                .contains("name of the built-in cluster"),
             "{body}"
         );
     }
@@ -441,12 +508,26 @@ async fn clusters_cannot_be_named_default() {
     assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
     // The pages say so too.
     let page = format!("/clusters/{id}");
-    let renamed = b.submit(&page, &format!("{page}/rename"), &[("name", "default")]).await;
+    let renamed = b
+        .submit(&page, &format!("{page}/rename"), &[("name", "default")])
+        .await;
     assert_eq!(renamed.status, StatusCode::SEE_OTHER);
-    assert!(b.get(&page).await.body.contains("name of the built-in cluster"));
-    let made = b.submit("/clusters", "/clusters", &[("name", "default")]).await;
+    assert!(b
+        .get(&page)
+        .await
+        .body
+        .contains("name of the built-in cluster"));
+    let made = b
+        .submit("/clusters", "/clusters", &[("name", "default")])
+        .await;
     assert_eq!(made.status, StatusCode::SEE_OTHER);
-    assert!(b.get("/clusters").await.body.contains("name of the built-in cluster"));
-    let (_, c) = b.json("GET", &format!("/api/v1/clusters/{id}"), None, false).await;
+    assert!(b
+        .get("/clusters")
+        .await
+        .body
+        .contains("name of the built-in cluster"));
+    let (_, c) = b
+        .json("GET", &format!("/api/v1/clusters/{id}"), None, false)
+        .await;
     assert_eq!(c["name"], "prod");
 }

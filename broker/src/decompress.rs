@@ -143,10 +143,13 @@ where
 {
     // A resource bound, not configuration: one per process, like the blocking pool itself.
     static SLOTS: Semaphore = Semaphore::const_new(CONCURRENT_DECOMPRESSIONS);
-    let _slot = SLOTS.acquire().await.map_err(|e| DecompressError::Corrupt {
-        codec: "any",
-        detail: format!("decompression slots closed: {e}"),
-    })?;
+    let _slot = SLOTS
+        .acquire()
+        .await
+        .map_err(|e| DecompressError::Corrupt {
+            codec: "any",
+            detail: format!("decompression slots closed: {e}"),
+        })?;
     tokio::task::spawn_blocking(work)
         .await
         .map_err(|e| DecompressError::Corrupt {
@@ -289,7 +292,11 @@ mod tests {
             (Codec::Lz4, lz4(DATA)),
             (Codec::Zstd, zstd),
         ] {
-            assert_eq!(decompress(codec, &input, 1 << 20).unwrap(), DATA, "{codec:?}");
+            assert_eq!(
+                decompress(codec, &input, 1 << 20).unwrap(),
+                DATA,
+                "{codec:?}"
+            );
             // Exactly at the limit is fine; one byte under is refused, naming the limit.
             assert_eq!(decompress(codec, &input, DATA.len()).unwrap(), DATA);
             let err = decompress(codec, &input, DATA.len() - 1).unwrap_err();
@@ -335,12 +342,17 @@ mod tests {
         let mut claim = vec![0x80, 0x80, 0x80, 0x10]; // 32 MiB
         claim.extend_from_slice(&[0u8; 80]);
         let err = decompress(Codec::Snappy, &claim, DEFAULT_LIMIT).unwrap_err();
-        assert!(err.to_string().contains("more than snappy can expand"), "{err}");
+        assert!(
+            err.to_string().contains("more than snappy can expand"),
+            "{err}"
+        );
     }
 
     #[test]
     fn hostile_input_is_an_error_not_a_panic() {
-        let junk: Vec<u8> = (0..4096u32).map(|i| (i.wrapping_mul(2_654_435_761u32) >> 13) as u8).collect();
+        let junk: Vec<u8> = (0..4096u32)
+            .map(|i| (i.wrapping_mul(2_654_435_761u32) >> 13) as u8)
+            .collect();
         for codec in [Codec::Gzip, Codec::Snappy, Codec::Lz4, Codec::Zstd] {
             for cut in [0, 1, 7, 16, 100, 4096] {
                 let _ = decompress(codec, &junk[..cut], 1 << 20);
@@ -361,7 +373,9 @@ mod tests {
     #[tokio::test]
     async fn blocking_variant_runs_off_the_async_workers() {
         let input = bytes::Bytes::from(gzip(DATA));
-        let out = decompress_blocking(Codec::Gzip, input, 1 << 20).await.unwrap();
+        let out = decompress_blocking(Codec::Gzip, input, 1 << 20)
+            .await
+            .unwrap();
         assert_eq!(out, DATA);
     }
 }

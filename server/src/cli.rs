@@ -428,8 +428,14 @@ mod tests {
             None
         );
         assert_eq!(
-            serve(&["--kafka-auth", "sasl", "--metrics-token", "t0k", "--metrics-public"])
-                .metrics_token_required(),
+            serve(&[
+                "--kafka-auth",
+                "sasl",
+                "--metrics-token",
+                "t0k",
+                "--metrics-public"
+            ])
+            .metrics_token_required(),
             Some("t0k".to_string()),
             "an explicit token still applies"
         );

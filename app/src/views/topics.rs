@@ -351,7 +351,10 @@ pub fn render_bytes(b: Option<&[u8]>, format: Format) -> String {
             .join("\n"),
         // Pretty-printing parses the whole value: only for values of a sensible size.
         Format::Json if b.len() > MAX_JSON_PRETTY => {
-            format!("(too large to pretty-print) {}", String::from_utf8_lossy(cut))
+            format!(
+                "(too large to pretty-print) {}",
+                String::from_utf8_lossy(cut)
+            )
         }
         Format::Json => match serde_json::from_slice::<serde_json::Value>(b) {
             Ok(v) => serde_json::to_string_pretty(&v).unwrap_or_default(),

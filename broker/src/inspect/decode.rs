@@ -285,8 +285,7 @@ mod tests {
     fn a_lying_count_or_length_is_an_error() {
         let mut b = batch(Compression::None, 2);
         // Claim two billion records: no reservation of that size, an error at the end.
-        b[RECORDS_COUNT_OFFSET..RECORDS_COUNT_OFFSET + 4]
-            .copy_from_slice(&i32::MAX.to_be_bytes());
+        b[RECORDS_COUNT_OFFSET..RECORDS_COUNT_OFFSET + 4].copy_from_slice(&i32::MAX.to_be_bytes());
         let crc = crc32c::crc32c(&b[ATTRIBUTES_OFFSET..]);
         b[CRC_OFFSET..CRC_OFFSET + 4].copy_from_slice(&crc.to_be_bytes());
         let err = decode_batch(&b, 0, 0, 1 << 20).unwrap_err();

@@ -48,8 +48,7 @@ impl Budget {
     }
 
     fn give_back(&self, bytes: usize) {
-        self.0
-            .fetch_add(bytes, std::sync::atomic::Ordering::AcqRel);
+        self.0.fetch_add(bytes, std::sync::atomic::Ordering::AcqRel);
     }
 }
 
