@@ -80,9 +80,9 @@ pub enum DecompressError {
 }
 
 fn human(bytes: usize) -> String {
-    if bytes >= 1 << 20 && bytes % (1 << 20) == 0 {
+    if bytes >= 1 << 20 && bytes & ((1 << 20) - 1) == 0 {
         format!("{} MiB", bytes >> 20)
-    } else if bytes >= 1 << 10 && bytes % (1 << 10) == 0 {
+    } else if bytes >= 1 << 10 && bytes & ((1 << 10) - 1) == 0 {
         format!("{} KiB", bytes >> 10)
     } else {
         format!("{bytes} bytes")
