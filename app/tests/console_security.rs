@@ -446,11 +446,16 @@ async fn members_cannot_list_api_keys() {
     let page = member.get(&format!("/clusters/{id}/keys")).await;
     assert_eq!(page.status, StatusCode::FORBIDDEN);
     assert!(!page.body.contains("billing"));
-    // Members still read the cluster itself.
-    assert_eq!(
-        member.get(&format!("/clusters/{id}")).await.status,
-        StatusCode::OK
-    );
+    // Members still read the cluster itself, without an API keys tab.
+    let overview = member.get(&format!("/clusters/{id}")).await;
+    assert_eq!(overview.status, StatusCode::OK);
+    let keys_link = format!("/clusters/{id}/keys\"");
+    assert!(!overview.body.contains(&keys_link), "{}", overview.body);
+    assert!(owner
+        .get(&format!("/clusters/{id}"))
+        .await
+        .body
+        .contains(&keys_link));
     for who in [&mut owner, &mut admin] {
         let (status, keys) = who
             .json(

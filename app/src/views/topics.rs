@@ -65,7 +65,7 @@ pub async fn list(
                 }
             });
             let body = view! {
-                {tabs(&cl, Tab::Topics)}
+                {tabs(&cl, Tab::Topics, &viewer)}
                 <section class="card">
                     {empty}
                     <table id="topics">
@@ -190,7 +190,7 @@ pub async fn show(
                 fmt_time(t.created_at_ms)
             );
             let body = view! {
-                {tabs(&cl, Tab::Topics)}
+                {tabs(&cl, Tab::Topics, &viewer)}
                 <p class="lead">{summary}" · "<a class="button" href=browse>"Browse messages"</a></p>
                 <section class="card">
                     <h2>"Partitions"</h2>
@@ -524,7 +524,7 @@ pub async fn messages(
             });
             let back = format!("/clusters/{}/topics/{}", enc(&cl.id), enc(&topic));
             let body = view! {
-                {tabs(&cl, Tab::Topics)}
+                {tabs(&cl, Tab::Topics, &viewer)}
                 <p><a href=back>"← topic "{t.name.clone()}</a></p>
                 <form method="get" action=here.clone() class="row browse" id="browse">
                     <label>"Partition"<select name="partition">{part_options}</select></label>
