@@ -75,6 +75,11 @@ pub enum DecompressError {
     TooLarge { codec: &'static str, limit: usize },
     #[error("{codec} data is corrupt: {detail}")]
     Corrupt { codec: &'static str, detail: String },
+    #[error(
+        "zstd data asks for a window over the limit of {} (compressed with --ultra levels); not decompressed",
+        human(*limit)
+    )]
+    ZstdWindow { limit: usize },
     #[error("unknown compression codec id {0} (Kafka knows 0 to 4)")]
     UnknownCodec(u8),
 }
@@ -118,7 +123,15 @@ pub fn decompress(codec: Codec, input: &[u8], limit: usize) -> Result<Vec<u8>, D
             decoder
                 .window_log_max(ZSTD_WINDOW_LOG_MAX)
                 .map_err(|e| corrupt(codec, e))?;
-            read_capped(codec, decoder, limit)
+            read_capped(codec, decoder, limit).map_err(|e| match e {
+                // zstd's words for a frame whose window passes `window_log_max`.
+                DecompressError::Corrupt { detail, .. } if detail.contains("too much memory") => {
+                    DecompressError::ZstdWindow {
+                        limit: 1 << ZSTD_WINDOW_LOG_MAX,
+                    }
+                }
+                other => other,
+            })
         }
         Codec::Snappy => snappy(input, limit),
     }
@@ -364,6 +377,18 @@ mod tests {
             decompress(Codec::Zstd, &whole[..whole.len() - 3], 1 << 20),
             Err(DecompressError::Corrupt { .. })
         ));
+        // A frame asking for a 64 MiB window (long-distance mode) is refused as such.
+        let mut e = zstd::stream::write::Encoder::new(Vec::new(), 3).unwrap();
+        e.window_log(26).unwrap();
+        e.long_distance_matching(true).unwrap();
+        e.write_all(&vec![7u8; 1 << 20]).unwrap();
+        let wide = e.finish().unwrap();
+        let err = decompress(Codec::Zstd, &wide, DEFAULT_LIMIT).unwrap_err();
+        assert_eq!(
+            err,
+            DecompressError::ZstdWindow { limit: 16 << 20 },
+            "{err}"
+        );
         assert!(matches!(
             Codec::from_attributes(5),
             Err(DecompressError::UnknownCodec(5))
