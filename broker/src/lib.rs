@@ -11,6 +11,8 @@
 //!   chunk [`cache`], patching base offsets on the way out.
 //! * Metadata schema: `migrations/sqlite` and `migrations/postgres`; queries in [`store`]
 //!   (virtual clusters in `store/clusters.rs`, API keys in `store/credentials.rs`).
+//! * [`decompress`]: the one way Sluice inflates record data (gzip, snappy, lz4, zstd),
+//!   streaming and capped, off the async workers; the message browser uses it.
 //! * Console door: [`inspect::ClusterView`] is all the web console holds of the broker:
 //!   typed reads (clusters, keys, topics, records, groups, lag) and the few admin writes
 //!   it offers, through the same code the handlers use, keeping the broker's caches right.
@@ -46,6 +48,7 @@ pub mod codes;
 pub mod commit_watch;
 pub mod compaction;
 pub mod config;
+pub mod decompress;
 pub mod gate;
 pub mod group_holds;
 pub mod group_snapshots;

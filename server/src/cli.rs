@@ -170,9 +170,15 @@ pub struct ServeArgs {
     pub console_open_signup: bool,
 
     /// Require `Authorization: Bearer TOKEN` on /metrics (its labels name the topics and
-    /// consumer groups of every cluster). Unset: /metrics is open.
+    /// consumer groups of every cluster). Unset: /metrics is open with `--kafka-auth none`,
+    /// and closed with `--kafka-auth sasl` unless --metrics-public is given.
     #[arg(long, env = "SLUICE_METRICS_TOKEN", hide_env_values = true)]
     pub metrics_token: Option<String>,
+
+    /// Serve /metrics to anyone even with `--kafka-auth sasl` and no --metrics-token (e.g.
+    /// when only a private network reaches the HTTP port).
+    #[arg(long, env = "SLUICE_METRICS_PUBLIC")]
+    pub metrics_public: bool,
 
     /// Address the HTTP server (console, JSON API, /metrics, /healthz) binds.
     #[arg(long, env = "SLUICE_HTTP_ADDR", default_value = "0.0.0.0:8080")]
@@ -407,6 +413,31 @@ pub fn parse_size(s: &str) -> Result<u64, String> {
         .ok_or_else(|| format!("size '{s}' is too large"))
 }
 
+/// A token no request can present: an HTTP header value cannot hold a newline. /metrics
+/// asks for it when it must be closed and no token was set.
+const NO_METRICS_TOKEN: &str = "\n/metrics is closed: set --metrics-token or --metrics-public";
+
+impl ServeArgs {
+    /// The token `/metrics` requires, if any: `--metrics-token` when set; otherwise, with
+    /// `--kafka-auth sasl` (a server for several tenants) and without `--metrics-public`,
+    /// one that cannot be sent, so `/metrics` answers 401 to everyone; otherwise none, and
+    /// `/metrics` is open as before (`--kafka-auth none`, or `--metrics-public`).
+    pub fn metrics_token_required(&self) -> Option<String> {
+        match &self.metrics_token {
+            Some(t) => Some(t.clone()),
+            None if self.kafka_auth == KafkaAuthArg::Sasl && !self.metrics_public => {
+                Some(NO_METRICS_TOKEN.to_string())
+            }
+            None => None,
+        }
+    }
+
+    /// Whether `/metrics` is closed to everyone because no token was set (worth a warning).
+    pub fn metrics_closed(&self) -> bool {
+        self.metrics_token_required().as_deref() == Some(NO_METRICS_TOKEN)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -521,5 +552,47 @@ mod tests {
         ]);
         assert!(a.tls_files().unwrap_err().contains("--kafka-tls-addr"));
         assert!(Cli::try_parse_from(["sluice", "serve", "--kafka-addr", "nowhere"]).is_err());
+    }
+
+    #[test]
+    fn metrics_token_with_sasl() {
+        let serve = |args: &[&str]| {
+            let mut all = vec!["sluice", "serve"];
+            all.extend_from_slice(args);
+            let Command::Serve(a) = Cli::try_parse_from(all).unwrap().command else {
+                panic!("serve parses as serve")
+            };
+            a
+        };
+        // --kafka-auth none: open unless a token is set, as before.
+        assert_eq!(serve(&[]).metrics_token_required(), None);
+        assert_eq!(
+            serve(&["--metrics-token", "t0k"]).metrics_token_required(),
+            Some("t0k".to_string())
+        );
+        // --kafka-auth sasl: closed without a token, unless --metrics-public.
+        let closed = serve(&["--kafka-auth", "sasl"]);
+        assert!(closed.metrics_closed());
+        let token = closed.metrics_token_required().unwrap();
+        assert!(
+            axum::http::HeaderValue::from_str(&format!("Bearer {token}")).is_err(),
+            "no request can carry the closed token"
+        );
+        assert_eq!(
+            serve(&["--kafka-auth", "sasl", "--metrics-public"]).metrics_token_required(),
+            None
+        );
+        assert_eq!(
+            serve(&[
+                "--kafka-auth",
+                "sasl",
+                "--metrics-token",
+                "t0k",
+                "--metrics-public"
+            ])
+            .metrics_token_required(),
+            Some("t0k".to_string()),
+            "an explicit token still applies"
+        );
     }
 }

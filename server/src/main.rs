@@ -174,7 +174,10 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     running.spawn_job("session cleaner", move |cancel| {
         app::clean_sessions(cleaner, cancel)
     });
-    let routes = http::router(running.broker.clone(), args.metrics_token.clone()).merge(
+    if args.metrics_closed() {
+        tracing::warn!("/metrics is closed (--kafka-auth sasl): set --metrics-token, or --metrics-public to open it");
+    }
+    let routes = http::router(running.broker.clone(), args.metrics_token_required()).merge(
         app::router(console)
             .await
             .context("starting the console (session store)")?,
