@@ -179,6 +179,26 @@ fn check_records(records: &[u8], count: i32) -> Result<(), BatchError> {
     Ok(())
 }
 
+/// Checks that a batch holds the records it claims. Uncompressed records are walked (cheap:
+/// one varint per record). Compressed ones are trusted while the count is below the
+/// compressed size (a record takes at least one compressed byte in any realistic batch);
+/// a batch claiming more records than it has bytes is decompressed, with a cap, and
+/// walked: Sluice does not decompress what producers send otherwise.
+fn check_record_count(header: &BatchHeader, records: &[u8]) -> Result<(), BatchError> {
+    let bad = || BatchError::BadRecordCount(header.record_count);
+    match crate::decompress::Codec::from_attributes(header.attributes) {
+        Ok(None) => check_records(records, header.record_count),
+        Ok(Some(_)) if (header.record_count as usize) <= records.len() => Ok(()),
+        Ok(Some(codec)) => {
+            let plain =
+                crate::decompress::decompress(codec, records, crate::decompress::DEFAULT_LIMIT)
+                    .map_err(|_| bad())?;
+            check_records(&plain, header.record_count)
+        }
+        Err(_) => Err(bad()),
+    }
+}
+
 /// Splits a produced record set into batches, checking framing, magic, CRC and size.
 ///
 /// `max_batch_bytes` is the topic's `max.message.bytes`, compared with the whole batch size
@@ -230,9 +250,7 @@ pub fn split_batches(records: &Bytes, max_batch_bytes: usize) -> Result<Vec<Batc
         if header.record_count < 1 || header.last_offset_delta != header.record_count - 1 {
             return Err(BatchError::BadRecordCount(header.record_count));
         }
-        if header.attributes & COMPRESSION_MASK == 0 {
-            check_records(&bytes[HEADER_LEN..], header.record_count)?;
-        }
+        check_record_count(&header, &bytes[HEADER_LEN..])?;
         out.push(Batch {
             header,
             bytes: records.slice(pos..pos + total),
@@ -361,6 +379,37 @@ pub(crate) mod tests {
         );
         assert!(split_batches(&fewer, 1 << 20).is_err());
         assert_eq!(split_batches(&three, 1 << 20).unwrap()[0].offset_count(), 3);
+    }
+
+    /// `n` tiny records in one zstd batch (records section compressed here, header fixed).
+    fn zstd_batch(n: usize) -> Bytes {
+        let plain = encode_batch(n, -1, -1);
+        let records = zstd::encode_all(&plain[HEADER_LEN..], 19).unwrap();
+        let mut b = BytesMut::from(&plain[..HEADER_LEN]);
+        b.extend_from_slice(&records);
+        let batch_len = (b.len() - LOG_OVERHEAD) as i32;
+        b[8..12].copy_from_slice(&batch_len.to_be_bytes());
+        let attributes = be_i16(&b, ATTRIBUTES_OFFSET) | 4;
+        b[ATTRIBUTES_OFFSET..ATTRIBUTES_OFFSET + 2].copy_from_slice(&attributes.to_be_bytes());
+        let crc = crc32c::crc32c(&b[ATTRIBUTES_OFFSET..]);
+        b[CRC_OFFSET..CRC_OFFSET + 4].copy_from_slice(&crc.to_be_bytes());
+        b.freeze()
+    }
+
+    #[test]
+    fn compressed_batches_claiming_more_records_than_bytes_are_decompressed_and_counted() {
+        let five = zstd_batch(5);
+        assert_eq!(split_batches(&five, 1 << 20).unwrap()[0].offset_count(), 5);
+        // Five records claiming a million: decompressed, counted, refused.
+        let forged = forge_i32(
+            &forge_i32(&five, LAST_OFFSET_DELTA_OFFSET, 999_999),
+            RECORDS_COUNT_OFFSET,
+            1_000_000,
+        );
+        assert_eq!(
+            split_batches(&forged, 1 << 20).unwrap_err(),
+            BatchError::BadRecordCount(1_000_000)
+        );
     }
 
     #[test]
