@@ -284,7 +284,7 @@ pub fn check_cluster_name(name: &str) -> Result<(), Refusal> {
     check_name("cluster", name, 64)?;
     if let Some(reserved) = RESERVED_CLUSTER_NAMES
         .iter()
-        .find(|r| r.eq_ignore_ascii_case(name))
+        .find(|r| r.eq_ignore_ascii_case(name.trim()))
     {
         return Err(Refusal::bad_request(format!(
             "'{reserved}' is the name of the built-in cluster and cannot be used for another. \
