@@ -52,7 +52,10 @@ pub use view::{
     AgentView, ClusterDefaults, ClusterView, GroupLag, CREDENTIAL_TTL, DEFAULT_CLUSTER,
 };
 // The store's types that cross the door, so the console names one module.
-pub use crate::store::{ApiKeyInfo, Credential, StoreError, TopicMeta, VirtualCluster};
+pub use crate::acl::{AclBinding, AclFilter, Operation, PatternType, Permission, ResourceType};
+pub use crate::store::{
+    ApiKeyInfo, ClientQuota, Credential, StoreError, TopicMeta, VirtualCluster,
+};
 
 /// The most records one read returns.
 pub const MAX_RECORDS: usize = 500;

@@ -34,6 +34,7 @@
 //! virtual clusters and their API keys); it does not serve HTTP and knows nothing about
 //! console users or teams: those live in the console's own store (the `app` crate).
 
+pub mod acl;
 pub mod agent;
 pub mod alloc_guard;
 pub mod auth;
@@ -58,6 +59,7 @@ pub mod membership;
 pub mod metrics;
 pub mod placement;
 pub mod protocol;
+pub mod quota;
 pub mod retention;
 pub mod segment;
 pub mod server;

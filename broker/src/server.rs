@@ -428,6 +428,11 @@ fn api_name(key: ApiKey) -> &'static str {
         ApiKey::DescribeGroups => "describe_groups",
         ApiKey::DeleteGroups => "delete_groups",
         ApiKey::OffsetDelete => "offset_delete",
+        ApiKey::CreateAcls => "create_acls",
+        ApiKey::DescribeAcls => "describe_acls",
+        ApiKey::DeleteAcls => "delete_acls",
+        ApiKey::DescribeClientQuotas => "describe_client_quotas",
+        ApiKey::AlterClientQuotas => "alter_client_quotas",
         _ => "other",
     }
 }

@@ -10,6 +10,7 @@ use kafka_protocol::messages::fetch_response::{FetchableTopicResponse, Partition
 use kafka_protocol::messages::{FetchRequest, FetchResponse};
 
 use super::store_error_code;
+use crate::acl::{Authz, Operation, ResourceType};
 use crate::codes;
 use crate::gate::Permit;
 use crate::log::read_batch;
@@ -45,8 +46,9 @@ pub async fn fetch(
     };
     // Resolve topics once; a fetch names them by name (< v13) or id (v13+).
     let mut topics = Vec::with_capacity(req.topics.len());
+    let authz = broker.acls.authz(session).await;
     for t in &req.topics {
-        topics.push(resolve(broker, session, version, t).await);
+        topics.push(resolve(broker, session, &authz, version, t).await);
     }
     // One fetch may hold at most a quarter of the gate, so several consumers progress.
     let cap = (broker.fetch_gate.limit() / 4).max(1 << 20);
@@ -109,7 +111,17 @@ async fn anything_to_read(broker: &Broker, requested: &[FetchTopic], topics: &[R
     false
 }
 
-async fn resolve(broker: &Broker, session: &Session, version: i16, t: &FetchTopic) -> Resolved {
+async fn resolve(
+    broker: &Broker,
+    session: &Session,
+    authz: &Authz,
+    version: i16,
+    t: &FetchTopic,
+) -> Resolved {
+    // By name the check comes before the look-up (a refused key learns nothing).
+    if version < 13 {
+        authz.check(Operation::Read, ResourceType::Topic, &t.topic)?;
+    }
     let found = if version >= 13 {
         broker
             .meta
@@ -119,7 +131,11 @@ async fn resolve(broker: &Broker, session: &Session, version: i16, t: &FetchTopi
     } else {
         broker.topics.get(&session.cluster, &t.topic).await
     };
-    found.map_err(|e| store_error_code(&e))
+    let found = found.map_err(|e| store_error_code(&e))?;
+    if let Some(topic) = &found {
+        authz.check(Operation::Read, ResourceType::Topic, &topic.name)?;
+    }
+    Ok(found)
 }
 
 async fn read_all(

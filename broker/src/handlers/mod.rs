@@ -4,6 +4,7 @@
 //! future; only produce uses the first stage (to append in order), every other API runs
 //! entirely in the returned future.
 
+pub mod acls;
 pub mod admin;
 pub mod fetch;
 pub mod groups;
@@ -97,9 +98,12 @@ async fn dispatch_plain(
             }
             .boxed()
         }
-        RequestKind::FindCoordinator(req) => ready(ResponseKind::FindCoordinator(
-            metadata::find_coordinator(broker, session, version, req),
-        )),
+        RequestKind::FindCoordinator(req) => {
+            let authz = broker.acls.authz(session).await;
+            ready(ResponseKind::FindCoordinator(metadata::find_coordinator(
+                broker, session, &authz, version, req,
+            )))
+        }
         RequestKind::JoinGroup(req) => {
             let client_id = header
                 .client_id
@@ -119,12 +123,18 @@ async fn dispatch_plain(
             ))
         }
         .boxed(),
-        RequestKind::Heartbeat(req) => ready(ResponseKind::Heartbeat(groups::heartbeat(
-            broker, session, req,
-        ))),
-        RequestKind::LeaveGroup(req) => ready(ResponseKind::LeaveGroup(groups::leave_group(
-            broker, session, version, req,
-        ))),
+        RequestKind::Heartbeat(req) => {
+            let authz = broker.acls.authz(session).await;
+            ready(ResponseKind::Heartbeat(groups::heartbeat(
+                broker, session, &authz, req,
+            )))
+        }
+        RequestKind::LeaveGroup(req) => {
+            let authz = broker.acls.authz(session).await;
+            ready(ResponseKind::LeaveGroup(groups::leave_group(
+                broker, session, &authz, version, req,
+            )))
+        }
         // Committed here, in the connection's arrival order, not detached: two commits in
         // flight on one connection must land in the order they were sent, or an older
         // offset could overwrite a newer one (as Kafka, which serves a connection's
@@ -173,7 +183,7 @@ async fn dispatch_plain(
         .boxed(),
         RequestKind::InitProducerId(req) => async move {
             Some(ResponseKind::InitProducerId(
-                produce::init_producer_id(&b, req).await,
+                produce::init_producer_id(&b, &s, req).await,
             ))
         }
         .boxed(),
@@ -210,6 +220,24 @@ async fn dispatch_plain(
         RequestKind::IncrementalAlterConfigs(req) => async move {
             Some(ResponseKind::IncrementalAlterConfigs(
                 admin::incremental_alter_configs(&b, &s, req).await,
+            ))
+        }
+        .boxed(),
+        RequestKind::CreateAcls(req) => async move {
+            Some(ResponseKind::CreateAcls(
+                acls::create_acls(&b, &s, req).await,
+            ))
+        }
+        .boxed(),
+        RequestKind::DescribeAcls(req) => async move {
+            Some(ResponseKind::DescribeAcls(
+                acls::describe_acls(&b, &s, req).await,
+            ))
+        }
+        .boxed(),
+        RequestKind::DeleteAcls(req) => async move {
+            Some(ResponseKind::DeleteAcls(
+                acls::delete_acls(&b, &s, req).await,
             ))
         }
         .boxed(),
