@@ -160,6 +160,46 @@ impl Quotas {
     }
 }
 
+/// How an answer is throttled: the connection is muted for `time`; `delay` holds the
+/// answer back as long too (clients too old to back off by themselves).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Throttle {
+    pub time: Duration,
+    pub delay: bool,
+}
+
+/// A connection's mute: the reader waits for it before reading the next request.
+#[derive(Debug)]
+pub struct Mute(Mutex<Option<Instant>>);
+
+impl Default for Mute {
+    fn default() -> Self {
+        Mute(Mutex::new(None))
+    }
+}
+
+impl Mute {
+    /// Mutes the connection for `d` from now (a longer mute already set stays).
+    pub fn mute_for(&self, d: Duration) {
+        let until = Instant::now() + d;
+        let mut m = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        if m.is_none_or(|cur| cur < until) {
+            *m = Some(until);
+        }
+    }
+
+    /// Returns once the connection is not muted.
+    pub async fn wait(&self) {
+        loop {
+            let until = *self.0.lock().unwrap_or_else(|p| p.into_inner());
+            match until {
+                Some(t) if t > Instant::now() => tokio::time::sleep_until(t.into()).await,
+                _ => return,
+            }
+        }
+    }
+}
+
 /// Checks a quota change: a known key and a positive rate.
 pub fn validate(key: &str, value: Option<f64>) -> Result<(), String> {
     if !QUOTA_KEYS.contains(&key) {

@@ -163,7 +163,13 @@ async fn serve_connection(
     });
 
     let max = broker.config.max_frame_bytes;
+    // Client quotas: a throttled answer mutes the connection (crate::quota).
+    let mute = Arc::new(crate::quota::Mute::default());
     loop {
+        tokio::select! {
+            _ = mute.wait() => {}
+            _ = cancel.cancelled() => break,
+        }
         let mut len_buf = [0u8; 4];
         let read = tokio::select! {
             r = rd.read_exact(&mut len_buf) => r,
@@ -292,9 +298,16 @@ async fn serve_connection(
                         .instrument(span.clone())
                         .await;
                 let broker = broker.clone();
+                let mute = mute.clone();
                 tokio::spawn(
                     async move {
-                        let Reply { response, permit } = respond.await?;
+                        let Reply { response, permit, throttle } = respond.await?;
+                        if let Some(t) = throttle {
+                            mute.mute_for(t.time);
+                            if t.delay {
+                                tokio::time::sleep(t.time).await;
+                            }
+                        }
                         let permit = permit.or(produce_permit);
                         broker
                             .metrics

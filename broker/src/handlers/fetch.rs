@@ -14,6 +14,7 @@ use crate::acl::{Authz, Operation, ResourceType};
 use crate::codes;
 use crate::gate::Permit;
 use crate::log::read_batch;
+use crate::quota::Direction;
 use crate::session::Session;
 use crate::state::Broker;
 use crate::store::TopicMeta;
@@ -80,7 +81,14 @@ pub async fn fetch(
                 broker.metrics.fetch_bytes.inc_by(bytes as u64);
                 // Keep what encoding it will hold; the writer shrinks it to the frame.
                 permit.shrink_to(2 * bytes as u64 + 4096);
-                return (FetchResponse::default().with_responses(responses), permit);
+                let throttle = broker
+                    .quotas
+                    .record(session, Direction::Fetch, bytes as u64)
+                    .await;
+                let response = FetchResponse::default()
+                    .with_responses(responses)
+                    .with_throttle_time_ms(throttle.as_millis() as i32);
+                return (response, permit);
             }
         }
         let now = Instant::now();

@@ -11,6 +11,7 @@ pub mod groups;
 pub mod metadata;
 pub mod offsets;
 pub mod produce;
+pub mod quotas;
 
 use std::sync::Arc;
 
@@ -20,6 +21,7 @@ use kafka_protocol::messages::{RequestHeader, RequestKind, ResponseKind};
 
 use crate::codes;
 use crate::gate::Permit;
+use crate::quota::Throttle;
 use crate::session::Session;
 use crate::state::Broker;
 use crate::store::StoreError;
@@ -46,6 +48,23 @@ fn ready(r: ResponseKind) -> BoxFuture<'static, Option<ResponseKind>> {
 pub struct Reply {
     pub response: ResponseKind,
     pub permit: Option<Permit>,
+    /// Set when a client quota throttles the connection (see [`crate::quota`]).
+    pub throttle: Option<Throttle>,
+}
+
+/// The throttle a quota put on a Produce or Fetch answer. Clients from Produce v6 and
+/// Fetch v8 back off by themselves (KIP-219): their answer goes at once and the
+/// connection is muted; older ones get the answer after the throttle time.
+fn throttle_of(response: &ResponseKind, version: i16) -> Option<Throttle> {
+    let (ms, delay) = match response {
+        ResponseKind::Produce(r) => (r.throttle_time_ms, version < 6),
+        ResponseKind::Fetch(r) => (r.throttle_time_ms, version < 8),
+        _ => return None,
+    };
+    (ms > 0).then(|| Throttle {
+        time: std::time::Duration::from_millis(ms as u64),
+        delay,
+    })
 }
 
 /// Starts handling a request: the first stage runs now, the rest in the returned future.
@@ -59,17 +78,21 @@ pub async fn dispatch(
         let (b, s, version) = (broker.clone(), session.clone(), header.request_api_version);
         return async move {
             let (response, permit) = fetch::fetch(&b, &s, version, req).await;
+            let response = ResponseKind::Fetch(response);
             Some(Reply {
-                response: ResponseKind::Fetch(response),
+                throttle: throttle_of(&response, version),
+                response,
                 permit: Some(permit),
             })
         }
         .boxed();
     }
+    let version = header.request_api_version;
     dispatch_plain(broker, session, header, body)
         .await
-        .map(|r| {
+        .map(move |r| {
             r.map(|response| Reply {
+                throttle: throttle_of(&response, version),
                 response,
                 permit: None,
             })
@@ -238,6 +261,18 @@ async fn dispatch_plain(
         RequestKind::DeleteAcls(req) => async move {
             Some(ResponseKind::DeleteAcls(
                 acls::delete_acls(&b, &s, req).await,
+            ))
+        }
+        .boxed(),
+        RequestKind::DescribeClientQuotas(req) => async move {
+            Some(ResponseKind::DescribeClientQuotas(
+                quotas::describe_client_quotas(&b, &s, req).await,
+            ))
+        }
+        .boxed(),
+        RequestKind::AlterClientQuotas(req) => async move {
+            Some(ResponseKind::AlterClientQuotas(
+                quotas::alter_client_quotas(&b, &s, req).await,
             ))
         }
         .boxed(),

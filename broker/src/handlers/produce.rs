@@ -15,6 +15,7 @@ use super::store_error_code;
 use crate::acl::{Operation, ResourceType};
 use crate::batch::{self, BatchError};
 use crate::clock::now_ms;
+use crate::quota::Direction;
 use crate::codes;
 use crate::session::Session;
 use crate::state::Broker;
@@ -57,6 +58,17 @@ pub async fn produce(
     // (topic index, slot index) of each append, to route its receiver back.
     let mut routes = Vec::new();
     let authz = broker.acls.authz(session).await;
+    // The key's producer_byte_rate counts every record byte it sends.
+    let bytes: usize = req
+        .topic_data
+        .iter()
+        .flat_map(|t| &t.partition_data)
+        .filter_map(|p| p.records.as_ref().map(|r| r.len()))
+        .sum();
+    let throttle = broker
+        .quotas
+        .record(session, Direction::Produce, bytes as u64)
+        .await;
     for td in req.topic_data {
         let mut slots = Vec::with_capacity(td.partition_data.len());
         // By name the check comes first, so a refused key learns nothing of the topic and
@@ -230,7 +242,13 @@ pub async fn produce(
         }
         // acks=0: the client expects no response at all.
         (acks != 0)
-            .then(|| ResponseKind::Produce(ProduceResponse::default().with_responses(responses)))
+            .then(|| {
+                ResponseKind::Produce(
+                    ProduceResponse::default()
+                        .with_responses(responses)
+                        .with_throttle_time_ms(throttle.as_millis() as i32),
+                )
+            })
     }
     .boxed()
 }

@@ -53,6 +53,8 @@ pub const SUPPORTED: &[(ApiKey, i16, i16)] = &[
     (ApiKey::DescribeAcls, 1, 3),
     (ApiKey::CreateAcls, 1, 3),
     (ApiKey::DeleteAcls, 1, 3),
+    (ApiKey::DescribeClientQuotas, 0, 1),
+    (ApiKey::AlterClientQuotas, 0, 1),
     // From v0 because old librdkafka enables SASL only when the range contains v0 (as Kafka
     // advertises it); clients then use v1, whose tokens travel in SaslAuthenticate.
     (ApiKey::SaslHandshake, 0, 1),
