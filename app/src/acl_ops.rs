@@ -66,8 +66,8 @@ impl AclInput<'_> {
             .ok_or_else(|| bad("Pick a pattern type: LITERAL or PREFIXED.".into()))?;
         let operation = Operation::parse(self.operation)
             .ok_or_else(|| bad(format!("'{}' is not a Kafka operation.", self.operation)))?;
-        let permission = Permission::parse(self.permission)
-            .ok_or_else(|| bad("Pick ALLOW or DENY.".into()))?;
+        let permission =
+            Permission::parse(self.permission).ok_or_else(|| bad("Pick ALLOW or DENY.".into()))?;
         let principal = self.principal.trim();
         // A bare key id is taken as that key's principal.
         let principal = if principal.contains(':') {

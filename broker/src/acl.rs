@@ -343,19 +343,21 @@ impl AclFilter {
         permission: i8,
     ) -> Result<Self, InvalidAcl> {
         const ANY: i8 = 1;
-        let resource_type = match resource_type {
-            ANY => None,
-            code => Some(ResourceType::from_code(code).ok_or_else(|| {
-                InvalidAcl(format!("resource type filter {code} is not known"))
-            })?),
-        };
-        let pattern = match pattern_type {
-            ANY => PatternFilter::Any,
-            2 => PatternFilter::Match,
-            code => PatternFilter::Exact(PatternType::from_code(code).ok_or_else(|| {
-                InvalidAcl(format!("pattern type filter {code} is not known"))
-            })?),
-        };
+        let resource_type =
+            match resource_type {
+                ANY => None,
+                code => Some(ResourceType::from_code(code).ok_or_else(|| {
+                    InvalidAcl(format!("resource type filter {code} is not known"))
+                })?),
+            };
+        let pattern =
+            match pattern_type {
+                ANY => PatternFilter::Any,
+                2 => PatternFilter::Match,
+                code => PatternFilter::Exact(PatternType::from_code(code).ok_or_else(|| {
+                    InvalidAcl(format!("pattern type filter {code} is not known"))
+                })?),
+            };
         let operation = match operation {
             ANY => None,
             code => Some(
@@ -365,9 +367,10 @@ impl AclFilter {
         };
         let permission = match permission {
             ANY => None,
-            code => Some(Permission::from_code(code).ok_or_else(|| {
-                InvalidAcl(format!("permission filter {code} is not known"))
-            })?),
+            code => Some(
+                Permission::from_code(code)
+                    .ok_or_else(|| InvalidAcl(format!("permission filter {code} is not known")))?,
+            ),
         };
         Ok(AclFilter {
             resource_type,
@@ -625,7 +628,13 @@ impl AclCache {
 mod tests {
     use super::*;
 
-    fn b(rt: ResourceType, name: &str, pt: PatternType, op: Operation, perm: Permission) -> AclBinding {
+    fn b(
+        rt: ResourceType,
+        name: &str,
+        pt: PatternType,
+        op: Operation,
+        perm: Permission,
+    ) -> AclBinding {
         AclBinding {
             resource_type: rt,
             resource_name: name.into(),
@@ -677,7 +686,10 @@ mod tests {
         assert!(a.allows(Read, Topic, "audit"));
         assert!(!a.allows(Read, Topic, "audit2"));
         assert!(a.allows(Read, Group, "anything"));
-        assert_eq!(a.check(Read, Topic, "x"), Err(codes::TOPIC_AUTHORIZATION_FAILED));
+        assert_eq!(
+            a.check(Read, Topic, "x"),
+            Err(codes::TOPIC_AUTHORIZATION_FAILED)
+        );
         assert_eq!(
             a.check_cluster(Alter),
             Err(codes::CLUSTER_AUTHORIZATION_FAILED)
@@ -764,14 +776,14 @@ mod tests {
         let ok = AclBinding::from_wire(2, "t", 3, "User:K1", "*", 3, 3).unwrap();
         assert_eq!(ok.operation, Read);
         for (rt, name, pt, principal, op, perm) in [
-            (1, "t", 3, "User:K1", 3, 3),                 // ANY resource type
-            (2, "t", 2, "User:K1", 3, 3),                 // MATCH pattern
-            (2, "t", 3, "User:K1", 1, 3),                 // ANY operation
-            (2, "t", 3, "User:K1", 3, 1),                 // ANY permission
-            (2, "t", 3, "Group:x", 3, 3),                 // not a user
-            (2, "", 3, "User:K1", 3, 3),                  // empty name
-            (4, "other", 3, "User:K1", 7, 3),             // cluster must be kafka-cluster
-            (2, "*", 4, "User:K1", 3, 3),                 // prefixed wildcard
+            (1, "t", 3, "User:K1", 3, 3),     // ANY resource type
+            (2, "t", 2, "User:K1", 3, 3),     // MATCH pattern
+            (2, "t", 3, "User:K1", 1, 3),     // ANY operation
+            (2, "t", 3, "User:K1", 3, 1),     // ANY permission
+            (2, "t", 3, "Group:x", 3, 3),     // not a user
+            (2, "", 3, "User:K1", 3, 3),      // empty name
+            (4, "other", 3, "User:K1", 7, 3), // cluster must be kafka-cluster
+            (2, "*", 4, "User:K1", 3, 3),     // prefixed wildcard
         ] {
             assert!(
                 AclBinding::from_wire(rt, name, pt, principal, "*", op, perm).is_err(),

@@ -208,9 +208,9 @@ pub fn validate(key: &str, value: Option<f64>) -> Result<(), String> {
         ));
     }
     match value {
-        Some(v) if !(v.is_finite() && v >= 1.0) => Err(format!(
-            "{key} must be at least 1 byte per second, not {v}"
-        )),
+        Some(v) if !(v.is_finite() && v >= 1.0) => {
+            Err(format!("{key} must be at least 1 byte per second, not {v}"))
+        }
         _ => Ok(()),
     }
 }
@@ -223,7 +223,11 @@ mod tests {
     fn a_bucket_allows_a_burst_then_the_rate() {
         let t0 = Instant::now();
         let mut b = Bucket::new(1000.0, t0);
-        assert_eq!(b.take(1000.0, 1000, t0), Duration::ZERO, "one second's burst");
+        assert_eq!(
+            b.take(1000.0, 1000, t0),
+            Duration::ZERO,
+            "one second's burst"
+        );
         // 500 bytes more at once: half a second of debt.
         let d = b.take(1000.0, 500, t0);
         assert!((d.as_secs_f64() - 0.5).abs() < 1e-6, "{d:?}");

@@ -4,9 +4,7 @@
 use std::collections::HashMap;
 
 use axum::extract::{Path, Query, State};
-use broker::inspect::{
-    AclBinding, Operation, CONSUMER_BYTE_RATE, PRODUCER_BYTE_RATE,
-};
+use broker::inspect::{AclBinding, Operation, CONSUMER_BYTE_RATE, PRODUCER_BYTE_RATE};
 use leptos::prelude::*;
 use tower_sessions::Session;
 
@@ -330,8 +328,15 @@ pub fn key_cells(
         }
         .into_any()
     } else {
-        let text = |v: String| if v.is_empty() { "no limit".to_string() } else { format!("{v} B/s") };
-        view! { <span>{format!("produce {} · fetch {}", text(produce), text(consume))}</span> }.into_any()
+        let text = |v: String| {
+            if v.is_empty() {
+                "no limit".to_string()
+            } else {
+                format!("{v} B/s")
+            }
+        };
+        view! { <span>{format!("produce {} · fetch {}", text(produce), text(consume))}</span> }
+            .into_any()
     };
     view! {
         <td><a href=acls_href>{acl_label}</a></td>

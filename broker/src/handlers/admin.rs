@@ -388,7 +388,12 @@ async fn apply_change(
         .authz(session)
         .await
         .check(Operation::AlterConfigs, ResourceType::Topic, name)
-        .map_err(|code| (code, "altering configs needs ALTER_CONFIGS on the topic".into()))?;
+        .map_err(|code| {
+            (
+                code,
+                "altering configs needs ALTER_CONFIGS on the topic".into(),
+            )
+        })?;
     let change = change.map_err(|m| (codes::INVALID_CONFIG, m))?;
     topic_config::validate_all(change.set.iter().map(|(k, v)| (k.as_str(), v.as_str())))
         .map_err(|e| (codes::INVALID_CONFIG, e.0))?;

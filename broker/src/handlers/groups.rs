@@ -269,7 +269,9 @@ pub async fn offset_commit(
     let mut to_store = Vec::new();
     let mut topics = Vec::with_capacity(req.topics.len());
     for t in &req.topics {
-        let topic_refused = authz.check(Operation::Read, ResourceType::Topic, &t.name).err();
+        let topic_refused = authz
+            .check(Operation::Read, ResourceType::Topic, &t.name)
+            .err();
         let topic = if allowed == codes::NONE && topic_refused.is_none() {
             broker.topics.get(&session.cluster, &t.name).await
         } else {

@@ -15,9 +15,9 @@ use kafka_protocol::messages::{
 use kafka_protocol::protocol::StrBytes;
 
 use super::store_error_code;
+use crate::acl::{Authz, Operation, ResourceType};
 use crate::codes;
 use crate::membership::Membership;
-use crate::acl::{Authz, Operation, ResourceType};
 use crate::protocol::SUPPORTED;
 use crate::session::Session;
 use crate::state::Broker;

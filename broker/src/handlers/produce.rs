@@ -15,8 +15,8 @@ use super::store_error_code;
 use crate::acl::{Operation, ResourceType};
 use crate::batch::{self, BatchError};
 use crate::clock::now_ms;
-use crate::quota::Direction;
 use crate::codes;
+use crate::quota::Direction;
 use crate::session::Session;
 use crate::state::Broker;
 use crate::store::plan::GroupOutcome;
@@ -241,14 +241,13 @@ pub async fn produce(
             responses.push(resp);
         }
         // acks=0: the client expects no response at all.
-        (acks != 0)
-            .then(|| {
-                ResponseKind::Produce(
-                    ProduceResponse::default()
-                        .with_responses(responses)
-                        .with_throttle_time_ms(throttle.as_millis() as i32),
-                )
-            })
+        (acks != 0).then(|| {
+            ResponseKind::Produce(
+                ProduceResponse::default()
+                    .with_responses(responses)
+                    .with_throttle_time_ms(throttle.as_millis() as i32),
+            )
+        })
     }
     .boxed()
 }

@@ -7,9 +7,7 @@ use std::collections::BTreeMap;
 use kafka_protocol::messages::alter_client_quotas_response::{
     EntityData as AlterEntity, EntryData as AlterEntry,
 };
-use kafka_protocol::messages::describe_client_quotas_response::{
-    EntityData, EntryData, ValueData,
-};
+use kafka_protocol::messages::describe_client_quotas_response::{EntityData, EntryData, ValueData};
 use kafka_protocol::messages::{
     AlterClientQuotasRequest, AlterClientQuotasResponse, DescribeClientQuotasRequest,
     DescribeClientQuotasResponse,
@@ -65,7 +63,12 @@ pub async fn describe_client_quotas(
             MATCH_EXACT => user = Some(c._match.as_ref().map(|m| m.to_string())),
             MATCH_DEFAULT => none = true,
             MATCH_ANY => {}
-            other => return refuse(codes::INVALID_REQUEST, format!("unknown match type {other}")),
+            other => {
+                return refuse(
+                    codes::INVALID_REQUEST,
+                    format!("unknown match type {other}"),
+                )
+            }
         }
     }
     let rows = match broker.meta.client_quotas(&session.cluster).await {
@@ -74,7 +77,11 @@ pub async fn describe_client_quotas(
     };
     let mut by_user: BTreeMap<String, Vec<ValueData>> = BTreeMap::new();
     for q in rows {
-        if none || user.as_ref().is_some_and(|u| u.as_deref() != Some(q.user.as_str())) {
+        if none
+            || user
+                .as_ref()
+                .is_some_and(|u| u.as_deref() != Some(q.user.as_str()))
+        {
             continue;
         }
         by_user.entry(q.user).or_default().push(
@@ -152,7 +159,12 @@ pub async fn alter_client_quotas(
                 .meta
                 .alter_client_quotas(&session.cluster, &changes)
                 .await
-                .map_err(|e| (store_error_code(&e), "storing the quotas failed".to_string()))?;
+                .map_err(|e| {
+                    (
+                        store_error_code(&e),
+                        "storing the quotas failed".to_string(),
+                    )
+                })?;
             changed = true;
             Ok(())
         }
@@ -161,7 +173,9 @@ pub async fn alter_client_quotas(
             .with_entity(entity)
             .with_error_message(None);
         if let Err((code, message)) = outcome {
-            entry = entry.with_error_code(code).with_error_message(text(message));
+            entry = entry
+                .with_error_code(code)
+                .with_error_message(text(message));
         }
         entries.push(entry);
     }

@@ -19,11 +19,9 @@ use super::{
     groups, records, GroupDetail, GroupSummary, InspectError, OffsetReset, ReadFrom, RecordView,
     ResetTo, TopicDetail, TopicSummary,
 };
-use crate::state::Broker;
 use crate::acl::{AclBinding, AclFilter};
-use crate::store::{
-    ApiKeyInfo, ClientQuota, Credential, StoreError, TopicMeta, VirtualCluster,
-};
+use crate::state::Broker;
+use crate::store::{ApiKeyInfo, ClientQuota, Credential, StoreError, TopicMeta, VirtualCluster};
 
 pub use crate::lag::GroupLag;
 pub use crate::session::DEFAULT_CLUSTER;

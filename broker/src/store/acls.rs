@@ -9,8 +9,7 @@
 
 use super::sql::{Db, Metadata, StoreError};
 use crate::acl::{
-    AclBinding, AclFilter, Operation, PatternType, Permission, ResourceType,
-    MAX_ACLS_PER_CLUSTER,
+    AclBinding, AclFilter, Operation, PatternType, Permission, ResourceType, MAX_ACLS_PER_CLUSTER,
 };
 use crate::clock::now_ms;
 

@@ -27,17 +27,36 @@ pub async fn acls_stored_filtered_deleted(m: &Metadata) {
     assert!(!m.acls_enabled(&vc.id).await.unwrap());
     assert!(m.set_acls_enabled(&vc.id, true).await.unwrap());
     assert!(m.acls_enabled(&vc.id).await.unwrap());
-    assert!(m.virtual_cluster(&vc.id).await.unwrap().unwrap().acls_enabled);
+    assert!(
+        m.virtual_cluster(&vc.id)
+            .await
+            .unwrap()
+            .unwrap()
+            .acls_enabled
+    );
     assert!(!m.acls_enabled("no-such-cluster").await.unwrap());
 
-    let prefixed = binding("orders.", PatternType::Prefixed, Operation::Write, Permission::Allow);
-    let literal = binding("orders.eu", PatternType::Literal, Operation::Read, Permission::Deny);
+    let prefixed = binding(
+        "orders.",
+        PatternType::Prefixed,
+        Operation::Write,
+        Permission::Allow,
+    );
+    let literal = binding(
+        "orders.eu",
+        PatternType::Literal,
+        Operation::Read,
+        Permission::Deny,
+    );
     assert!(m
         .create_acls(&vc.id, &[prefixed.clone(), literal.clone()])
         .await
         .unwrap());
     // The same binding again changes nothing.
-    assert!(m.create_acls(&vc.id, &[prefixed.clone()]).await.unwrap());
+    assert!(m
+        .create_acls(&vc.id, std::slice::from_ref(&prefixed))
+        .await
+        .unwrap());
     let mut stored = m.acls(&vc.id).await.unwrap();
     stored.sort();
     let mut want = vec![prefixed.clone(), literal.clone()];
@@ -71,9 +90,12 @@ pub async fn acls_stored_filtered_deleted(m: &Metadata) {
     assert_eq!(m.acls(&vc.id).await.unwrap(), vec![literal]);
 
     // Deleting the cluster takes its ACLs and quotas with it.
-    m.alter_client_quotas(&vc.id, &[("K1".into(), "producer_byte_rate".into(), Some(5.0))])
-        .await
-        .unwrap();
+    m.alter_client_quotas(
+        &vc.id,
+        &[("K1".into(), "producer_byte_rate".into(), Some(5.0))],
+    )
+    .await
+    .unwrap();
     m.delete_virtual_cluster(&vc.id).await.unwrap();
     assert!(m.acls(&vc.id).await.unwrap().is_empty());
     assert!(m.client_quotas(&vc.id).await.unwrap().is_empty());
