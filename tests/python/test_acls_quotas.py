@@ -247,3 +247,38 @@ def test_producer_throttled_to_its_quota(setup):
     alter_quota(admin, key[0], "producer_byte_rate", None)
     assert describe_quotas(admin, key[0]) == {}
     admin.close()
+
+
+def test_consumer_throttled_to_its_quota(setup):
+    server, console, cluster = setup
+    key = console.key(cluster["id"], "reader")
+    admin = KafkaAdminClient(**sasl(server.bootstrap, key))
+    topic = unique_name("fetch-quota")
+    admin.create_topics([NewTopic(topic, 1, 1)])
+    producer = KafkaProducer(max_block_ms=30000, batch_size=256 * 1024, max_request_size=2 << 20,
+                             **sasl(server.bootstrap, key))
+    value = bytes(range(256)) * 400  # 100 KiB
+    for f in [producer.send(topic, value) for _ in range(40)]:  # ~4 MB
+        f.get(timeout=60)
+    producer.close()
+    alter_quota(admin, key[0], "consumer_byte_rate", 1_000_000.0)
+    assert describe_quotas(admin, key[0]) == {"consumer_byte_rate": 1_000_000.0}
+
+    consumer = KafkaConsumer(consumer_timeout_ms=15000, fetch_max_bytes=1 << 20,
+                             max_partition_fetch_bytes=1 << 20, **sasl(server.bootstrap, key))
+    tp = TopicPartition(topic, 0)
+    consumer.assign([tp])
+    consumer.seek_to_beginning(tp)
+    started = time.monotonic()
+    got = 0
+    for _ in consumer:
+        got += 1
+        if got == 40:
+            break
+    elapsed = time.monotonic() - started
+    consumer.close()
+    print(f"4 MB read in {elapsed:.2f} s at consumer_byte_rate 1 MB/s")
+    assert got == 40
+    # 4.1 MB at 1 MB/s after a one-second burst: 2.5-3 s (unthrottled: a fraction of one).
+    assert 1.5 <= elapsed <= 12.0, f"4 MB read in {elapsed:.1f} s at 1 MB/s"
+    admin.close()
