@@ -10,6 +10,10 @@
 //!   chunk [`cache`], patching base offsets on the way out.
 //! * Metadata schema: `migrations/sqlite` and `migrations/postgres`; queries in [`store`]
 //!   (virtual clusters in `store/clusters.rs`, API keys in `store/credentials.rs`).
+//! * Security inside a cluster: [`acl`] (Kafka ACLs per virtual cluster, the one check the
+//!   handlers call, cached per cluster; managed by `handlers/acls.rs`) and [`quota`]
+//!   (producer/consumer byte rates per API key, throttling by muting the connection;
+//!   managed by `handlers/quotas.rs`); both stored in `store/acls.rs`.
 //! * Console door: [`inspect::ClusterView`] is all the web console holds of the broker:
 //!   typed reads (clusters, keys, topics, records, groups, lag) and the few admin writes
 //!   it offers, through the same code the handlers use, keeping the broker's caches right.
