@@ -359,6 +359,15 @@ async fn messages(
         let out: Vec<_> = records
             .iter()
             .map(|r| {
+                if let Some(problem) = &r.error {
+                    // A batch that is not shown: where it starts and why.
+                    return json!({
+                        "partition": r.partition,
+                        "offset": r.offset,
+                        "timestamp_ms": r.timestamp_ms,
+                        "error": problem,
+                    });
+                }
                 json!({
                     "partition": r.partition,
                     "offset": r.offset,

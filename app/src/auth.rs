@@ -186,68 +186,182 @@ pub async fn verify_password(pw: &str, phc: Option<String>) -> bool {
     known && ok
 }
 
-/// Counts failed log-ins per e-mail and per client address in a sliding window.
+/// How the log-in throttle slows guessing. See [`LoginLimiter`].
+#[derive(Debug, Clone, Copy)]
+pub struct Throttle {
+    /// A key's failures are forgotten once it has had none for this long.
+    pub window: Duration,
+    /// Failures a key may have before attempts are slowed.
+    pub free_failures: u32,
+    /// The first delay; each further failure doubles it.
+    pub step: Duration,
+    /// The longest delay: attempts are slowed, never refused.
+    pub max_delay: Duration,
+    /// The most addresses and accounts remembered at once.
+    pub max_entries: usize,
+    /// Log-in attempts one address may have in flight at once.
+    pub max_concurrent_per_client: usize,
+}
+
+impl Default for Throttle {
+    fn default() -> Self {
+        Throttle {
+            window: Duration::from_secs(300),
+            free_failures: 3,
+            step: Duration::from_millis(250),
+            max_delay: Duration::from_secs(4),
+            max_entries: 10_000,
+            max_concurrent_per_client: 4,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Failures {
+    count: u32,
+    last: Instant,
+}
+
+/// Slows log-in guessing without locking anyone out.
+///
+/// Failed log-ins are counted per client address and per account (e-mail). Past
+/// [`Throttle::free_failures`], each attempt waits before the password is checked: the
+/// step, doubled per further failure, up to [`Throttle::max_delay`], the longer of the
+/// address's and the account's delays. Nothing is refused for failures alone, so a
+/// stranger guessing the owner's password only makes the owner's log-in a few seconds
+/// slower, never impossible; the stranger's own address waits the longest. One address
+/// may have [`Throttle::max_concurrent_per_client`] attempts in flight (so it cannot run
+/// its delays in parallel); more are refused at once. A success clears the address and
+/// the account. The table holds at most [`Throttle::max_entries`] keys: expired ones go
+/// first, then the longest quiet.
 pub struct LoginLimiter {
-    failures: Mutex<HashMap<String, Vec<Instant>>>,
-    window: Duration,
-    per_email: usize,
-    per_client: usize,
+    failures: Mutex<HashMap<String, Failures>>,
+    in_flight: Mutex<HashMap<String, usize>>,
+    throttle: Throttle,
+}
+
+/// One log-in attempt under way: how long to wait before checking the password. Dropping
+/// it ends the attempt for the address's concurrency count.
+pub struct Attempt<'a> {
+    limiter: &'a LoginLimiter,
+    client: String,
+    pub delay: Duration,
+}
+
+impl Drop for Attempt<'_> {
+    fn drop(&mut self) {
+        let mut map = self
+            .limiter
+            .in_flight
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        if let Some(n) = map.get_mut(&self.client) {
+            *n = n.saturating_sub(1);
+            if *n == 0 {
+                map.remove(&self.client);
+            }
+        }
+    }
+}
+
+/// The throttle's keys: the account's e-mail (cut to the longest valid address) and the
+/// client address.
+fn keys(email: &str, client: &str) -> [String; 2] {
+    let email: String = email.chars().take(254).collect();
+    [format!("e:{email}"), format!("c:{client}")]
 }
 
 impl LoginLimiter {
-    pub fn new(window: Duration, per_email: usize, per_client: usize) -> Self {
+    pub fn new(throttle: Throttle) -> Self {
         LoginLimiter {
             failures: Mutex::new(HashMap::new()),
-            window,
-            per_email,
-            per_client,
+            in_flight: Mutex::new(HashMap::new()),
+            throttle,
         }
     }
 
-    /// Refuses when either key is over its budget; says how long to wait.
-    pub fn check(&self, email: &str, client: &str) -> Result<(), Refusal> {
-        let now = Instant::now();
-        let mut map = self.failures.lock().unwrap_or_else(|p| p.into_inner());
-        let mut wait = Duration::ZERO;
-        for (key, limit) in [
-            (format!("e:{email}"), self.per_email),
-            (format!("c:{client}"), self.per_client),
-        ] {
-            if let Some(times) = map.get_mut(&key) {
-                times.retain(|t| now.duration_since(*t) < self.window);
-                if times.len() >= limit {
-                    let oldest = times[0];
-                    wait = wait.max(self.window.saturating_sub(now.duration_since(oldest)));
-                }
+    /// The delay owed by a key with `count` recent failures.
+    pub fn delay_after(&self, count: u32) -> Duration {
+        let t = &self.throttle;
+        if count <= t.free_failures {
+            return Duration::ZERO;
+        }
+        let doublings = (count - t.free_failures - 1).min(20);
+        t.step.saturating_mul(1 << doublings).min(t.max_delay)
+    }
+
+    /// Starts an attempt: the delay to wait before checking the password, or a refusal
+    /// when this address already has too many attempts in flight.
+    pub fn attempt(&self, email: &str, client: &str) -> Result<Attempt<'_>, Refusal> {
+        {
+            let mut map = self.in_flight.lock().unwrap_or_else(|p| p.into_inner());
+            let n = map.entry(client.to_string()).or_insert(0);
+            if *n >= self.throttle.max_concurrent_per_client {
+                return Err(Refusal::new(
+                    StatusCode::TOO_MANY_REQUESTS,
+                    "Too many log-in attempts at once from your address. Wait for them to finish and try again.",
+                ));
             }
+            *n += 1;
         }
-        if wait > Duration::ZERO {
-            return Err(Refusal::new(
-                StatusCode::TOO_MANY_REQUESTS,
-                format!(
-                    "Too many failed log-in attempts. Wait {} seconds and try again.",
-                    wait.as_secs().max(1)
-                ),
-            ));
-        }
-        Ok(())
+        let now = Instant::now();
+        let map = self.failures.lock().unwrap_or_else(|p| p.into_inner());
+        let delay = keys(email, client)
+            .iter()
+            .filter_map(|k| map.get(k))
+            .filter(|f| now.duration_since(f.last) < self.throttle.window)
+            .map(|f| self.delay_after(f.count))
+            .max()
+            .unwrap_or_default();
+        Ok(Attempt {
+            limiter: self,
+            client: client.to_string(),
+            delay,
+        })
     }
 
     pub fn failed(&self, email: &str, client: &str) {
         let now = Instant::now();
+        let window = self.throttle.window;
         let mut map = self.failures.lock().unwrap_or_else(|p| p.into_inner());
-        if map.len() > 100_000 {
-            // Bounded: forget everything rather than grow without limit under a flood.
-            map.clear();
-        }
-        for key in [format!("e:{email}"), format!("c:{client}")] {
-            map.entry(key).or_default().push(now);
+        for key in keys(email, client) {
+            if !map.contains_key(&key) && map.len() >= self.throttle.max_entries {
+                map.retain(|_, f| now.duration_since(f.last) < window);
+                if map.len() >= self.throttle.max_entries {
+                    let quietest = map
+                        .iter()
+                        .min_by_key(|(_, f)| f.last)
+                        .map(|(k, _)| k.clone());
+                    if let Some(k) = quietest {
+                        map.remove(&k);
+                    }
+                }
+            }
+            let f = map.entry(key).or_insert(Failures {
+                count: 0,
+                last: now,
+            });
+            if now.duration_since(f.last) >= window {
+                f.count = 0;
+            }
+            f.count = f.count.saturating_add(1);
+            f.last = now;
         }
     }
 
-    pub fn succeeded(&self, email: &str) {
+    pub fn succeeded(&self, email: &str, client: &str) {
         let mut map = self.failures.lock().unwrap_or_else(|p| p.into_inner());
-        map.remove(&format!("e:{email}"));
+        for key in keys(email, client) {
+            map.remove(&key);
+        }
+    }
+
+    /// Keys remembered now (for tests of the bound).
+    pub fn remembered(&self) -> usize {
+        self.failures
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .len()
     }
 }
 
@@ -329,9 +443,15 @@ pub async fn take_flash(session: &Session) -> Option<Flash> {
     session.remove::<Flash>(FLASH_KEY).await.ok().flatten()
 }
 
-/// Marks the session as logged in (a new session id, so a fixed id cannot be reused).
+/// Marks the session as logged in, with a new session id and a new CSRF token: an id or a
+/// token seen before log-in (a fixed cookie, a token read from the log-in form) is useless
+/// afterwards.
 pub async fn log_in(session: &Session, user_id: &str, org_id: &str) -> Result<(), Refusal> {
     session.cycle_id().await.map_err(session_failed)?;
+    session
+        .insert(CSRF_KEY, random_token())
+        .await
+        .map_err(session_failed)?;
     session
         .insert(USER_KEY, user_id)
         .await

@@ -56,7 +56,7 @@ pub struct Settings {
     /// Mark cookies `Secure` (the console is served over TLS, e.g. behind a proxy).
     pub secure_cookies: bool,
     /// Whether the built-in `default` cluster is reachable without credentials on the
-    /// Kafka port (then the console shows it to every organisation).
+    /// Kafka port (then the console shows it to the first organisation, its owner).
     pub default_cluster_open: bool,
     /// Anyone may sign up and start an organisation. When false, only the very first
     /// account is created freely; everyone else needs an invite.
@@ -65,6 +65,8 @@ pub struct Settings {
     pub session_idle: Duration,
     /// How long an invite link stays valid.
     pub invite_ttl: Duration,
+    /// How failed log-ins slow the next attempts.
+    pub login_throttle: auth::Throttle,
 }
 
 impl Default for Settings {
@@ -75,6 +77,7 @@ impl Default for Settings {
             open_signup: true,
             session_idle: Duration::from_secs(7 * 86_400),
             invite_ttl: Duration::from_secs(7 * 86_400),
+            login_throttle: auth::Throttle::default(),
         }
     }
 }
@@ -88,17 +91,38 @@ pub struct Console {
     pub settings: Settings,
     pub limiter: auth::LoginLimiter,
     key_checks: auth::KeyChecks,
+    /// The first organisation's id once there is one (it never changes afterwards).
+    first_org: std::sync::OnceLock<String>,
 }
 
 impl Console {
     pub fn new(view: ClusterView, platform: store::Platform, settings: Settings) -> Arc<Self> {
+        let limiter = auth::LoginLimiter::new(settings.login_throttle);
         Arc::new(Console {
             view,
             platform,
             settings,
-            limiter: auth::LoginLimiter::new(Duration::from_secs(300), 5, 30),
+            limiter,
             key_checks: auth::KeyChecks::new(),
+            first_org: std::sync::OnceLock::new(),
         })
+    }
+
+    /// Whether organisation `org_id` sees the built-in `default` cluster: only while the
+    /// Kafka port serves it without credentials, and only for the first organisation
+    /// created (the server owner's). Every other organisation is told it does not exist.
+    pub async fn owns_default_cluster(&self, org_id: &str) -> Result<bool, error::Refusal> {
+        if !self.settings.default_cluster_open {
+            return Ok(false);
+        }
+        if let Some(first) = self.first_org.get() {
+            return Ok(first == org_id);
+        }
+        let Some(first) = self.platform.first_org_id().await? else {
+            return Ok(false);
+        };
+        let first = self.first_org.get_or_init(|| first);
+        Ok(first == org_id)
     }
 }
 

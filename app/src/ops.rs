@@ -150,7 +150,11 @@ pub async fn log_in(
     client: &str,
 ) -> Result<User, Refusal> {
     let email = auth::normalise_email(email);
-    console.limiter.check(&email, client)?;
+    // Slowed, never locked: see auth::LoginLimiter.
+    let attempt = console.limiter.attempt(&email, client)?;
+    if !attempt.delay.is_zero() {
+        tokio::time::sleep(attempt.delay).await;
+    }
     let found = console.platform.user_by_email(&email).await?;
     let (user, phc) = match found {
         Some((u, h)) => (Some(u), Some(h)),
@@ -158,7 +162,7 @@ pub async fn log_in(
     };
     if password.len() <= auth::MAX_PASSWORD && auth::verify_password(password, phc).await {
         if let Some(user) = user {
-            console.limiter.succeeded(&email);
+            console.limiter.succeeded(&email, client);
             return Ok(user);
         }
     }
@@ -184,7 +188,7 @@ pub async fn accept_invite(console: &Console, user: &User, token: &str) -> Resul
 
 pub async fn clusters(console: &Console, viewer: &Viewer) -> Result<Vec<ClusterRef>, Refusal> {
     let mut out = Vec::new();
-    if console.settings.default_cluster_open {
+    if console.owns_default_cluster(&viewer.org.id).await? {
         out.push(ClusterRef::builtin(console));
     }
     out.extend(
@@ -224,7 +228,9 @@ pub async fn cluster(console: &Console, actor: &Actor, id: &str) -> Result<Clust
         }
         Actor::User(viewer) => {
             if id == DEFAULT_CLUSTER {
-                return if console.settings.default_cluster_open {
+                // The built-in cluster belongs to the first organisation; to any other
+                // it does not exist, like another organisation's cluster.
+                return if console.owns_default_cluster(&viewer.org.id).await? {
                     Ok(ClusterRef::builtin(console))
                 } else {
                     Err(missing())
@@ -273,6 +279,25 @@ pub(crate) fn not_builtin(c: &ClusterRef) -> Result<(), Refusal> {
     }
 }
 
+/// Names a cluster may not take: the built-in cluster's, in any letter case (a second
+/// "default" would be mistaken for it in the console, the API and the command line).
+pub const RESERVED_CLUSTER_NAMES: &[&str] = &[DEFAULT_CLUSTER];
+
+/// A cluster name: [`check_name`]'s rules, and none of [`RESERVED_CLUSTER_NAMES`].
+pub fn check_cluster_name(name: &str) -> Result<(), Refusal> {
+    check_name("cluster", name, 64)?;
+    if let Some(reserved) = RESERVED_CLUSTER_NAMES
+        .iter()
+        .find(|r| r.eq_ignore_ascii_case(name))
+    {
+        return Err(Refusal::bad_request(format!(
+            "'{reserved}' is the name of the built-in cluster and cannot be used for another. \
+             Choose a different name, such as your team's or the environment's (e.g. 'prod')."
+        )));
+    }
+    Ok(())
+}
+
 pub async fn create_cluster(
     console: &Console,
     viewer: &Viewer,
@@ -280,7 +305,7 @@ pub async fn create_cluster(
 ) -> Result<ClusterRef, Refusal> {
     viewer.require_admin()?;
     let name = name.trim();
-    check_name("cluster", name, 64)?;
+    check_cluster_name(name)?;
     let vc = console
         .view
         .create_virtual_cluster(&viewer.org.id, name)
@@ -298,7 +323,7 @@ pub async fn rename_cluster(
     viewer.require_admin()?;
     not_builtin(c)?;
     let name = name.trim();
-    check_name("cluster", name, 64)?;
+    check_cluster_name(name)?;
     console.view.rename_virtual_cluster(&c.id, name).await?;
     Ok(())
 }
@@ -364,13 +389,18 @@ pub async fn cluster_counts(console: &Console, c: &ClusterRef) -> Result<(usize,
 
 // ---- API keys ----
 
-/// A cluster's keys (none for the built-in cluster). Only users list keys: callers hold a
-/// [`Viewer`].
+/// A cluster's keys (none for the built-in cluster). Only owners and admins list keys
+/// (who made which key, when it was last used): members, and API keys, may not.
 pub async fn api_keys(
     console: &Console,
-    _viewer: &Viewer,
+    viewer: &Viewer,
     c: &ClusterRef,
 ) -> Result<Vec<ApiKeyInfo>, Refusal> {
+    if !viewer.role.can_admin() {
+        return Err(Refusal::forbidden(
+            "Only owners and admins of this organisation can see its API keys. Ask one of them.",
+        ));
+    }
     if c.builtin {
         return Ok(Vec::new());
     }

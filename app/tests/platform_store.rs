@@ -151,6 +151,26 @@ async fn accounts_and_invites(m: &Platform) {
     );
 }
 
+/// The first organisation (owner of the built-in `default` cluster) is the oldest and
+/// never changes when more are made.
+async fn first_organisation(m: &Platform) {
+    let (_, a) = m.create_user_with_org(&email(), "h", "A").await.unwrap();
+    let first = m
+        .first_org_id()
+        .await
+        .unwrap()
+        .expect("an organisation exists");
+    let fresh = m.orgs().await.unwrap().len() == 1;
+    if fresh {
+        assert_eq!(first, a.id, "on a fresh database the first one made");
+    }
+    // Organisations are ordered by creation time (ms): make the next one in a later ms.
+    tokio::time::sleep(std::time::Duration::from_millis(3)).await;
+    let (_, b) = m.create_user_with_org(&email(), "h", "B").await.unwrap();
+    assert_ne!(first, b.id, "a later organisation is never the first");
+    assert_eq!(m.first_org_id().await.unwrap(), Some(first), "stable");
+}
+
 async fn sqlite() -> (Platform, tempfile::TempDir) {
     let dir = tempfile::tempdir().unwrap();
     let url = format!("sqlite://{}", dir.path().join("platform.db").display());
@@ -219,4 +239,4 @@ macro_rules! conformance {
     };
 }
 
-conformance!(accounts_and_invites);
+conformance!(accounts_and_invites, first_organisation);

@@ -45,7 +45,10 @@ const JOBS_TIMEOUT: Duration = Duration::from_secs(5);
 /// A started agent.
 pub struct Running {
     pub broker: Arc<Broker>,
+    /// The plaintext Kafka listener's address (the TLS one's when plaintext is off).
     pub kafka_addr: SocketAddr,
+    /// The TLS Kafka listener's address, when there is one.
+    pub kafka_tls_addr: Option<SocketAddr>,
     /// Stops the listener and the connections' read loops.
     accept_cancel: CancellationToken,
     /// Stops the segment writer's sealing timer (which seals what is left).
@@ -122,8 +125,10 @@ fn load_sampler(broker: &Arc<Broker>) -> impl Fn() -> LoadSample + Send {
     }
 }
 
-fn advertised(config: &BrokerConfig, bound: SocketAddr) -> anyhow::Result<(String, i32)> {
-    if let Some(a) = &config.advertised_kafka_addr {
+/// The host and port announced for a listener bound at `bound`: `configured` if given,
+/// else the bound address (localhost for 0.0.0.0).
+fn advertised(configured: Option<&str>, bound: SocketAddr) -> anyhow::Result<(String, i32)> {
+    if let Some(a) = configured {
         let (host, port) = a
             .rsplit_once(':')
             .with_context(|| format!("advertised address '{a}' must be host:port"))?;
@@ -140,6 +145,70 @@ fn advertised(config: &BrokerConfig, bound: SocketAddr) -> anyhow::Result<(Strin
     Ok((host, bound.port() as i32))
 }
 
+/// The bound Kafka listeners and what this agent announces for them.
+struct KafkaListeners {
+    plain: Option<TcpListener>,
+    tls: Option<(TcpListener, Arc<crate::tls::ServerTls>)>,
+    /// The plaintext listener's address (the TLS one's without plaintext) and the host and
+    /// port the agents table lists first.
+    kafka_addr: SocketAddr,
+    advertised: (String, i32),
+    kafka_tls_addr: Option<SocketAddr>,
+    advertised_tls: Option<(String, i32)>,
+}
+
+/// Binds the plaintext and TLS Kafka listeners the configuration asks for (at least one).
+async fn bind_kafka(config: &BrokerConfig) -> anyhow::Result<KafkaListeners> {
+    let plain = match config.kafka_addr {
+        Some(addr) => Some(
+            TcpListener::bind(addr)
+                .await
+                .with_context(|| format!("binding Kafka listener on {addr}"))?,
+        ),
+        None => None,
+    };
+    let tls = match config.kafka_tls_addr {
+        Some(addr) => {
+            let files = config.tls.clone().context(
+                "a Kafka TLS listener needs a certificate and key (--tls-cert, --tls-key)",
+            )?;
+            let tls = Arc::new(
+                crate::tls::ServerTls::load(files, true, Vec::new())
+                    .context("loading the TLS certificate")?,
+            );
+            let listener = TcpListener::bind(addr)
+                .await
+                .with_context(|| format!("binding Kafka TLS listener on {addr}"))?;
+            Some((listener, tls))
+        }
+        None => None,
+    };
+    let kafka_tls_addr = tls.as_ref().map(|(l, _)| l.local_addr()).transpose()?;
+    let advertised_tls = kafka_tls_addr
+        .map(|bound| advertised(config.advertised_kafka_tls_addr.as_deref(), bound))
+        .transpose()?;
+    // With plaintext off, the agent's one address is its TLS one.
+    let (kafka_addr, advertised) = match (&plain, kafka_tls_addr, &advertised_tls) {
+        (Some(l), _, _) => {
+            let bound = l.local_addr()?;
+            (
+                bound,
+                advertised(config.advertised_kafka_addr.as_deref(), bound)?,
+            )
+        }
+        (None, Some(bound), Some(a)) => (bound, a.clone()),
+        _ => anyhow::bail!("no Kafka listener: give a plaintext or a TLS listener address"),
+    };
+    Ok(KafkaListeners {
+        plain,
+        tls,
+        kafka_addr,
+        advertised,
+        kafka_tls_addr,
+        advertised_tls,
+    })
+}
+
 /// Connects the stores, binds the Kafka listener and starts serving. `cancel` is the
 /// root token: cancelling it stops accepting at once (as step 1 of [`Running::shutdown`]).
 pub async fn start(
@@ -152,11 +221,14 @@ pub async fn start(
         .with_context(|| format!("opening metadata database {}", redact(&config.database_url)))?;
     let bucket = Bucket::open(&config.bucket_url).context("opening bucket")?;
     let cluster_id = meta.cluster_id().await.context("reading cluster id")?;
-    let listener = TcpListener::bind(config.kafka_addr)
-        .await
-        .with_context(|| format!("binding Kafka listener on {}", config.kafka_addr))?;
-    let kafka_addr = listener.local_addr()?;
-    let advertised = advertised(&config, kafka_addr)?;
+    let KafkaListeners {
+        plain,
+        tls,
+        kafka_addr,
+        advertised,
+        kafka_tls_addr,
+        advertised_tls,
+    } = bind_kafka(&config).await?;
     let agent_id = uuid::Uuid::new_v4().simple().to_string();
     let cache = ChunkCache::new(bucket.clone(), config.read_cache_bytes, metrics.clone());
     let (commits, _) = watch::channel(0u64);
@@ -182,6 +254,7 @@ pub async fn start(
     tracing::info!(
         kafka = %kafka_addr,
         advertised = %format!("{}:{}", advertised.0, advertised.1),
+        kafka_tls = ?kafka_tls_addr,
         metadata = meta.backend(),
         bucket = bucket.describe(),
         cluster_id = %cluster_id,
@@ -193,6 +266,7 @@ pub async fn start(
             agent_id: agent_id.clone(),
             host: advertised.0.clone(),
             port: advertised.1,
+            tls: advertised_tls.clone(),
             rack: config.rack.clone(),
             agent_group: config.agent_group.clone(),
             roles: config.roles.names().to_vec(),
@@ -204,7 +278,7 @@ pub async fn start(
     )
     .await
     .context("joining the cluster (leasing a node id)")?;
-    let groups = Coordinator::new(config.group_initial_rebalance_delay);
+    let groups = Coordinator::new(config.group_initial_rebalance_delay, config.group_max_size);
     let broker = Arc::new(Broker::new(Parts {
         config,
         meta,
@@ -274,14 +348,23 @@ pub async fn start(
             crate::compaction::run(broker.clone(), jobs_cancel.child_token()),
         );
     }
+    if let Some((_, certificates)) = &tls {
+        spawn_named(
+            &jobs,
+            "tls reload",
+            certificates.clone().watch(jobs_cancel.child_token()),
+        );
+    }
     let accept = tokio::spawn(crate::server::accept_loop(
-        listener,
+        plain,
+        tls,
         broker.clone(),
         accept_cancel.clone(),
     ));
     Ok(Running {
         broker,
         kafka_addr,
+        kafka_tls_addr,
         accept_cancel,
         flush_cancel,
         stop,

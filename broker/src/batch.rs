@@ -24,6 +24,7 @@ const PRODUCER_EPOCH_OFFSET: usize = 51;
 const BASE_SEQUENCE_OFFSET: usize = 53;
 const RECORDS_COUNT_OFFSET: usize = 57;
 
+const COMPRESSION_MASK: i16 = 0x7;
 const TIMESTAMP_TYPE_BIT: i16 = 1 << 3;
 const TRANSACTIONAL_BIT: i16 = 1 << 4;
 const CONTROL_BIT: i16 = 1 << 5;
@@ -37,7 +38,9 @@ pub enum BatchError {
     UnsupportedMagic(i8),
     #[error("record batch crc mismatch")]
     CrcMismatch,
-    #[error("record batch declares {0} records")]
+    #[error(
+        "record batch declares {0} records, which does not match its offset deltas or its records"
+    )]
     BadRecordCount(i32),
     #[error("record batch of {size} bytes exceeds max.message.bytes {limit}")]
     TooLarge { size: usize, limit: usize },
@@ -137,6 +140,45 @@ fn read_header(b: &[u8]) -> BatchHeader {
     }
 }
 
+/// Reads a zig-zag varint (at most `max_bytes` long) at `*pos`.
+fn varint(b: &[u8], pos: &mut usize, max_bytes: usize) -> Option<i64> {
+    let mut value: u64 = 0;
+    for i in 0..max_bytes {
+        let byte = *b.get(*pos)?;
+        *pos += 1;
+        value |= u64::from(byte & 0x7f) << (7 * i);
+        if byte & 0x80 == 0 {
+            return Some((value >> 1) as i64 ^ -((value & 1) as i64));
+        }
+    }
+    None
+}
+
+/// Walks the records of an uncompressed batch: exactly `count` records, each framed by its
+/// length, at offset deltas 0..count, filling the batch.
+fn check_records(records: &[u8], count: i32) -> Result<(), BatchError> {
+    let bad = || BatchError::BadRecordCount(count);
+    let mut pos = 0usize;
+    for expected_delta in 0..count as i64 {
+        let len = varint(records, &mut pos, 5).ok_or_else(bad)?;
+        let end = usize::try_from(len)
+            .ok()
+            .and_then(|l| pos.checked_add(l))
+            .filter(|end| *end <= records.len())
+            .ok_or_else(bad)?;
+        let mut at = pos + 1; // attributes
+        varint(&records[..end], &mut at, 10).ok_or_else(bad)?; // timestamp delta
+        if varint(&records[..end], &mut at, 5) != Some(expected_delta) {
+            return Err(bad());
+        }
+        pos = end;
+    }
+    if pos != records.len() {
+        return Err(bad());
+    }
+    Ok(())
+}
+
 /// Splits a produced record set into batches, checking framing, magic, CRC and size.
 ///
 /// `max_batch_bytes` is the topic's `max.message.bytes`, compared with the whole batch size
@@ -182,8 +224,14 @@ pub fn split_batches(records: &Bytes, max_batch_bytes: usize) -> Result<Vec<Batc
             return Err(BatchError::CrcMismatch);
         }
         let header = read_header(bytes);
-        if header.record_count < 0 || header.last_offset_delta < 0 {
+        // A producer's batch holds `record_count` records at offset deltas 0, 1, ...: the
+        // batch takes exactly that many offsets (a claimed last offset delta of 2^31-1 on
+        // one record would move the partition's next offset by 2^31).
+        if header.record_count < 1 || header.last_offset_delta != header.record_count - 1 {
             return Err(BatchError::BadRecordCount(header.record_count));
+        }
+        if header.attributes & COMPRESSION_MASK == 0 {
+            check_records(&bytes[HEADER_LEN..], header.record_count)?;
         }
         out.push(Batch {
             header,
@@ -272,6 +320,47 @@ pub(crate) mod tests {
         assert_eq!(batches[1].header.producer_id, 7);
         assert_eq!(batches[1].header.base_sequence, 3);
         assert_eq!(batches[1].header.last_sequence(), 4);
+    }
+
+    /// Overwrites a CRC-covered i32 field and fixes the CRC, as a forger would.
+    fn forge_i32(batch: &Bytes, at: usize, value: i32) -> Bytes {
+        let mut b = BytesMut::from(batch.as_ref());
+        b[at..at + 4].copy_from_slice(&value.to_be_bytes());
+        let crc = crc32c::crc32c(&b[ATTRIBUTES_OFFSET..]);
+        b[CRC_OFFSET..CRC_OFFSET + 4].copy_from_slice(&crc.to_be_bytes());
+        b.freeze()
+    }
+
+    #[test]
+    fn offsets_a_batch_claims_must_match_its_records() {
+        let one = encode_batch(1, -1, -1);
+        // One record claiming a last offset delta of 2^31-1 (it would move the next offset
+        // by 2^31), with or without a matching record count.
+        let delta = forge_i32(&one, LAST_OFFSET_DELTA_OFFSET, i32::MAX);
+        assert!(matches!(
+            split_batches(&delta, 1 << 20),
+            Err(BatchError::BadRecordCount(1))
+        ));
+        let both = forge_i32(&delta, RECORDS_COUNT_OFFSET, i32::MIN + 1);
+        assert!(split_batches(&both, 1 << 20).is_err());
+        let both = forge_i32(
+            &forge_i32(&one, LAST_OFFSET_DELTA_OFFSET, 1_000_000),
+            RECORDS_COUNT_OFFSET,
+            1_000_001,
+        );
+        assert_eq!(
+            split_batches(&both, 1 << 20).unwrap_err(),
+            BatchError::BadRecordCount(1_000_001)
+        );
+        // Fewer records claimed than the batch holds.
+        let three = encode_batch(3, -1, -1);
+        let fewer = forge_i32(
+            &forge_i32(&three, LAST_OFFSET_DELTA_OFFSET, 1),
+            RECORDS_COUNT_OFFSET,
+            2,
+        );
+        assert!(split_batches(&fewer, 1 << 20).is_err());
+        assert_eq!(split_batches(&three, 1 << 20).unwrap()[0].offset_count(), 3);
     }
 
     #[test]

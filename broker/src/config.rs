@@ -75,9 +75,16 @@ pub struct BrokerConfig {
     pub kafka_auth: KafkaAuth,
     pub database_url: String,
     pub bucket_url: String,
-    pub kafka_addr: SocketAddr,
+    /// The plaintext (PLAINTEXT and SASL_PLAINTEXT) listener; None turns it off.
+    pub kafka_addr: Option<SocketAddr>,
     /// host:port announced to clients; derived from the bound address when None.
     pub advertised_kafka_addr: Option<String>,
+    /// The TLS (SSL and SASL_SSL) listener; needs `tls`.
+    pub kafka_tls_addr: Option<SocketAddr>,
+    /// host:port announced to clients of the TLS listener; derived as for plaintext.
+    pub advertised_kafka_tls_addr: Option<String>,
+    /// Certificate, key and client CA of the TLS listener.
+    pub tls: Option<crate::tls::TlsFiles>,
     pub batch_timeout: Duration,
     pub max_file_bytes: usize,
     pub auto_create_topics: bool,
@@ -88,8 +95,21 @@ pub struct BrokerConfig {
     pub produce_inflight_bytes: u64,
     /// Fetch response bytes in flight before fetches wait.
     pub fetch_inflight_bytes: u64,
+    /// Bytes of other requests (not produce) in flight, counted at
+    /// [`crate::server::DECODE_FACTOR`] times their frame size, before connections stop
+    /// being read.
+    pub request_inflight_bytes: u64,
     /// Open Kafka connections before accepting pauses.
     pub max_connections: usize,
+    /// Largest frame an unauthenticated connection may send with `--kafka-auth sasl`
+    /// (Kafka's sasl.server.max.receive.size); only ApiVersions and SASL frames are read
+    /// before authentication.
+    pub sasl_max_receive_bytes: usize,
+    /// A connection with nothing in flight and no bytes read for this long is closed
+    /// (Kafka's connections.max.idle.ms).
+    pub connections_max_idle: Duration,
+    /// Members a consumer group may have, pending ones included (Kafka's group.max.size).
+    pub group_max_size: usize,
     /// Requests one connection may have in flight (read but not yet answered).
     pub max_inflight_per_connection: usize,
     /// The node id to lease; None leases the smallest free one.
@@ -125,8 +145,11 @@ impl BrokerConfig {
             kafka_auth: KafkaAuth::None,
             database_url,
             bucket_url: "memory://".to_string(),
-            kafka_addr: "127.0.0.1:0".parse().expect("valid literal address"),
+            kafka_addr: Some("127.0.0.1:0".parse().expect("valid literal address")),
             advertised_kafka_addr: None,
+            kafka_tls_addr: None,
+            advertised_kafka_tls_addr: None,
+            tls: None,
             batch_timeout: Duration::from_millis(10),
             max_file_bytes: 8 << 20,
             auto_create_topics: true,
@@ -135,7 +158,11 @@ impl BrokerConfig {
             read_cache_bytes: 64 << 20,
             produce_inflight_bytes: 256 << 20,
             fetch_inflight_bytes: 256 << 20,
+            request_inflight_bytes: 64 << 20,
             max_connections: 10_000,
+            sasl_max_receive_bytes: 512 << 10,
+            connections_max_idle: Duration::from_secs(600),
+            group_max_size: 1000,
             max_inflight_per_connection: 64,
             node_id: None,
             rack: None,

@@ -30,6 +30,7 @@
 //! the reset offsets. With several agents the hold is taken at whichever agent coordinates
 //! the group ([`crate::group_holds`]).
 
+mod decode;
 mod groups;
 mod records;
 mod view;
@@ -47,7 +48,9 @@ pub use groups::{
     group_detail, list_groups, reset_group_offsets, GroupDetail, GroupPartition, GroupSummary,
     MemberInfo, OffsetReset, ResetTo,
 };
-pub use records::{read_records, read_records_all_partitions, ReadFrom, RecordView};
+pub use records::{
+    read_records, read_records_all_partitions, ReadFrom, RecordView, MAX_DECOMPRESSED_BATCH,
+};
 pub use view::{
     AgentView, ClusterDefaults, ClusterView, GroupLag, CREDENTIAL_TTL, DEFAULT_CLUSTER,
 };

@@ -1,7 +1,8 @@
 //! Sluice's broker: the Kafka wire server and everything behind it.
 //!
 //! Where to look:
-//! * [`server`] accepts connections and moves frames; [`protocol`] decodes and encodes them
+//! * [`server`] accepts connections (plaintext and TLS: certificates, their reload and
+//!   client certificates in [`tls`]) and moves frames; [`protocol`] decodes and encodes them
 //!   (no I/O); [`handlers`] answers each API.
 //! * Produce path: [`handlers::produce`] validates record batches ([`batch`]) and appends them
 //!   to the [`writer`], which seals [`segment`] files, uploads them to the [`bucket`] and
@@ -10,6 +11,8 @@
 //!   chunk [`cache`], patching base offsets on the way out.
 //! * Metadata schema: `migrations/sqlite` and `migrations/postgres`; queries in [`store`]
 //!   (virtual clusters in `store/clusters.rs`, API keys in `store/credentials.rs`).
+//! * [`decompress`]: the one way Sluice inflates record data (gzip, snappy, lz4, zstd),
+//!   streaming and capped, off the async workers; the message browser uses it.
 //! * Security inside a cluster: [`acl`] (Kafka ACLs per virtual cluster, the one check the
 //!   handlers call, cached per cluster; managed by `handlers/acls.rs`) and [`quota`]
 //!   (producer/consumer byte rates per API key, throttling by muting the connection;
@@ -50,6 +53,7 @@ pub mod codes;
 pub mod commit_watch;
 pub mod compaction;
 pub mod config;
+pub mod decompress;
 pub mod gate;
 pub mod group_holds;
 pub mod group_snapshots;
@@ -70,6 +74,7 @@ pub mod server;
 pub mod session;
 pub mod state;
 pub mod store;
+pub mod tls;
 pub mod topic_config;
 pub mod topics;
 pub mod writer;

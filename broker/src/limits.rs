@@ -47,16 +47,21 @@ pub struct Budget {
     /// Fetch response bytes built and not yet sent.
     pub fetch_inflight: u64,
     pub read_cache: u64,
+    /// Other requests (everything but produce) read and not yet answered, counted at
+    /// [`crate::server::DECODE_FACTOR`] times their frame size.
+    pub request_inflight: u64,
 }
 
 impl Budget {
     /// Splits a memory limit: 20% produce (×2 with its segment copy), 15% fetch, 15% read
-    /// cache; the remaining ~30% covers the runtime, connections and metadata.
+    /// cache, 5% other requests; the remaining ~25% covers the runtime, connections and
+    /// metadata.
     pub fn from_limit(limit: u64) -> Budget {
         Budget {
             produce_inflight: limit / 5,
             fetch_inflight: limit * 3 / 20,
             read_cache: limit * 3 / 20,
+            request_inflight: limit / 20,
         }
     }
 }
@@ -68,7 +73,10 @@ mod tests {
     #[test]
     fn budget_split_stays_inside_the_limit() {
         let b = Budget::from_limit(512 << 20);
-        assert!(2 * b.produce_inflight + b.fetch_inflight + b.read_cache < 512 << 20);
+        assert!(
+            2 * b.produce_inflight + b.fetch_inflight + b.read_cache + b.request_inflight
+                < 512 << 20
+        );
         assert_eq!(b.read_cache, (512u64 << 20) * 3 / 20);
     }
 

@@ -30,6 +30,9 @@ pub struct Metrics {
     pub requests: IntCounterVec,
     pub request_seconds: HistogramVec,
     pub protocol_errors: IntCounter,
+    pub idle_connections_closed: IntCounter,
+    pub revoked_connections_closed: IntCounter,
+    pub sasl_failures: IntCounter,
     pub retention_batches_deleted: IntCounter,
     pub segments_deleted: IntCounter,
     /// Input segment files compaction left unreferenced (merged away).
@@ -124,6 +127,18 @@ impl Metrics {
             protocol_errors: counter(
                 "sluice_kafka_protocol_errors_total",
                 "Connections closed for malformed, oversized or unknown requests",
+            ),
+            idle_connections_closed: counter(
+                "sluice_kafka_idle_connections_closed_total",
+                "Connections closed after --connections-max-idle without traffic",
+            ),
+            revoked_connections_closed: counter(
+                "sluice_kafka_revoked_connections_closed_total",
+                "Connections closed because their API key was revoked or its cluster deleted",
+            ),
+            sasl_failures: counter(
+                "sluice_kafka_sasl_failures_total",
+                "SASL authentications refused",
             ),
             retention_batches_deleted: counter(
                 "sluice_retention_batches_deleted_total",

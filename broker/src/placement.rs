@@ -99,6 +99,8 @@ mod tests {
             agent_id: format!("agent-{node_id}"),
             host: "127.0.0.1".into(),
             port: 9092 + node_id,
+            tls_host: None,
+            tls_port: None,
             rack: None,
             agent_group: "default".into(),
             roles: vec!["produce".into(), "fetch".into()],

@@ -11,7 +11,7 @@ use std::sync::Arc;
 use tokio::sync::watch;
 
 use crate::acl::AclCache;
-use crate::auth::CredentialCache;
+use crate::auth::{CredentialCache, FailureDelay};
 use crate::bucket::Bucket;
 use crate::cache::ChunkCache;
 use crate::config::BrokerConfig;
@@ -35,11 +35,15 @@ pub struct Broker {
     pub(crate) groups: Arc<Coordinator>,
     pub(crate) produce_gate: Arc<Gate>,
     pub(crate) fetch_gate: Arc<Gate>,
+    /// Every other request's bytes (times the decode factor) until it is answered.
+    pub(crate) request_gate: Arc<Gate>,
     /// Fetch responses being read at once: bounded to half the cores, so a fetch storm
     /// cannot take the CPU that producers need.
     pub(crate) fetch_readers: tokio::sync::Semaphore,
     /// API keys for SASL, cached.
     pub(crate) credentials: CredentialCache,
+    /// Delays refused SASL answers per address.
+    pub(crate) sasl_failures: FailureDelay,
     /// Each cluster's ACLs, cached.
     pub(crate) acls: AclCache,
     /// Client quotas per key (cached) and this agent's rate buckets.
@@ -80,6 +84,7 @@ impl Broker {
         };
         let produce_gate = gate("produce", p.config.produce_inflight_bytes);
         let fetch_gate = gate("fetch", p.config.fetch_inflight_bytes);
+        let request_gate = gate("request", p.config.request_inflight_bytes);
         let topics = Topics::new(
             p.meta.clone(),
             BuiltinDefaults {
@@ -89,6 +94,7 @@ impl Broker {
         );
         Broker {
             credentials: CredentialCache::new(p.meta.clone()),
+            sasl_failures: FailureDelay::default(),
             acls: AclCache::new(p.meta.clone()),
             quotas: Quotas::new(p.meta.clone()),
             fetch_readers: tokio::sync::Semaphore::new(
@@ -100,6 +106,7 @@ impl Broker {
             lag: LagBoard::default(),
             produce_gate,
             fetch_gate,
+            request_gate,
             topics,
             config: p.config,
             meta: p.meta,
@@ -151,6 +158,10 @@ impl Broker {
 
     pub fn fetch_gate(&self) -> &Arc<Gate> {
         &self.fetch_gate
+    }
+
+    pub fn request_gate(&self) -> &Arc<Gate> {
+        &self.request_gate
     }
 
     pub fn metrics(&self) -> &Metrics {

@@ -201,6 +201,20 @@ pub fn validate_topic_name(name: &str) -> Result<(), String> {
     Ok(())
 }
 
+/// Names Kafka keeps for its internal topics; no client may create them.
+pub const RESERVED_TOPIC_NAMES: [&str; 2] = ["__consumer_offsets", "__transaction_state"];
+
+/// A name a new topic may take: valid, and not one of Kafka's internal topics.
+pub fn validate_new_topic_name(name: &str) -> Result<(), String> {
+    validate_topic_name(name)?;
+    if RESERVED_TOPIC_NAMES.contains(&name) {
+        return Err(format!(
+            "'{name}' is the name of one of Kafka's internal topics; choose another name"
+        ));
+    }
+    Ok(())
+}
+
 /// Checks a topic about to be created (name, partition count, configs): Ok, or the Kafka
 /// error code and a message for the person who asked. Shared by CreateTopics and the
 /// console.
@@ -209,7 +223,7 @@ pub fn validate_new_topic(
     partitions: i32,
     configs: &BTreeMap<String, String>,
 ) -> Result<(), (i16, String)> {
-    validate_topic_name(name).map_err(|e| (codes::INVALID_TOPIC_EXCEPTION, e))?;
+    validate_new_topic_name(name).map_err(|e| (codes::INVALID_TOPIC_EXCEPTION, e))?;
     if !(1..=MAX_PARTITIONS).contains(&partitions) {
         return Err((
             codes::INVALID_PARTITIONS,
@@ -251,6 +265,9 @@ mod tests {
     #[test]
     fn topic_names() {
         assert!(validate_topic_name("orders.v1_x-2").is_ok());
+        assert!(validate_new_topic_name("__consumer_offsets").is_err());
+        assert!(validate_new_topic_name("__transaction_state").is_err());
+        assert!(validate_new_topic_name("__mine").is_ok());
         for bad in ["", ".", "..", "has space", "slash/name", &"x".repeat(250)] {
             assert!(
                 validate_topic_name(bad).is_err(),

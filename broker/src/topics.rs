@@ -96,7 +96,7 @@ impl Topics {
                 None => (false, 1),
             }
         };
-        if !(allow_create && auto_create) || topic_config::validate_topic_name(name).is_err() {
+        if !(allow_create && auto_create) || topic_config::validate_new_topic_name(name).is_err() {
             return Ok(TopicLookup::Missing);
         }
         match self

@@ -25,8 +25,13 @@ use tokio_util::sync::CancellationToken;
 
 static TURN: Mutex<()> = Mutex::const_new(());
 
-fn cluster() -> String {
-    format!("c-{}", uuid::Uuid::new_v4().simple())
+/// A fresh virtual cluster (topics are created only in clusters that exist).
+async fn cluster(m: &Metadata) -> String {
+    let name = format!("c-{}", uuid::Uuid::new_v4().simple());
+    m.create_virtual_cluster("test-org", &name)
+        .await
+        .unwrap()
+        .id
 }
 
 fn seg() -> String {
@@ -69,7 +74,7 @@ fn file<'a>(key: &'a str) -> CompactedFile<'a> {
 /// returns the topic id and the three keys.
 async fn three_files(m: &Metadata) -> (i64, [String; 3]) {
     let t = m
-        .create_topic(&cluster(), "events", 2, &BTreeMap::new())
+        .create_topic(&cluster(m).await, "events", 2, &BTreeMap::new())
         .await
         .unwrap();
     let keys = [seg(), seg(), seg()];
@@ -282,7 +287,7 @@ async fn rows_under_retention_and_deletion_race(m: &Metadata) {
         .any(|(_, k)| *k == merged));
 
     // A deleted topic's rows are gone: the swap changes nothing.
-    let c = cluster();
+    let c = cluster(m).await;
     let d = m
         .create_topic(&c, "doomed", 1, &BTreeMap::new())
         .await

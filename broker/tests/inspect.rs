@@ -157,7 +157,12 @@ fn assert_not_found<T: std::fmt::Debug>(r: Result<T, InspectError>) {
 
 async fn topic_lifecycle(a: &Agent) {
     let b = a.broker();
-    let c = unique("c");
+    let c = b
+        .meta()
+        .create_virtual_cluster("test-org", &unique("c"))
+        .await
+        .unwrap()
+        .id;
     inspect::create_topic(&b, &c, "orders", 3, &pairs(&[("retention.ms", "1000")]))
         .await
         .unwrap();
@@ -202,7 +207,12 @@ async fn topic_lifecycle(a: &Agent) {
         "twice",
     );
     // A topic of the same name in another cluster is a different topic.
-    let other = unique("c");
+    let other = b
+        .meta()
+        .create_virtual_cluster("test-org", &unique("c"))
+        .await
+        .unwrap()
+        .id;
     inspect::create_topic(&b, &other, "orders", 1, &[])
         .await
         .unwrap();

@@ -18,8 +18,13 @@ use acls::*;
 use broker::store::plan::{AppendGroup, GroupOutcome, PendingBatch};
 use broker::store::{CommittedOffset, Metadata, SegmentCommit, StoreError};
 
-fn cluster() -> String {
-    format!("c-{}", uuid::Uuid::new_v4().simple())
+/// A fresh virtual cluster (topics are created only in clusters that exist).
+async fn cluster(m: &Metadata) -> String {
+    let name = format!("c-{}", uuid::Uuid::new_v4().simple());
+    m.create_virtual_cluster("test-org", &name)
+        .await
+        .unwrap()
+        .id
 }
 
 fn plain(n: i64, ts: i64) -> PendingBatch {
@@ -49,7 +54,7 @@ async fn cluster_id_is_stable(m: &Metadata) {
 }
 
 async fn topic_lifecycle(m: &Metadata) {
-    let c = cluster();
+    let c = cluster(m).await;
     let mut configs = BTreeMap::new();
     configs.insert("retention.ms".to_string(), "1000".to_string());
     let t = m.create_topic(&c, "orders", 3, &configs).await.unwrap();
@@ -58,8 +63,14 @@ async fn topic_lifecycle(m: &Metadata) {
         m.create_topic(&c, "orders", 1, &BTreeMap::new()).await,
         Err(StoreError::TopicExists(_))
     ));
+    // Topics live only in clusters that exist (a deleted cluster gets none).
+    assert!(matches!(
+        m.create_topic("no-such-cluster", "orders", 1, &BTreeMap::new())
+            .await,
+        Err(broker::store::StoreError::UnknownCluster(_))
+    ));
     // Names repeat across clusters.
-    let other = cluster();
+    let other = cluster(m).await;
     m.create_topic(&other, "orders", 1, &BTreeMap::new())
         .await
         .unwrap();
@@ -118,7 +129,7 @@ async fn topic_lifecycle(m: &Metadata) {
 }
 
 async fn commit_assigns_offsets_and_indexes_batches(m: &Metadata) {
-    let c = cluster();
+    let c = cluster(m).await;
     let t = m
         .create_topic(&c, "events", 2, &BTreeMap::new())
         .await
@@ -226,7 +237,7 @@ async fn commit_assigns_offsets_and_indexes_batches(m: &Metadata) {
 }
 
 async fn concurrent_commits_leave_no_gaps(m: &Metadata) {
-    let c = cluster();
+    let c = cluster(m).await;
     let t = m
         .create_topic(&c, "hot", 2, &BTreeMap::new())
         .await
@@ -282,12 +293,12 @@ async fn concurrent_commits_leave_no_gaps(m: &Metadata) {
 }
 
 async fn producer_state_survives_between_commits(m: &Metadata) {
-    let c = cluster();
+    let c = cluster(m).await;
     let t = m
         .create_topic(&c, "idem", 1, &BTreeMap::new())
         .await
         .unwrap();
-    let (pid, epoch) = m.init_producer_id(None, None).await.unwrap();
+    let (pid, epoch) = m.init_producer_id("default", None, None).await.unwrap();
     let b = |first: i32, n: i32| PendingBatch {
         producer_id: pid,
         producer_epoch: epoch,
@@ -346,24 +357,50 @@ async fn producer_state_survives_between_commits(m: &Metadata) {
 }
 
 async fn producer_ids_and_epochs(m: &Metadata) {
-    let (a, ea) = m.init_producer_id(None, None).await.unwrap();
-    let (b, _) = m.init_producer_id(None, None).await.unwrap();
+    let (a, ea) = m.init_producer_id("default", None, None).await.unwrap();
+    let (b, _) = m.init_producer_id("default", None, None).await.unwrap();
     assert_ne!(a, b);
     assert_eq!(ea, 0);
     assert_eq!(
-        m.init_producer_id(None, Some((a, 0))).await.unwrap(),
+        m.init_producer_id("default", None, Some((a, 0)))
+            .await
+            .unwrap(),
         (a, 1),
         "keeping the id bumps the epoch"
     );
     let tid = format!("tx-{}", uuid::Uuid::new_v4());
-    let (t1, e1) = m.init_producer_id(Some(&tid), None).await.unwrap();
-    let (t2, e2) = m.init_producer_id(Some(&tid), None).await.unwrap();
+    let (t1, e1) = m
+        .init_producer_id("default", Some(&tid), None)
+        .await
+        .unwrap();
+    let (t2, e2) = m
+        .init_producer_id("default", Some(&tid), None)
+        .await
+        .unwrap();
     assert_eq!(t1, t2);
     assert_eq!(e2, e1 + 1);
+    // The same transactional id in another cluster is another producer: it neither gets
+    // nor bumps the first cluster's id.
+    let other = format!("c-{}", uuid::Uuid::new_v4().simple());
+    let (o1, oe1) = m.init_producer_id(&other, Some(&tid), None).await.unwrap();
+    assert_ne!(o1, t1);
+    assert_eq!(oe1, 0);
+    let (t3, e3) = m
+        .init_producer_id("default", Some(&tid), None)
+        .await
+        .unwrap();
+    assert_eq!((t3, e3), (t1, e2 + 1));
+    // Nor can it keep (and bump) a producer id of another cluster.
+    let (x, xe) = m
+        .init_producer_id(&other, None, Some((a, 1)))
+        .await
+        .unwrap();
+    assert_ne!(x, a);
+    assert_eq!(xe, 0);
 }
 
 async fn group_offsets_round_trip(m: &Metadata) {
-    let c = cluster();
+    let c = cluster(m).await;
     m.create_topic(&c, "t", 2, &BTreeMap::new()).await.unwrap();
     let o = |p: i32, offset: i64, md: Option<&str>| CommittedOffset {
         topic: "t".into(),
@@ -416,7 +453,7 @@ async fn group_offsets_round_trip(m: &Metadata) {
 }
 
 async fn group_commit_keeps_segment_order_and_files(m: &Metadata) {
-    let c = cluster();
+    let c = cluster(m).await;
     let t = m.create_topic(&c, "gc", 1, &BTreeMap::new()).await.unwrap();
     let (k1, k2) = (seg(), seg());
     let g1 = vec![AppendGroup {
@@ -480,7 +517,7 @@ async fn group_commit_keeps_segment_order_and_files(m: &Metadata) {
 }
 
 async fn retention_and_file_collection(m: &Metadata) {
-    let c = cluster();
+    let c = cluster(m).await;
     let t = m.create_topic(&c, "r", 1, &BTreeMap::new()).await.unwrap();
     let (k1, k2) = (seg(), seg());
     let g = |ts: i64| {
@@ -683,6 +720,7 @@ conformance!(
     heartbeat_after_takeover_returns_false,
     deregistration_frees_the_id,
     live_agents_lists_only_fresh_rows,
+    agents_publish_their_tls_listener,
     concurrent_registrations_get_distinct_ids,
     lease_acquire_renew_refuse_take_over,
     lease_release,

@@ -73,6 +73,10 @@ async fn find_org(platform: &Platform, name_or_id: &str) -> anyhow::Result<Org> 
 pub async fn clusters(cmd: ClustersCommand) -> anyhow::Result<()> {
     match cmd {
         ClustersCommand::Create { name, org, store } => {
+            // The console's rules: a usable name, and not the built-in `default`.
+            if let Err(refusal) = app::ops::check_cluster_name(&name) {
+                bail!("{}", refusal.message);
+            }
             let meta = open(&store).await?;
             let org = match org {
                 Some(o) => Some(find_org(&open_platform(&store).await?, &o).await?),

@@ -125,13 +125,39 @@ pub struct ServeArgs {
     #[arg(long, env = "SLUICE_KAFKA_AUTH", value_enum, default_value = "none")]
     pub kafka_auth: KafkaAuthArg,
 
-    /// Address the Kafka listener binds.
-    #[arg(long, env = "SLUICE_KAFKA_ADDR", default_value = "0.0.0.0:9092")]
-    pub kafka_addr: SocketAddr,
+    /// Address the plaintext Kafka listener (PLAINTEXT, SASL_PLAINTEXT) binds; `none`
+    /// turns it off (then give --kafka-tls-addr).
+    #[arg(long, env = "SLUICE_KAFKA_ADDR", default_value = "0.0.0.0:9092", value_parser = parse_listen_addr)]
+    pub kafka_addr: ListenAddr,
 
     /// host:port clients are told to connect to [default: the bound address, localhost for 0.0.0.0]
     #[arg(long, env = "SLUICE_ADVERTISED_KAFKA_ADDR")]
     pub advertised_kafka_addr: Option<String>,
+
+    /// Address of a Kafka TLS listener (SSL, SASL_SSL) beside the plaintext one; needs
+    /// --tls-cert and --tls-key. --kafka-auth applies to it as to plaintext.
+    #[arg(long, env = "SLUICE_KAFKA_TLS_ADDR")]
+    pub kafka_tls_addr: Option<SocketAddr>,
+
+    /// host:port clients of the TLS listener are told to connect to (every agent's TLS
+    /// address is given to TLS clients) [default: the bound address, localhost for 0.0.0.0]
+    #[arg(long, env = "SLUICE_ADVERTISED_KAFKA_TLS_ADDR")]
+    pub advertised_kafka_tls_addr: Option<String>,
+
+    /// PEM certificate chain (leaf first) of the Kafka TLS listener and the HTTPS port;
+    /// reloaded when the file changes.
+    #[arg(long, env = "SLUICE_TLS_CERT")]
+    pub tls_cert: Option<PathBuf>,
+
+    /// PEM private key of --tls-cert (PKCS#8, PKCS#1 or SEC1); reloaded when it changes.
+    #[arg(long, env = "SLUICE_TLS_KEY")]
+    pub tls_key: Option<PathBuf>,
+
+    /// PEM CA certificate(s): the Kafka TLS listener then requires a client certificate
+    /// issued by one of them. A certificate whose subject CN is the id of a live API key
+    /// acts as that key without SASL.
+    #[arg(long, env = "SLUICE_TLS_CLIENT_CA")]
+    pub tls_client_ca: Option<PathBuf>,
 
     /// Mark console cookies Secure: set it when the console is served over HTTPS (e.g.
     /// behind a TLS-terminating proxy).
@@ -144,13 +170,38 @@ pub struct ServeArgs {
     pub console_open_signup: bool,
 
     /// Require `Authorization: Bearer TOKEN` on /metrics (its labels name the topics and
-    /// consumer groups of every cluster). Unset: /metrics is open.
+    /// consumer groups of every cluster). Unset: /metrics is open with `--kafka-auth none`,
+    /// and closed with `--kafka-auth sasl` unless --metrics-public is given.
     #[arg(long, env = "SLUICE_METRICS_TOKEN", hide_env_values = true)]
     pub metrics_token: Option<String>,
+
+    /// Serve /metrics to anyone even with `--kafka-auth sasl` and no --metrics-token (e.g.
+    /// when only a private network reaches the HTTP port).
+    #[arg(long, env = "SLUICE_METRICS_PUBLIC")]
+    pub metrics_public: bool,
 
     /// Address the HTTP server (console, JSON API, /metrics, /healthz) binds.
     #[arg(long, env = "SLUICE_HTTP_ADDR", default_value = "0.0.0.0:8080")]
     pub http_addr: SocketAddr,
+
+    /// Address of an HTTPS server beside the HTTP one: the same console, API, /metrics and
+    /// /healthz, with --tls-cert and --tls-key.
+    #[arg(long, env = "SLUICE_HTTPS_ADDR")]
+    pub https_addr: Option<SocketAddr>,
+
+    /// Open HTTP and HTTPS connections (together) before new ones wait in the listen
+    /// backlog.
+    #[arg(long, env = "SLUICE_HTTP_MAX_CONNECTIONS", default_value_t = 1024)]
+    pub http_max_connections: usize,
+
+    /// Time a client has to send a request's headers, from the moment the connection
+    /// waits for them (so also the idle keep-alive timeout, and the TLS handshake's).
+    #[arg(long, env = "SLUICE_HTTP_HEADER_TIMEOUT", default_value = "30s", value_parser = parse_duration)]
+    pub http_header_timeout: Duration,
+
+    /// Time a client has to send a request's whole body, from the end of its headers.
+    #[arg(long, env = "SLUICE_HTTP_BODY_TIMEOUT", default_value = "60s", value_parser = parse_duration)]
+    pub http_body_timeout: Duration,
 
     /// Longest time produced data waits in the segment buffer before it is flushed (e.g. 250ms, 1s).
     #[arg(long, env = "SLUICE_BATCH_TIMEOUT", default_value = "250ms", value_parser = parse_duration)]
@@ -248,6 +299,70 @@ pub struct ServeArgs {
     /// Open Kafka connections before new ones wait in the listen backlog.
     #[arg(long, env = "SLUICE_MAX_CONNECTIONS", default_value_t = 10_000)]
     pub max_connections: usize,
+
+    /// Largest frame a connection may send before it has authenticated, with
+    /// `--kafka-auth sasl` (Kafka's sasl.server.max.receive.size). Only ApiVersions and
+    /// SASL requests are read before authentication; anything else closes the connection.
+    #[arg(long, env = "SLUICE_SASL_MAX_RECEIVE_BYTES", default_value = "512KiB", value_parser = parse_size)]
+    pub sasl_max_receive_bytes: u64,
+
+    /// A Kafka connection with no request in flight and nothing read for this long is
+    /// closed (Kafka's connections.max.idle.ms; e.g. 10m, 30s).
+    #[arg(long, env = "SLUICE_CONNECTIONS_MAX_IDLE", default_value = "10m", value_parser = parse_duration)]
+    pub connections_max_idle: Duration,
+
+    /// Members a consumer group may have, those being admitted included (Kafka's
+    /// group.max.size); more get GROUP_MAX_SIZE_REACHED.
+    #[arg(long, env = "SLUICE_GROUP_MAX_SIZE", default_value_t = 1000, value_parser = clap::value_parser!(u32).range(1..))]
+    pub group_max_size: u32,
+}
+
+/// A listener address, or none (`none`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ListenAddr(pub Option<SocketAddr>);
+
+fn parse_listen_addr(s: &str) -> Result<ListenAddr, String> {
+    if s.trim().eq_ignore_ascii_case("none") {
+        return Ok(ListenAddr(None));
+    }
+    s.trim()
+        .parse()
+        .map(|a| ListenAddr(Some(a)))
+        .map_err(|e| format!("'{s}' is not host:port or none: {e}"))
+}
+
+impl ServeArgs {
+    /// The certificate files, checked against the listeners that need them.
+    pub fn tls_files(&self) -> Result<Option<broker::tls::TlsFiles>, String> {
+        let wants_tls = self.kafka_tls_addr.is_some() || self.https_addr.is_some();
+        match (&self.tls_cert, &self.tls_key) {
+            (Some(cert), Some(key)) => {
+                if !wants_tls {
+                    return Err(
+                        "--tls-cert and --tls-key serve --kafka-tls-addr or --https-addr: give one"
+                            .into(),
+                    );
+                }
+                if self.tls_client_ca.is_some() && self.kafka_tls_addr.is_none() {
+                    return Err(
+                        "--tls-client-ca applies to the Kafka TLS listener: give --kafka-tls-addr"
+                            .into(),
+                    );
+                }
+                Ok(Some(broker::tls::TlsFiles {
+                    cert: cert.clone(),
+                    key: key.clone(),
+                    client_ca: self.tls_client_ca.clone(),
+                }))
+            }
+            (None, None) if !wants_tls && self.tls_client_ca.is_none() => Ok(None),
+            (None, None) => Err(
+                "--kafka-tls-addr, --https-addr and --tls-client-ca need --tls-cert and --tls-key"
+                    .into(),
+            ),
+            _ => Err("give both --tls-cert and --tls-key".into()),
+        }
+    }
 }
 
 /// Parses `250ms`, `2s`, `1m` or a bare number of milliseconds.
@@ -298,6 +413,31 @@ pub fn parse_size(s: &str) -> Result<u64, String> {
         .ok_or_else(|| format!("size '{s}' is too large"))
 }
 
+/// A token no request can present: an HTTP header value cannot hold a newline. /metrics
+/// asks for it when it must be closed and no token was set.
+const NO_METRICS_TOKEN: &str = "\n/metrics is closed: set --metrics-token or --metrics-public";
+
+impl ServeArgs {
+    /// The token `/metrics` requires, if any: `--metrics-token` when set; otherwise, with
+    /// `--kafka-auth sasl` (a server for several tenants) and without `--metrics-public`,
+    /// one that cannot be sent, so `/metrics` answers 401 to everyone; otherwise none, and
+    /// `/metrics` is open as before (`--kafka-auth none`, or `--metrics-public`).
+    pub fn metrics_token_required(&self) -> Option<String> {
+        match &self.metrics_token {
+            Some(t) => Some(t.clone()),
+            None if self.kafka_auth == KafkaAuthArg::Sasl && !self.metrics_public => {
+                Some(NO_METRICS_TOKEN.to_string())
+            }
+            None => None,
+        }
+    }
+
+    /// Whether `/metrics` is closed to everyone because no token was set (worth a warning).
+    pub fn metrics_closed(&self) -> bool {
+        self.metrics_token_required().as_deref() == Some(NO_METRICS_TOKEN)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -321,7 +461,10 @@ mod tests {
         let Command::Serve(a) = cli.command else {
             panic!("serve parses as serve")
         };
-        assert_eq!(a.kafka_addr.port(), 9092);
+        assert_eq!(a.kafka_addr.0.map(|a| a.port()), Some(9092));
+        assert_eq!(a.http_max_connections, 1024);
+        assert_eq!(a.http_header_timeout, Duration::from_secs(30));
+        assert_eq!(a.tls_files(), Ok(None));
         assert!(a.auto_create_topics);
         assert_eq!(a.default_partitions, 1);
         let cli = Cli::try_parse_from([
@@ -366,5 +509,90 @@ mod tests {
         assert_eq!(a.compaction_target_size, 0, "0 disables compaction");
         assert_eq!(a.compaction_interval, Duration::from_secs(5));
         assert_eq!(a.segment_delete_grace, Duration::from_secs(2));
+    }
+
+    #[test]
+    fn tls_flags() {
+        let parse = |args: &[&str]| {
+            let cli = Cli::try_parse_from(["sluice", "serve"].iter().chain(args)).unwrap();
+            let Command::Serve(a) = cli.command else {
+                panic!("serve parses as serve")
+            };
+            a
+        };
+        let a = parse(&["--kafka-addr", "none", "--kafka-tls-addr", "127.0.0.1:9093"]);
+        assert_eq!(a.kafka_addr, ListenAddr(None));
+        assert!(a.tls_files().unwrap_err().contains("need --tls-cert"));
+        let a = parse(&[
+            "--kafka-tls-addr",
+            "127.0.0.1:9093",
+            "--tls-cert",
+            "c.pem",
+            "--tls-key",
+            "k.pem",
+            "--tls-client-ca",
+            "ca.pem",
+        ]);
+        let files = a.tls_files().unwrap().unwrap();
+        assert_eq!(
+            files.client_ca.as_deref(),
+            Some(std::path::Path::new("ca.pem"))
+        );
+        let a = parse(&["--https-addr", "127.0.0.1:8443", "--tls-cert", "c.pem"]);
+        assert!(a.tls_files().unwrap_err().contains("both"));
+        let a = parse(&[
+            "--https-addr",
+            "127.0.0.1:8443",
+            "--tls-cert",
+            "c.pem",
+            "--tls-key",
+            "k.pem",
+            "--tls-client-ca",
+            "ca.pem",
+        ]);
+        assert!(a.tls_files().unwrap_err().contains("--kafka-tls-addr"));
+        assert!(Cli::try_parse_from(["sluice", "serve", "--kafka-addr", "nowhere"]).is_err());
+    }
+
+    #[test]
+    fn metrics_token_with_sasl() {
+        let serve = |args: &[&str]| {
+            let mut all = vec!["sluice", "serve"];
+            all.extend_from_slice(args);
+            let Command::Serve(a) = Cli::try_parse_from(all).unwrap().command else {
+                panic!("serve parses as serve")
+            };
+            a
+        };
+        // --kafka-auth none: open unless a token is set, as before.
+        assert_eq!(serve(&[]).metrics_token_required(), None);
+        assert_eq!(
+            serve(&["--metrics-token", "t0k"]).metrics_token_required(),
+            Some("t0k".to_string())
+        );
+        // --kafka-auth sasl: closed without a token, unless --metrics-public.
+        let closed = serve(&["--kafka-auth", "sasl"]);
+        assert!(closed.metrics_closed());
+        let token = closed.metrics_token_required().unwrap();
+        assert!(
+            axum::http::HeaderValue::from_str(&format!("Bearer {token}")).is_err(),
+            "no request can carry the closed token"
+        );
+        assert_eq!(
+            serve(&["--kafka-auth", "sasl", "--metrics-public"]).metrics_token_required(),
+            None
+        );
+        assert_eq!(
+            serve(&[
+                "--kafka-auth",
+                "sasl",
+                "--metrics-token",
+                "t0k",
+                "--metrics-public"
+            ])
+            .metrics_token_required(),
+            Some("t0k".to_string()),
+            "an explicit token still applies"
+        );
     }
 }

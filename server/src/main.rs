@@ -84,8 +84,11 @@ fn broker_config(args: &ServeArgs) -> anyhow::Result<broker::BrokerConfig> {
             .bucket_url
             .clone()
             .unwrap_or_else(|| format!("file://{}", abs.join("bucket").display())),
-        kafka_addr: args.kafka_addr,
+        kafka_addr: args.kafka_addr.0,
         advertised_kafka_addr: args.advertised_kafka_addr.clone(),
+        kafka_tls_addr: args.kafka_tls_addr,
+        advertised_kafka_tls_addr: args.advertised_kafka_tls_addr.clone(),
+        tls: args.tls_files().map_err(anyhow::Error::msg)?,
         batch_timeout: args.batch_timeout,
         max_file_bytes: args.max_file_bytes as usize,
         auto_create_topics: args.auto_create_topics,
@@ -98,7 +101,11 @@ fn broker_config(args: &ServeArgs) -> anyhow::Result<broker::BrokerConfig> {
         fetch_inflight_bytes: args
             .max_fetch_inflight_bytes
             .unwrap_or(budget.fetch_inflight),
+        request_inflight_bytes: budget.request_inflight,
         max_connections: args.max_connections.max(1),
+        sasl_max_receive_bytes: args.sasl_max_receive_bytes.clamp(64, 1 << 30) as usize,
+        connections_max_idle: args.connections_max_idle,
+        group_max_size: args.group_max_size as usize,
         // Memory is bounded by the gates; this only caps bookkeeping per connection. Produce
         // requests wait up to --batch-timeout, so pipelining depth is what gives throughput.
         max_inflight_per_connection: 1024,
@@ -118,6 +125,7 @@ fn broker_config(args: &ServeArgs) -> anyhow::Result<broker::BrokerConfig> {
 
 async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let config = broker_config(&args)?;
+    let tls_files = config.tls.clone();
     // The console's accounts live with the cluster metadata unless told otherwise.
     let platform_url = args
         .platform_database_url
@@ -129,6 +137,21 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         .await
         .with_context(|| format!("binding HTTP listener on {}", args.http_addr))?;
     let http_addr = http_listener.local_addr()?;
+    let https = match (args.https_addr, &tls_files) {
+        (Some(addr), Some(files)) => {
+            // The same certificate as the Kafka listener, without client certificates.
+            let tls = std::sync::Arc::new(
+                broker::tls::ServerTls::load(files.clone(), false, vec![b"http/1.1".to_vec()])
+                    .context("loading the TLS certificate for HTTPS")?,
+            );
+            let listener = tokio::net::TcpListener::bind(addr)
+                .await
+                .with_context(|| format!("binding HTTPS listener on {addr}"))?;
+            Some((listener, tls))
+        }
+        _ => None,
+    };
+    let https_addr = https.as_ref().map(|(l, _)| l.local_addr()).transpose()?;
     let platform = app::store::Platform::connect(&platform_url)
         .await
         .with_context(|| {
@@ -151,36 +174,53 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     running.spawn_job("session cleaner", move |cancel| {
         app::clean_sessions(cleaner, cancel)
     });
-    let routes = http::router(running.broker.clone(), args.metrics_token.clone()).merge(
+    if args.metrics_closed() {
+        tracing::warn!("/metrics is closed (--kafka-auth sasl): set --metrics-token, or --metrics-public to open it");
+    }
+    let routes = http::router(running.broker.clone(), args.metrics_token_required()).merge(
         app::router(console)
             .await
             .context("starting the console (session store)")?,
     );
-    let http_cancel = cancel.clone();
-    let http = tokio::spawn(async move {
-        axum::serve(
-            http_listener,
-            routes.into_make_service_with_connect_info::<std::net::SocketAddr>(),
-        )
-        .with_graceful_shutdown(async move { http_cancel.cancelled().await })
-        .await
-    });
+    let limits = http::Limits {
+        header_timeout: args.http_header_timeout,
+        body_timeout: args.http_body_timeout,
+    };
+    if let Some((_, tls)) = &https {
+        let tls = tls.clone();
+        running.spawn_job("https tls reload", move |cancel| tls.watch(cancel));
+    }
+    let http = tokio::spawn(http::serve(
+        http_listener,
+        https,
+        routes,
+        limits,
+        args.http_max_connections,
+        cancel.clone(),
+    ));
     // Machine-readable readiness line (tests and benchmarks read it); logs go to stderr.
-    println!(
-        "sluice listening kafka={} http={}",
-        running.kafka_addr, http_addr
-    );
+    // kafka=none when the plaintext listener is off; the TLS ports only when configured.
+    let plaintext = match args.kafka_addr.0 {
+        Some(_) => running.kafka_addr.to_string(),
+        None => "none".to_string(),
+    };
+    let mut line = format!("sluice listening kafka={plaintext} http={http_addr}");
+    if let Some(a) = running.kafka_tls_addr {
+        line.push_str(&format!(" kafka_tls={a}"));
+    }
+    if let Some(a) = https_addr {
+        line.push_str(&format!(" https={a}"));
+    }
+    println!("{line}");
     let _ = std::io::stdout().flush();
-    tracing::info!(kafka = %running.kafka_addr, http = %http_addr, "sluice is ready");
+    tracing::info!(kafka = %plaintext, http = %http_addr, kafka_tls = ?running.kafka_tls_addr, https = ?https_addr, "sluice is ready");
 
     shutdown_signal().await;
     tracing::info!("shutting down: closing listeners, flushing buffered produce data");
     cancel.cancel();
     running.shutdown().await;
-    match http.await {
-        Ok(Err(e)) => tracing::warn!(error = %e, "http server ended with an error"),
-        Err(e) => tracing::warn!(error = %e, "http server task failed"),
-        Ok(Ok(())) => {}
+    if let Err(e) = http.await {
+        tracing::warn!(error = %e, "http server task failed");
     }
     tracing::info!("stopped");
     Ok(())

@@ -245,3 +245,21 @@ async fn clusters_created_for_an_organisation() {
     assert!(!bad.status.success());
     assert!(String::from_utf8_lossy(&bad.stderr).contains("no organisation"));
 }
+
+#[test]
+fn the_command_line_refuses_the_reserved_cluster_name() {
+    let dir = tempfile::tempdir().unwrap();
+    for name in ["default", " Default "] {
+        let out = Command::new(env!("CARGO_BIN_EXE_sluice"))
+            .args(["clusters", "create", name, "--data-dir"])
+            .arg(dir.path().join("data"))
+            .output()
+            .unwrap();
+        assert!(!out.status.success(), "cluster '{name}' was created");
+        assert!(
+            String::from_utf8_lossy(&out.stderr).contains("built-in cluster"),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+}

@@ -38,7 +38,8 @@ from pathlib import Path
 import pytest
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
-LISTEN_RE = re.compile(r"^sluice listening kafka=(\S+) http=(\S+)\s*$")
+# kafka=none when the plaintext listener is off; kafka_tls=... https=... follow when set.
+LISTEN_RE = re.compile(r"^sluice listening kafka=(\S+) http=(\S+)((?: \w+=\S+)*)\s*$")
 START_TIMEOUT_S = 60.0
 STOP_TIMEOUT_S = 10.0
 
@@ -138,6 +139,9 @@ class SluiceServer:
         self.proc: subprocess.Popen | None = None
         self.kafka_addr: str | None = None
         self.http_addr: str | None = None
+        # The Kafka TLS listener and the HTTPS port, when the server was given them.
+        self.kafka_tls_addr: str | None = None
+        self.https_addr: str | None = None
         self._pg: _PostgresDatabase | None = None
         self._stdout_thread: threading.Thread | None = None
         self.stopped = False
@@ -241,6 +245,9 @@ class SluiceServer:
             m = LISTEN_RE.match(line.strip())
             if m:
                 self.kafka_addr, self.http_addr = m.group(1), m.group(2)
+                extra = dict(f.split("=", 1) for f in m.group(3).split())
+                self.kafka_tls_addr = extra.get("kafka_tls")
+                self.https_addr = extra.get("https")
                 break
         _LIVE_SERVERS.append(self)
         return self
@@ -298,7 +305,7 @@ class SluiceServer:
                         f"before the restart.\n--- stderr (tail) ---\n{self.stderr_tail()}",
                         pytrace=False)
         self.stopped = False
-        self.kafka_addr = self.http_addr = None
+        self.kafka_addr = self.http_addr = self.kafka_tls_addr = self.https_addr = None
         return self.start()
 
 

@@ -558,8 +558,12 @@ def test_console_newcomer_walkthrough(start_sluice, browser_factory, kcat):
     mb.check(any(a.text.strip() == CLUSTER for a in mb.all("main table a")),
              f"the member should see cluster {CLUSTER!r}")
     mb.shot("member-clusters")
+    # Members do not see API keys at all (issue 12: not even their names or who made them).
     mb.go(cluster_path + "/keys")
-    mb.expect_h1(f"API keys of {CLUSTER}", exact=True)
+    mb.expect_h1("Forbidden", exact=True)
+    mb.check("Only owners and admins" in mb.text("main"),
+             f"the refusal says who may see keys: {mb.text('main')!r}")
+    mb.check(key_id not in mb.text("main"), "a member must not see the key id")
     mb.check(not mb.all("form#create-key"), "a member must not see form#create-key")
     mb.check(not mb.all("details.confirm") and not [
         x for x in mb.all("main button") if x.text.strip() == "Revoke"],

@@ -320,6 +320,18 @@ impl Platform {
         }))
     }
 
+    /// The first organisation created (oldest, ties broken by id): the server's owner
+    /// organisation, to which the built-in `default` cluster belongs. Organisations are
+    /// never deleted, so once there is one the answer never changes.
+    pub async fn first_org_id(&self) -> Result<Option<String>, StoreError> {
+        let row: Option<(String,)> = with_pool!(self, |pool, _lock| {
+            sqlx::query_as("SELECT id FROM orgs ORDER BY created_at_ms, id LIMIT 1")
+                .fetch_optional(pool)
+                .await?
+        });
+        Ok(row.map(|r| r.0))
+    }
+
     /// Every organisation, by name (for the admin command line).
     pub async fn orgs(&self) -> Result<Vec<Org>, StoreError> {
         let rows: Vec<(String, String, i64)> = with_pool!(self, |pool, _lock| {

@@ -18,10 +18,27 @@ use crate::{ops, AppState, ClientAddr};
 
 type Q = Query<HashMap<String, String>>;
 
-/// Only local paths are followed after log-in (no open redirect).
-fn safe_next(next: Option<&String>) -> String {
+/// The longest `next` path followed after log-in.
+const MAX_NEXT: usize = 2048;
+
+/// Where to go after log-in: only a path of this site, else `/` (no open redirect).
+///
+/// A path is followed when it starts with `/` and its second character is neither `/` nor
+/// `\` (browsers read `//host` and `/\host` as another site), and every character is
+/// visible ASCII: no control characters (`/%09/x` arrives as `/\t/x`, which browsers
+/// strip to `//x`; a newline cannot go into a `Location` header), no spaces, no `\` at
+/// all, nothing non-ASCII. Percent-escapes stay as they are: the browser decodes them
+/// within this site's path.
+pub fn safe_next(next: Option<&str>) -> String {
+    let ok = |n: &str| {
+        let b = n.as_bytes();
+        n.len() <= MAX_NEXT
+            && b.first() == Some(&b'/')
+            && !matches!(b.get(1), Some(b'/') | Some(b'\\'))
+            && b.iter().all(|c| c.is_ascii_graphic() && *c != b'\\')
+    };
     match next {
-        Some(n) if n.starts_with('/') && !n.starts_with("//") && !n.contains('\\') => n.clone(),
+        Some(n) if ok(n) => n.to_string(),
         _ => "/".to_string(),
     }
 }
@@ -55,7 +72,8 @@ pub async fn overview(State(c): State<AppState>, session: Session) -> Page {
                 });
             }
             let bootstrap = c.view.bootstrap();
-            let quick = c.settings.default_cluster_open.then(|| {
+            let owns_default = clusters.iter().any(|cl| cl.builtin);
+            let quick = owns_default.then(|| {
                 let produce = format!("echo 'hello' | kcat -b {bootstrap} -t greetings -P");
                 let consume = format!("kcat -b {bootstrap} -t greetings -C -e");
                 view! {
@@ -212,7 +230,7 @@ pub async fn login_form(State(_c): State<AppState>, session: Session, Query(q): 
     Page(
         async {
             let csrf = auth::csrf_token(&session).await?;
-            let next = safe_next(q.get("next"));
+            let next = safe_next(q.get("next").map(String::as_str));
             Ok(html(bare_page(
                 "Log in",
                 take_flash(&session).await,
@@ -232,7 +250,7 @@ pub async fn login(
 ) -> Page {
     Page(
         async {
-            let next = safe_next(q.get("next"));
+            let next = safe_next(q.get("next").map(String::as_str));
             match ops::log_in(&c, f.get("email"), f.get("password"), &client.0).await {
                 Ok(user) => {
                     let orgs = c.platform.memberships_of(&user.id).await?;

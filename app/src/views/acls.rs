@@ -60,6 +60,8 @@ pub async fn show(
                     "The built-in default cluster has no ACLs: it is open to every client.",
                 ));
             }
+            // ACLs name key ids: like the key list, for owners and admins only.
+            viewer.require_admin()?;
             let here = format!("/clusters/{}/acls", enc(&cl.id));
             let principal = q.get("principal").map(|p| p.trim()).filter(|p| !p.is_empty());
             let acls = acl_ops::acls(&c, &cl, principal).await?;
@@ -127,7 +129,7 @@ pub async fn show(
                 view! { <p>"Showing the ACLs of "<code>{p.to_string()}</code>" · "<a href=all>"all ACLs"</a></p> }
             });
             let body = view! {
-                {tabs(&cl, Tab::Acls)}
+                {tabs(&cl, Tab::Acls, &viewer)}
                 <section class="card">
                     <p id="acl-status">{status}</p>
                     {toggle}

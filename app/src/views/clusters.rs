@@ -26,14 +26,18 @@ pub enum Tab {
     Acls,
 }
 
-pub fn tabs(c: &ClusterRef, active: Tab) -> AnyView {
+/// The tabs of a cluster's pages; API keys only for those who may see them (owners and
+/// admins) and only for clusters that have keys.
+pub fn tabs(c: &ClusterRef, active: Tab, viewer: &auth::Viewer) -> AnyView {
     let base = format!("/clusters/{}", enc(&c.id));
     let item = |tab: Tab, href: String, label: &'static str| {
         let class = if tab == active { "active" } else { "" };
         view! { <a class=class href=href>{label}</a> }
     };
-    let keys = (!c.builtin).then(|| item(Tab::Keys, format!("{base}/keys"), "API keys"));
-    let acls = (!c.builtin).then(|| item(Tab::Acls, format!("{base}/acls"), "ACLs"));
+    let keys = (!c.builtin && viewer.role.can_admin())
+        .then(|| item(Tab::Keys, format!("{base}/keys"), "API keys"));
+    let acls = (!c.builtin && viewer.role.can_admin())
+        .then(|| item(Tab::Acls, format!("{base}/acls"), "ACLs"));
     view! {
         <nav class="tabs">
             {item(Tab::Overview, base.clone(), "Overview")}
@@ -217,7 +221,7 @@ pub async fn show(
             });
             let id_text = cl.id.clone();
             let body = view! {
-                {tabs(&cl, Tab::Overview)}
+                {tabs(&cl, Tab::Overview, &viewer)}
                 <section class="card">
                     <h2>"Connect"</h2>
                     <p>"Bootstrap address: "<code id="bootstrap">{bootstrap.clone()}</code>" · cluster id "<code>{id_text}</code></p>
@@ -427,7 +431,7 @@ pub async fn keys(
                 }
             });
             let body = view! {
-                {tabs(&cl, Tab::Keys)}
+                {tabs(&cl, Tab::Keys, &viewer)}
                 <section class="card">
                     <p class="hint">"Use the key id as SASL user name and the secret as password (PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512). A revoked key stops working for new connections within seconds. Last use is recorded at most once a minute."</p>
                     {create}

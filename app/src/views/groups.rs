@@ -62,7 +62,7 @@ pub async fn list(
                 view! { <p class="empty">"No consumer groups yet. They appear when a consumer with a group.id joins or commits offsets."</p> }
             });
             let body = view! {
-                {tabs(&cl, Tab::Groups)}
+                {tabs(&cl, Tab::Groups, &viewer)}
                 <section class="card">
                     {empty}
                     <table id="groups">
@@ -192,7 +192,7 @@ pub async fn show(
                 fmt_lag(g.max_time_lag_seconds)
             );
             let body = view! {
-                {tabs(&cl, Tab::Groups)}
+                {tabs(&cl, Tab::Groups, &viewer)}
                 <p class="lead" id="group-summary">{summary}</p>
                 <section class="card">
                     <h2>"Lag "<span class="windows">{win_link("1h")}{win_link("24h")}</span></h2>

@@ -65,7 +65,7 @@ pub async fn list(
                 }
             });
             let body = view! {
-                {tabs(&cl, Tab::Topics)}
+                {tabs(&cl, Tab::Topics, &viewer)}
                 <section class="card">
                     {empty}
                     <table id="topics">
@@ -190,7 +190,7 @@ pub async fn show(
                 fmt_time(t.created_at_ms)
             );
             let body = view! {
-                {tabs(&cl, Tab::Topics)}
+                {tabs(&cl, Tab::Topics, &viewer)}
                 <p class="lead">{summary}" · "<a class="button" href=browse>"Browse messages"</a></p>
                 <section class="card">
                     <h2>"Partitions"</h2>
@@ -325,6 +325,9 @@ pub enum Format {
 
 const SHOW_BYTES: usize = 4096;
 
+/// The largest value the JSON view parses and pretty-prints.
+const MAX_JSON_PRETTY: usize = 1 << 20;
+
 pub fn render_bytes(b: Option<&[u8]>, format: Format) -> String {
     let Some(b) = b else {
         return "null".to_string();
@@ -346,6 +349,13 @@ pub fn render_bytes(b: Option<&[u8]>, format: Format) -> String {
             })
             .collect::<Vec<_>>()
             .join("\n"),
+        // Pretty-printing parses the whole value: only for values of a sensible size.
+        Format::Json if b.len() > MAX_JSON_PRETTY => {
+            format!(
+                "(too large to pretty-print) {}",
+                String::from_utf8_lossy(cut)
+            )
+        }
         Format::Json => match serde_json::from_slice::<serde_json::Value>(b) {
             Ok(v) => serde_json::to_string_pretty(&v).unwrap_or_default(),
             Err(_) => format!("(not JSON) {}", String::from_utf8_lossy(cut)),
@@ -369,6 +379,19 @@ fn record_rows(records: &[RecordView], format: Format) -> Vec<AnyView> {
     records
         .iter()
         .map(|r| {
+            if let Some(problem) = &r.error {
+                // A batch that cannot be shown (e.g. it decompresses past the cap): its
+                // reason in place of its records, the rest of the page as usual.
+                return view! {
+                    <tr class="refused">
+                        <td class="num">{r.partition}</td>
+                        <td class="num">{r.offset}</td>
+                        <td class="nowrap">{fmt_time(r.timestamp_ms)}</td>
+                        <td colspan="3"><p class="flash error" role="alert">{problem.clone()}</p></td>
+                    </tr>
+                }
+                .into_any();
+            }
             let headers = r
                 .headers
                 .iter()
@@ -501,7 +524,7 @@ pub async fn messages(
             });
             let back = format!("/clusters/{}/topics/{}", enc(&cl.id), enc(&topic));
             let body = view! {
-                {tabs(&cl, Tab::Topics)}
+                {tabs(&cl, Tab::Topics, &viewer)}
                 <p><a href=back>"← topic "{t.name.clone()}</a></p>
                 <form method="get" action=here.clone() class="row browse" id="browse">
                     <label>"Partition"<select name="partition">{part_options}</select></label>

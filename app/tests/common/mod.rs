@@ -89,6 +89,19 @@ impl<'a> Browser<'a> {
         Browser { app, cookie: None }
     }
 
+    /// A browser that sends this cookie (`name=value`), e.g. one seen earlier.
+    pub fn with_cookie(app: &'a App, cookie: &str) -> Self {
+        Browser {
+            app,
+            cookie: Some(cookie.to_string()),
+        }
+    }
+
+    /// The session cookie this browser sends (`name=value`).
+    pub fn cookie(&self) -> Option<&str> {
+        self.cookie.as_deref()
+    }
+
     pub async fn send(&mut self, mut req: Request<Body>) -> Answer {
         if let Some(c) = &self.cookie {
             req.headers_mut().insert(header::COOKIE, c.parse().unwrap());
@@ -171,6 +184,25 @@ impl<'a> Browser<'a> {
         )
         .await
     }
+}
+
+/// `owner` invites someone as `role`; `joiner` (logged out) signs up through the link.
+pub async fn join_as(owner: &mut Browser<'_>, joiner: &mut Browser<'_>, role: &str, email: &str) {
+    owner
+        .submit("/team", "/team/invites", &[("role", role), ("note", "")])
+        .await;
+    let team = owner.get("/team").await;
+    let at = team.body.find("/invite/").expect("invite link shown");
+    let link = team.body[at..at + 8 + 64].to_string();
+    let token = &link[8..];
+    let joined = joiner
+        .submit(
+            &link,
+            &format!("/signup?invite={token}"),
+            &[("email", email), ("password", "correct horse battery")],
+        )
+        .await;
+    assert_eq!(joined.status, StatusCode::SEE_OTHER, "{}", joined.body);
 }
 
 pub async fn key_call(

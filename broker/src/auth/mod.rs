@@ -19,7 +19,8 @@ pub const MECHANISMS: &[&str] = &["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"];
 /// How long a key lookup (found or not) is trusted.
 pub const CACHE_TTL: Duration = Duration::from_secs(2);
 const CACHE_MAX_ENTRIES: usize = 100_000;
-const TOUCH_EVERY_MS: i64 = 60_000;
+/// How often a key's "last used" is written while it is in use (per agent).
+pub const TOUCH_EVERY: Duration = Duration::from_secs(60);
 
 use crate::codes::{ILLEGAL_SASL_STATE, SASL_AUTHENTICATION_FAILED, UNSUPPORTED_SASL_MECHANISM};
 
@@ -36,6 +37,7 @@ pub struct CredentialCache {
     meta: Metadata,
     entries: Mutex<HashMap<String, Entry>>,
     touched: Mutex<HashMap<String, i64>>,
+    touch_every_ms: std::sync::atomic::AtomicI64,
 }
 
 impl CredentialCache {
@@ -44,6 +46,7 @@ impl CredentialCache {
             meta,
             entries: Mutex::new(HashMap::new()),
             touched: Mutex::new(HashMap::new()),
+            touch_every_ms: std::sync::atomic::AtomicI64::new(TOUCH_EVERY.as_millis() as i64),
         }
     }
 
@@ -90,15 +93,24 @@ impl CredentialCache {
             .retain(|_, (c, _)| c.as_ref().is_none_or(|c| c.cluster_id != cluster_id));
     }
 
-    /// Notes a successful use (written to the database at most once a minute per key).
+    /// Changes how often "last used" is written (tests; the default is [`TOUCH_EVERY`]).
+    pub fn set_touch_every(&self, every: Duration) {
+        self.touch_every_ms.store(
+            every.as_millis() as i64,
+            std::sync::atomic::Ordering::Relaxed,
+        );
+    }
+
+    /// Notes a use: at authentication, and while a connection stays open (written to the
+    /// database at most once per [`TOUCH_EVERY`] per key).
     pub async fn used(&self, key_id: &str) {
         let now = now_ms();
+        let every = self
+            .touch_every_ms
+            .load(std::sync::atomic::Ordering::Relaxed);
         {
             let mut touched = self.touched.lock().unwrap_or_else(|p| p.into_inner());
-            if touched
-                .get(key_id)
-                .is_some_and(|t| now - t < TOUCH_EVERY_MS)
-            {
+            if touched.get(key_id).is_some_and(|t| now - t < every) {
                 return;
             }
             if touched.len() >= CACHE_MAX_ENTRIES {
@@ -132,6 +144,8 @@ pub enum Sasl {
         credential: Arc<Credential>,
     },
     Done(Principal),
+    /// Authenticated by a client certificate naming a live key (TLS listener).
+    Certificate(Principal),
 }
 
 /// A refused exchange: the code and a message for the client.
@@ -160,14 +174,16 @@ pub enum Step {
 impl Sasl {
     pub fn principal(&self) -> Option<&Principal> {
         match self {
-            Sasl::Done(p) => Some(p),
+            Sasl::Done(p) | Sasl::Certificate(p) => Some(p),
             _ => None,
         }
     }
 
-    /// SaslHandshake: picks the mechanism.
+    /// SaslHandshake: picks the mechanism. A connection that authenticated by its client
+    /// certificate may still log in with SASL, which then decides the key (as on Kafka's
+    /// SASL_SSL listeners); one authenticated by SASL may not start over.
     pub fn handshake(&mut self, mechanism: &str) -> Result<(), i16> {
-        if !matches!(self, Sasl::Start) {
+        if !matches!(self, Sasl::Start | Sasl::Certificate(_)) {
             return Err(ILLEGAL_SASL_STATE);
         }
         let m = match mechanism {
@@ -272,7 +288,7 @@ impl Sasl {
                 *self = Sasl::Done(principal.clone());
                 Ok(Step::Done(server_final.into_bytes(), principal))
             }
-            state @ (Sasl::Start | Sasl::Done(_)) => {
+            state @ (Sasl::Start | Sasl::Done(_) | Sasl::Certificate(_)) => {
                 *self = state;
                 Err(AuthFailure {
                     code: ILLEGAL_SASL_STATE,
@@ -281,5 +297,63 @@ impl Sasl {
                 })
             }
         }
+    }
+}
+
+/// Slows down guessing: each refused authentication from an address delays its answer
+/// longer (100 ms, doubling, at most [`MAX_FAILURE_DELAY`]), forgotten a minute after the
+/// address's last failure. It delays answers; it never locks a key, so an attacker cannot
+/// lock the owner out, only slow down their own attempts.
+#[derive(Default)]
+pub struct FailureDelay {
+    by_address: Mutex<HashMap<std::net::IpAddr, (u32, Instant)>>,
+}
+
+pub const MAX_FAILURE_DELAY: Duration = Duration::from_secs(5);
+const FAILURE_MEMORY: Duration = Duration::from_secs(60);
+const FAILURE_TABLE_MAX: usize = 100_000;
+
+impl FailureDelay {
+    /// Records a refusal from `ip` and returns how long to wait before answering it.
+    pub fn failed(&self, ip: std::net::IpAddr) -> Duration {
+        let mut table = self.by_address.lock().unwrap_or_else(|p| p.into_inner());
+        let now = Instant::now();
+        if table.len() >= FAILURE_TABLE_MAX {
+            table.retain(|_, (_, at)| now.duration_since(*at) < FAILURE_MEMORY);
+            if table.len() >= FAILURE_TABLE_MAX {
+                // Still full (a wide attack): the first failure of a new address waits
+                // the longest.
+                return MAX_FAILURE_DELAY;
+            }
+        }
+        let entry = table.entry(ip).or_insert((0, now));
+        if now.duration_since(entry.1) >= FAILURE_MEMORY {
+            entry.0 = 0;
+        }
+        entry.0 = entry.0.saturating_add(1);
+        entry.1 = now;
+        let doublings = entry.0.saturating_sub(1).min(16);
+        (Duration::from_millis(100) * (1u32 << doublings)).min(MAX_FAILURE_DELAY)
+    }
+}
+
+#[cfg(test)]
+mod failure_delay_tests {
+    use super::*;
+
+    #[test]
+    fn delay_grows_per_address_and_is_capped() {
+        let d = FailureDelay::default();
+        let a: std::net::IpAddr = "10.0.0.1".parse().unwrap();
+        let b: std::net::IpAddr = "10.0.0.2".parse().unwrap();
+        assert_eq!(d.failed(a), Duration::from_millis(100));
+        assert_eq!(d.failed(a), Duration::from_millis(200));
+        assert_eq!(d.failed(a), Duration::from_millis(400));
+        for _ in 0..20 {
+            d.failed(a);
+        }
+        assert_eq!(d.failed(a), MAX_FAILURE_DELAY);
+        // Another address is not slowed by the first one's failures.
+        assert_eq!(d.failed(b), Duration::from_millis(100));
     }
 }

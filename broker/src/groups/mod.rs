@@ -91,8 +91,14 @@ pub struct Coordinator {
     /// Always locked after `groups`, never before.
     held: Mutex<HashSet<Key>>,
     initial_delay_ms: u64,
+    max_size: usize,
     epoch: Instant,
 }
+
+/// Members told MEMBER_ID_REQUIRED and not yet joined, over all groups of this agent: new
+/// members beyond it are refused (GROUP_MAX_SIZE_REACHED) until offers expire, so a flood
+/// of joins with fresh group ids cannot grow memory without bound.
+pub const MAX_PENDING_MEMBERS: usize = 20_000;
 
 /// Keeps a group empty while alive (see [`Coordinator::hold_empty`]).
 pub struct EmptyHold {
@@ -122,11 +128,12 @@ fn key(cluster: &str, group: &str) -> Key {
 }
 
 impl Coordinator {
-    pub fn new(initial_rebalance_delay: Duration) -> Arc<Self> {
+    pub fn new(initial_rebalance_delay: Duration, max_group_size: usize) -> Arc<Self> {
         Arc::new(Coordinator {
             groups: Mutex::new(HashMap::new()),
             held: Mutex::new(HashSet::new()),
             initial_delay_ms: initial_rebalance_delay.as_millis() as u64,
+            max_size: max_group_size,
             epoch: Instant::now(),
         })
     }
@@ -161,14 +168,25 @@ impl Coordinator {
                 // An offset reset holds the group for one metadata transaction; past a
                 // few seconds something is wrong and the join goes ahead.
                 if !held || held_since.elapsed() > HOLD_WAIT_MAX {
-                    let delay = self.initial_delay_ms;
+                    let (delay, max_size) = (self.initial_delay_ms, self.max_size);
                     let now = self.now();
                     let (Some(tx), Some(req)) = (tx.take(), req.take()) else {
                         unreachable!("taken once, when the loop ends");
                     };
+                    let new_member = req.member_id.is_empty();
+                    if new_member
+                        && groups.values().map(Group::pending_count).sum::<usize>()
+                            >= MAX_PENDING_MEMBERS
+                    {
+                        return JoinAnswer {
+                            error: codes::GROUP_MAX_SIZE_REACHED,
+                            generation: -1,
+                            ..Default::default()
+                        };
+                    }
                     break groups
                         .entry(k)
-                        .or_insert_with(|| Group::new(delay))
+                        .or_insert_with(|| Group::new(delay).with_max_size(max_size))
                         .join(req, tx, now);
                 }
             }
@@ -388,7 +406,7 @@ mod hold_tests {
 
     #[tokio::test]
     async fn joins_wait_while_a_group_is_held_empty() {
-        let c = Coordinator::new(Duration::ZERO);
+        let c = Coordinator::new(Duration::ZERO, 1000);
         let hold = c.hold_empty("k", "g").expect("an unknown group is empty");
         assert_eq!(c.hold_empty("k", "g").err(), Some(0), "one hold at a time");
         let joiner = {

@@ -140,9 +140,15 @@ pub struct Group<W> {
     initial: bool,
     rebalance_started: u64,
     initial_delay_ms: u64,
+    /// Members, pending ones included, the group may have (Kafka's group.max.size).
+    max_size: usize,
     next_seq: u64,
     next_id: u64,
 }
+
+/// How much of a client id a member id carries (Kafka copies all of it; a 32 KiB client
+/// id would then be stored and sent back in every group answer).
+pub const MEMBER_ID_CLIENT_ID_MAX: usize = 64;
 
 impl<W> Group<W> {
     pub fn new(initial_delay_ms: u64) -> Self {
@@ -159,9 +165,26 @@ impl<W> Group<W> {
             initial: false,
             rebalance_started: 0,
             initial_delay_ms,
+            max_size: usize::MAX,
             next_seq: 0,
             next_id: 0,
         }
+    }
+
+    /// Caps the members, pending ones included (GROUP_MAX_SIZE_REACHED beyond it).
+    pub fn with_max_size(mut self, max_size: usize) -> Self {
+        self.max_size = max_size.max(1);
+        self
+    }
+
+    /// Members told MEMBER_ID_REQUIRED that have not joined yet.
+    pub fn pending_count(&self) -> usize {
+        self.pending.len()
+    }
+
+    /// Whether one more member fits.
+    fn has_room(&self) -> bool {
+        self.members.len() + self.pending.len() < self.max_size
     }
 
     pub fn phase(&self) -> Phase {
@@ -218,13 +241,20 @@ impl<W> Group<W> {
 
     fn new_member_id(&mut self, client_id: &str) -> String {
         self.next_id += 1;
+        // The client id, cut to a bound and to printable characters, names the member.
+        let mut prefix: String = client_id
+            .chars()
+            .filter(|c| !c.is_control())
+            .take(MEMBER_ID_CLIENT_ID_MAX)
+            .collect();
+        while prefix.len() > MEMBER_ID_CLIENT_ID_MAX {
+            prefix.pop();
+        }
+        if prefix.is_empty() {
+            prefix.push_str("member");
+        }
         format!(
-            "{}-{}-{}",
-            if client_id.is_empty() {
-                "member"
-            } else {
-                client_id
-            },
+            "{prefix}-{}-{}",
             self.next_id,
             uuid::Uuid::new_v4().simple()
         )
@@ -295,6 +325,13 @@ impl<W> Group<W> {
                     return out;
                 }
                 (_, true) => {
+                    if !self.has_room() {
+                        out.push((
+                            waiter,
+                            self.join_error(codes::GROUP_MAX_SIZE_REACHED, req.member_id),
+                        ));
+                        return out;
+                    }
                     let id = self.new_member_id(&req.client_id);
                     self.statics.insert(instance, id.clone());
                     id
@@ -302,6 +339,13 @@ impl<W> Group<W> {
                 (_, false) => req.member_id.clone(),
             }
         } else if req.member_id.is_empty() {
+            if !self.has_room() {
+                out.push((
+                    waiter,
+                    self.join_error(codes::GROUP_MAX_SIZE_REACHED, req.member_id),
+                ));
+                return out;
+            }
             let id = self.new_member_id(&req.client_id);
             if req.member_id_required {
                 self.pending

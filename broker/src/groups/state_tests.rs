@@ -371,3 +371,38 @@ fn commits_need_the_current_generation() {
         "outsiders cannot commit into an active group"
     );
 }
+
+#[test]
+fn group_max_size_counts_pending_members() {
+    let mut g = G::new(0).with_max_size(2);
+    let (_a, _) = join_new(&mut g, 1, 0);
+    // A second newcomer is offered an id (pending) ...
+    let offer = join_answers(&g.join(join("", &["range"], true), 2, 0))[0]
+        .1
+        .clone();
+    assert_eq!(offer.error, codes::MEMBER_ID_REQUIRED);
+    // ... and a third is refused while that offer stands.
+    let refused = join_answers(&g.join(join("", &["range"], true), 3, 0))[0]
+        .1
+        .clone();
+    assert_eq!(refused.error, codes::GROUP_MAX_SIZE_REACHED);
+    // The offer expires with its session timeout: room again.
+    g.tick(20_000);
+    let again = join_answers(&g.join(join("", &["range"], true), 4, 20_000))[0]
+        .1
+        .clone();
+    assert_ne!(again.error, codes::GROUP_MAX_SIZE_REACHED);
+}
+
+#[test]
+fn member_ids_carry_a_bounded_printable_client_id() {
+    let mut g = G::new(0);
+    let mut req = join("", &["range"], true);
+    req.client_id = format!("é\n{}", "x".repeat(40_000));
+    let offer = join_answers(&g.join(req, 1, 0))[0].1.clone();
+    assert_eq!(offer.error, codes::MEMBER_ID_REQUIRED);
+    let prefix = offer.member_id.rsplitn(3, '-').last().unwrap().to_string();
+    assert!(prefix.len() <= MEMBER_ID_CLIENT_ID_MAX, "{prefix}");
+    assert!(prefix.starts_with("éxxx"), "{prefix}");
+    assert!(offer.member_id.len() < 120);
+}

@@ -291,6 +291,10 @@ pub async fn offset_commit(
                 .is_some_and(|m| m.len() > MAX_OFFSET_METADATA)
             {
                 codes::OFFSET_METADATA_TOO_LARGE
+            } else if p.committed_offset < 0 {
+                // No client commits a negative position (the Java client refuses to build
+                // one); stored, it would turn lag into nonsense (i64::MIN: -9.2e18).
+                codes::OFFSET_OUT_OF_RANGE
             } else {
                 match &topic {
                     Ok(Some(meta))

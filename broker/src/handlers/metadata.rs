@@ -19,7 +19,7 @@ use crate::acl::{Authz, Operation, ResourceType};
 use crate::codes;
 use crate::membership::Membership;
 use crate::protocol::SUPPORTED;
-use crate::session::Session;
+use crate::session::{Listener, Session};
 use crate::state::Broker;
 use crate::store::{AgentInfo, TopicMeta};
 use crate::topics::TopicLookup;
@@ -72,6 +72,17 @@ fn topic_entry(broker: &Broker, leaders: &[AgentInfo], t: &TopicMeta) -> Metadat
         )
 }
 
+/// Where a client that came in through `listener` reaches agent `a`: its TLS address for
+/// TLS clients (Kafka's per-listener metadata), its plaintext one otherwise. An agent
+/// without a TLS listener is named by its plaintext address: give every agent of a group
+/// the same listeners.
+fn address(a: &AgentInfo, listener: Listener) -> (StrBytes, i32) {
+    match (listener, &a.tls_host, a.tls_port) {
+        (Listener::Tls, Some(host), Some(port)) => (StrBytes::from_string(host.clone()), port),
+        _ => (StrBytes::from_string(a.host.clone()), a.port),
+    }
+}
+
 /// The controller clients send admin requests to: the live agent with the lowest id.
 fn controller(broker: &Broker, brokers: &[AgentInfo]) -> i32 {
     brokers
@@ -95,10 +106,11 @@ pub async fn metadata(
             brokers
                 .iter()
                 .map(|a| {
+                    let (host, port) = address(a, session.listener);
                     MetadataResponseBroker::default()
                         .with_node_id(a.node_id.into())
-                        .with_host(StrBytes::from_string(a.host.clone()))
-                        .with_port(a.port)
+                        .with_host(host)
+                        .with_port(port)
                         .with_rack(a.rack.clone().map(StrBytes::from_string))
                 })
                 .collect(),
@@ -193,7 +205,7 @@ pub async fn metadata(
     resp
 }
 
-pub fn describe_cluster(broker: &Broker) -> DescribeClusterResponse {
+pub fn describe_cluster(broker: &Broker, session: &Session) -> DescribeClusterResponse {
     let brokers = broker.membership.brokers_for(None);
     DescribeClusterResponse::default()
         .with_cluster_id(StrBytes::from_string(broker.cluster_id.clone()))
@@ -203,10 +215,11 @@ pub fn describe_cluster(broker: &Broker) -> DescribeClusterResponse {
             brokers
                 .iter()
                 .map(|a| {
+                    let (host, port) = address(a, session.listener);
                     DescribeClusterBroker::default()
                         .with_broker_id(a.node_id.into())
-                        .with_host(StrBytes::from_string(a.host.clone()))
-                        .with_port(a.port)
+                        .with_host(host)
+                        .with_port(port)
                         .with_rack(a.rack.clone().map(StrBytes::from_string))
                 })
                 .collect(),
@@ -251,9 +264,10 @@ pub fn find_coordinator(
                 .with_port(-1),
             None => {
                 let c = broker.membership.coordinator(&session.cluster, &req.key);
+                let (host, port) = address(&c, session.listener);
                 resp.with_node_id(c.node_id.into())
-                    .with_host(StrBytes::from_string(c.host))
-                    .with_port(c.port)
+                    .with_host(host)
+                    .with_port(port)
             }
         };
     }
@@ -264,6 +278,7 @@ pub fn find_coordinator(
             let chosen = broker.membership.coordinator(&session.cluster, &key);
             let described = authz.allows(Operation::Describe, ResourceType::Group, &key);
             let c = Coordinator::default().with_key(key);
+            let (host, port) = address(&chosen, session.listener);
             match &refusal {
                 Some((code, message)) => c
                     .with_error_code(*code)
@@ -279,8 +294,8 @@ pub fn find_coordinator(
                     .with_port(-1),
                 None => c
                     .with_node_id(chosen.node_id.into())
-                    .with_host(StrBytes::from_string(chosen.host))
-                    .with_port(chosen.port),
+                    .with_host(host)
+                    .with_port(port),
             }
         })
         .collect();

@@ -33,6 +33,8 @@ pub fn store_error_code(e: &StoreError) -> i16 {
         StoreError::AlreadyExists(_) => codes::INVALID_REQUEST,
         StoreError::UnknownTopic(_) => codes::UNKNOWN_TOPIC_OR_PARTITION,
         StoreError::InvalidPartitions(_) => codes::INVALID_PARTITIONS,
+        // The connection's cluster was deleted (the connection is closed within seconds).
+        StoreError::UnknownCluster(_) => codes::CLUSTER_AUTHORIZATION_FAILED,
         other => {
             tracing::error!(error = %other, "metadata store failed");
             codes::KAFKA_STORAGE_ERROR
@@ -196,7 +198,7 @@ async fn dispatch_plain(
         }
         .boxed(),
         RequestKind::DescribeCluster(_) => ready(ResponseKind::DescribeCluster(
-            metadata::describe_cluster(broker),
+            metadata::describe_cluster(broker, session),
         )),
         RequestKind::ListOffsets(req) => async move {
             Some(ResponseKind::ListOffsets(

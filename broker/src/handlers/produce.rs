@@ -274,7 +274,11 @@ pub async fn init_producer_id(
     let current = (req.producer_id.0 >= 0).then_some((req.producer_id.0, req.producer_epoch));
     match broker
         .meta
-        .init_producer_id(req.transactional_id.as_deref().map(|s| s.as_str()), current)
+        .init_producer_id(
+            &session.cluster,
+            req.transactional_id.as_deref().map(|s| s.as_str()),
+            current,
+        )
         .await
     {
         Ok((id, epoch)) => InitProducerIdResponse::default()

@@ -1,14 +1,56 @@
 //! Records: reads one partition (or all) from the newest records, an offset or a time,
 //! the way Fetch reads them, and decodes the batches for display.
+//!
+//! Batches are decoded on the blocking pool by [`super::decode`], with their decompressed
+//! size capped at [`MAX_DECOMPRESSED_BATCH`]. A batch that is refused (past the cap,
+//! damaged, an unknown codec) does not fail the read: it is shown as one entry at its base
+//! offset whose `error` says why, and the records around it are shown as usual.
 
 use bytes::BytesMut;
 use futures::stream::{self, StreamExt, TryStreamExt};
-use kafka_protocol::records::{RecordBatchDecoder, TimestampType};
 use serde::{Deserialize, Serialize};
 
 use super::{topic_not_found, InspectError, MAX_READ_BYTES, MAX_RECORDS, PARTITION_READS};
 use crate::state::Broker;
 use crate::store::{BatchLocation, TopicMeta};
+
+/// The most one batch may decompress to in the message browser; a batch past it is shown
+/// as an error entry instead of its records.
+pub const MAX_DECOMPRESSED_BATCH: usize = crate::decompress::DEFAULT_LIMIT;
+
+/// The most decompressed bytes one read holds, all partitions together: many batches each
+/// just under [`MAX_DECOMPRESSED_BATCH`] must not add up. A read that reaches it returns the
+/// records decoded so far, as the byte cap does.
+pub const MAX_DECOMPRESSED_READ: usize = MAX_DECOMPRESSED_BATCH;
+
+/// The decompression budget of one read, shared by its partitions. A batch reserves up to
+/// [`MAX_DECOMPRESSED_BATCH`] of it before it is inflated, is inflated with what it got as
+/// its limit, and gives back what it did not use, so the budget holds however many
+/// partitions decode at once.
+struct Budget(std::sync::atomic::AtomicUsize);
+
+impl Budget {
+    fn new() -> Self {
+        Budget(std::sync::atomic::AtomicUsize::new(MAX_DECOMPRESSED_READ))
+    }
+
+    /// Takes up to one batch's cap; 0 when the budget is spent.
+    fn reserve(&self) -> usize {
+        use std::sync::atomic::Ordering;
+        let mut taken = 0;
+        let _ = self
+            .0
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |left| {
+                taken = left.min(MAX_DECOMPRESSED_BATCH);
+                Some(left - taken)
+            });
+        taken
+    }
+
+    fn give_back(&self, bytes: usize) {
+        self.0.fetch_add(bytes, std::sync::atomic::Ordering::AcqRel);
+    }
+}
 
 /// Where a read starts.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -32,6 +74,24 @@ pub struct RecordView {
     pub key: Option<Vec<u8>>,
     pub value: Option<Vec<u8>>,
     pub headers: Vec<(String, Option<Vec<u8>>)>,
+    /// Set on an entry that stands for a whole batch that is not shown (from `offset` to
+    /// the batch's last offset): why, for the person browsing. Key, value and headers are
+    /// empty then.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
+impl RecordView {
+    /// The bytes of key, value and headers this record holds.
+    pub fn decoded_len(&self) -> usize {
+        self.key.as_ref().map_or(0, Vec::len)
+            + self.value.as_ref().map_or(0, Vec::len)
+            + self
+                .headers
+                .iter()
+                .map(|(k, v)| k.len() + v.as_ref().map_or(0, Vec::len))
+                .sum::<usize>()
+    }
 }
 
 /// Up to `limit` (at most [`MAX_RECORDS`]) records of one partition in offset order.
@@ -58,6 +118,7 @@ pub async fn read_records(
         from,
         limit.min(MAX_RECORDS),
         MAX_READ_BYTES,
+        &Budget::new(),
     )
     .await
 }
@@ -88,8 +149,9 @@ pub async fn read_records_all_partitions(
     let limit = limit.min(MAX_RECORDS);
     let byte_cap = MAX_READ_BYTES / topic.partitions.max(1) as usize;
     let topic = &topic;
+    let budget = &Budget::new();
     let per_partition: Vec<Vec<RecordView>> = stream::iter(0..topic.partitions)
-        .map(|p| read_partition(broker, topic, p, from, limit, byte_cap))
+        .map(|p| read_partition(broker, topic, p, from, limit, byte_cap, budget))
         .buffered(PARTITION_READS)
         .try_collect()
         .await?;
@@ -105,7 +167,7 @@ pub async fn read_records_all_partitions(
 }
 
 /// Reads one partition: at most `limit` records and `byte_cap` bytes of batches (at least
-/// one batch).
+/// one batch), and compressed batches while the read's decompression `budget` lasts.
 async fn read_partition(
     broker: &Broker,
     topic: &TopicMeta,
@@ -113,6 +175,7 @@ async fn read_partition(
     from: ReadFrom,
     limit: usize,
     byte_cap: usize,
+    budget: &Budget,
 ) -> Result<Vec<RecordView>, InspectError> {
     if limit == 0 {
         return Ok(Vec::new());
@@ -177,8 +240,13 @@ async fn read_partition(
             break;
         }
         read += row.byte_len as usize;
-        for record in decode_batch(broker, row, partition).await? {
-            if record.offset < first {
+        let Some(records) = decode_batch(broker, row, partition, budget).await? else {
+            break; // the read's decompression budget is spent
+        };
+        for record in records {
+            // A refused batch's entry stands at its base offset, which may lie before
+            // `first`: it is shown all the same (it covers `first`).
+            if record.offset < first && record.error.is_none() {
                 continue;
             }
             if !reached_time {
@@ -201,12 +269,18 @@ async fn read_partition(
 }
 
 /// Reads one stored batch through the cache and decodes its records (any compression
-/// codec); a transaction marker decodes to no records.
+/// codec, decompressed on the blocking pool under [`MAX_DECOMPRESSED_BATCH`]); a
+/// transaction marker decodes to no records, a batch that cannot be shown to one entry
+/// with its `error` set.
+///
+/// A compressed batch first reserves its cap from the read's `budget`: None when the
+/// budget is spent (the read stops there, like at its byte cap).
 async fn decode_batch(
     broker: &Broker,
     row: &BatchLocation,
     partition: i32,
-) -> Result<Vec<RecordView>, InspectError> {
+    budget: &Budget,
+) -> Result<Option<Vec<RecordView>>, InspectError> {
     let mut buf = BytesMut::with_capacity(row.byte_len as usize);
     if let Err(e) = crate::log::read_batch(broker, row, &mut buf).await {
         tracing::error!(error = %e, key = %row.object_key, "reading batch from bucket failed");
@@ -215,33 +289,66 @@ async fn decode_batch(
             row.base_offset
         )));
     }
-    let mut bytes = buf.freeze();
-    let set = RecordBatchDecoder::decode(&mut bytes).map_err(|e| {
-        InspectError::Storage(format!(
-            "records at offset {} do not decode: {e}",
-            row.base_offset
-        ))
-    })?;
-    Ok(set
-        .records
-        .into_iter()
-        .filter(|r| !r.control)
-        .map(|r| RecordView {
+    let bytes = buf.freeze();
+    let compressed = bytes.len() > 22 && i16::from_be_bytes([bytes[21], bytes[22]]) & 0x7 != 0;
+    // A compressed batch inflates into at most what it reserved of the read's budget.
+    let limit = if compressed {
+        budget.reserve()
+    } else {
+        MAX_DECOMPRESSED_BATCH
+    };
+    if limit == 0 {
+        return Ok(None);
+    }
+    let append_time = row.max_timestamp;
+    let decoded = crate::decompress::run_blocking(move || {
+        Ok(super::decode::decode_batch(
+            &bytes,
             partition,
-            offset: r.offset,
-            // LogAppendTime batches carry the append time in the header only.
-            timestamp_ms: if r.timestamp_type == TimestampType::LogAppend {
-                row.max_timestamp
-            } else {
-                r.timestamp
-            },
-            key: r.key.map(|k| k.to_vec()),
-            value: r.value.map(|v| v.to_vec()),
-            headers: r
-                .headers
-                .into_iter()
-                .map(|(k, v)| (k.to_string(), v.map(|v| v.to_vec())))
-                .collect(),
-        })
-        .collect())
+            append_time,
+            limit,
+        ))
+    })
+    .await;
+    if compressed {
+        let used = match &decoded {
+            Ok(Ok(records)) => records.iter().map(RecordView::decoded_len).sum(),
+            _ => 0,
+        };
+        budget.give_back(limit.saturating_sub(used));
+        let over = matches!(
+            &decoded,
+            Ok(Err(super::decode::BatchProblem::Decompress(
+                crate::decompress::DecompressError::TooLarge { .. }
+            )))
+        );
+        if over && limit < MAX_DECOMPRESSED_BATCH {
+            // Past what is left of the read's budget, not past the batch cap: the read
+            // ends here, as at its byte cap; the batch shows on a narrower read.
+            return Ok(None);
+        }
+    }
+    let problem = match decoded {
+        Ok(Ok(records)) => return Ok(Some(records)),
+        Ok(Err(problem)) => problem.to_string(),
+        Err(e) => e.to_string(),
+    };
+    tracing::warn!(
+        partition,
+        base_offset = row.base_offset,
+        problem = %problem,
+        "batch not shown in the message browser"
+    );
+    Ok(Some(vec![RecordView {
+        partition,
+        offset: row.base_offset,
+        timestamp_ms: row.max_timestamp,
+        key: None,
+        value: None,
+        headers: Vec::new(),
+        error: Some(format!(
+            "Offsets {} to {} are not shown: {problem}.",
+            row.base_offset, row.last_offset
+        )),
+    }]))
 }

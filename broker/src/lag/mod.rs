@@ -29,7 +29,8 @@ pub struct PartitionLag {
 /// Lag of one partition at `now_ms`, given the committed offset, the log end offset and the
 /// partition's index rows.
 pub fn compute(now_ms: i64, committed: i64, log_end: i64, rows: &[IndexRow]) -> (i64, f64) {
-    let offset_lag = (log_end - committed).max(0);
+    // A committed offset below 0 (stored before commits were checked) counts as 0.
+    let offset_lag = log_end.saturating_sub(committed.max(0)).max(0);
     if offset_lag == 0 {
         return (0, 0.0);
     }

@@ -53,9 +53,12 @@ pub struct AgentInfo {
     pub node_id: i32,
     /// Random per process: a restarted agent is a new holder.
     pub agent_id: String,
-    /// The advertised Kafka listener.
+    /// The advertised Kafka listener (plaintext; the TLS one when plaintext is off).
     pub host: String,
     pub port: i32,
+    /// The advertised TLS listener, when the agent has one.
+    pub tls_host: Option<String>,
+    pub tls_port: Option<i32>,
     pub rack: Option<String>,
     pub agent_group: String,
     pub roles: Vec<String>,
@@ -73,6 +76,8 @@ pub struct NewAgent {
     pub agent_id: String,
     pub host: String,
     pub port: i32,
+    /// The advertised TLS listener (host, port), if any.
+    pub tls: Option<(String, i32)>,
     pub rack: Option<String>,
     pub agent_group: String,
     /// Stored comma-separated: a role name must not contain a comma.
@@ -100,19 +105,24 @@ type AgentRow = (
     i64,
     i64,
     i64,
+    Option<String>,
+    Option<i64>,
 );
 
 const AGENT_COLUMNS: &str = "node_id, agent_id, host, port, rack, agent_group, roles, version, \
-     started_at_ms, last_seen_ms, produce_bytes_per_s, fetch_bytes_per_s, inflight_bytes";
+     started_at_ms, last_seen_ms, produce_bytes_per_s, fetch_bytes_per_s, inflight_bytes, \
+     tls_host, tls_port";
 
 /// Takes `node_id` for the agent if the row is free, expired (seen before the cutoff) or
 /// already its own; otherwise changes nothing. `$1` node id, `$2..$9` the agent, `$10` now,
-/// `$11` the expiry cutoff.
+/// `$11` the expiry cutoff, `$12..$13` the agent's TLS listener.
 const CLAIM_NODE_ID: &str =
     "INSERT INTO agents (node_id, agent_id, host, port, rack, agent_group, \
-     roles, version, started_at_ms, last_seen_ms) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) \
+     roles, version, started_at_ms, last_seen_ms, tls_host, tls_port) \
+     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $12, $13) \
      ON CONFLICT (node_id) DO UPDATE SET agent_id = excluded.agent_id, host = excluded.host, \
-     port = excluded.port, rack = excluded.rack, agent_group = excluded.agent_group, \
+     port = excluded.port, tls_host = excluded.tls_host, tls_port = excluded.tls_port, \
+     rack = excluded.rack, agent_group = excluded.agent_group, \
      roles = excluded.roles, version = excluded.version, started_at_ms = excluded.started_at_ms, \
      last_seen_ms = excluded.last_seen_ms, produce_bytes_per_s = 0, fetch_bytes_per_s = 0, \
      inflight_bytes = 0 \
@@ -216,6 +226,8 @@ impl Metadata {
                     .bind(a.started_at_ms)
                     .bind(now_ms)
                     .bind(cutoff)
+                    .bind(a.tls.as_ref().map(|(h, _)| h.as_str()))
+                    .bind(a.tls.as_ref().map(|(_, p)| *p as i64))
                     .execute(&mut *tx)
                     .await?
                     .rows_affected()
@@ -408,6 +420,8 @@ fn agent_from_row(r: AgentRow) -> Result<AgentInfo, StoreError> {
         agent_id: r.1,
         host: r.2,
         port: narrow(r.3)?,
+        tls_host: r.13,
+        tls_port: r.14.map(narrow).transpose()?,
         rack: r.4,
         agent_group: r.5,
         roles: decode_roles(&r.6),

@@ -166,6 +166,13 @@ impl Metadata {
     pub async fn delete_virtual_cluster(&self, id: &str) -> Result<Vec<String>, StoreError> {
         with_pool!(self, |pool, _lock, _db| {
             let mut tx = pool.begin().await?;
+            // The cluster row goes first: a topic being created in it holds that row
+            // (see `create_topic`), so this waits for it and then deletes it too; a topic
+            // created after this finds no cluster.
+            sqlx::query("DELETE FROM virtual_clusters WHERE id = $1")
+                .bind(id)
+                .execute(&mut *tx)
+                .await?;
             let topics: Vec<(i64, String)> =
                 sqlx::query_as("SELECT id, name FROM topics WHERE cluster = $1")
                     .bind(id)
@@ -189,7 +196,7 @@ impl Metadata {
                 "DELETE FROM api_keys WHERE cluster_id = $1",
                 "DELETE FROM acls WHERE cluster = $1",
                 "DELETE FROM client_quotas WHERE cluster = $1",
-                "DELETE FROM virtual_clusters WHERE id = $1",
+                "DELETE FROM producer_ids WHERE cluster = $1",
             ] {
                 sqlx::query(sql).bind(id).execute(&mut *tx).await?;
             }

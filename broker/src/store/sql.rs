@@ -23,6 +23,8 @@ pub enum StoreError {
     AlreadyExists(String),
     #[error("topic '{0}' does not exist")]
     UnknownTopic(String),
+    #[error("virtual cluster '{0}' does not exist (deleted?)")]
+    UnknownCluster(String),
     #[error("{0}")]
     InvalidPartitions(String),
     #[error(
@@ -201,8 +203,22 @@ impl Metadata {
             }
             _ => StoreError::Database(e),
         };
-        let id = with_pool!(self, |pool, _lock, DB| {
+        let id = with_pool!(self, |pool, lock, DB| {
             let mut tx = pool.begin().await?;
+            // A topic lives in an existing cluster: a client still connected to a cluster
+            // being deleted cannot create one in it. The row stays locked until the topic
+            // is committed (a concurrent delete waits for it and removes the topic too).
+            if cluster != crate::session::DEFAULT_CLUSTER {
+                let exists: Option<(String,)> = sqlx::query_as(&format!(
+                    "SELECT id FROM virtual_clusters WHERE id = $1{lock}"
+                ))
+                .bind(cluster)
+                .fetch_optional(&mut *tx)
+                .await?;
+                if exists.is_none() {
+                    return Err(StoreError::UnknownCluster(cluster.to_string()));
+                }
+            }
             let (id,): (i64,) = sqlx::query_as(
                 "INSERT INTO topics (cluster, name, topic_uuid, partition_count, created_at_ms) \
                  VALUES ($1, $2, $3, $4, $5) RETURNING id",
@@ -530,6 +546,7 @@ impl Metadata {
     /// that asks to keep its id), returning (id, epoch).
     pub async fn init_producer_id(
         &self,
+        cluster: &str,
         transactional_id: Option<&str>,
         current: Option<(i64, i16)>,
     ) -> Result<(i64, i16), StoreError> {
@@ -539,17 +556,19 @@ impl Metadata {
             let existing: Option<(i64, i64)> = match (transactional_id, current) {
                 (Some(tid), _) => {
                     sqlx::query_as(&format!(
-                        "SELECT id, epoch FROM producer_ids WHERE transactional_id = $1{lock}"
+                        "SELECT id, epoch FROM producer_ids WHERE cluster = $1 AND transactional_id = $2{lock}"
                     ))
+                    .bind(cluster)
                     .bind(tid)
                     .fetch_optional(&mut *tx)
                     .await?
                 }
                 (None, Some((pid, _))) => {
                     sqlx::query_as(&format!(
-                        "SELECT id, epoch FROM producer_ids WHERE id = $1{lock}"
+                        "SELECT id, epoch FROM producer_ids WHERE id = $1 AND cluster = $2{lock}"
                     ))
                     .bind(pid)
+                    .bind(cluster)
                     .fetch_optional(&mut *tx)
                     .await?
                 }
@@ -570,15 +589,17 @@ impl Metadata {
                 other => {
                     if other.is_some() {
                         // The epoch is exhausted: retire the old id and hand out a new one.
-                        sqlx::query("UPDATE producer_ids SET transactional_id = NULL WHERE transactional_id = $1")
+                        sqlx::query("UPDATE producer_ids SET transactional_id = NULL WHERE cluster = $1 AND transactional_id = $2")
+                            .bind(cluster)
                             .bind(transactional_id)
                             .execute(&mut *tx)
                             .await?;
                     }
                     let (id,): (i64,) = sqlx::query_as(
-                        "INSERT INTO producer_ids (transactional_id, epoch, updated_at_ms) \
-                         VALUES ($1, 0, $2) RETURNING id",
+                        "INSERT INTO producer_ids (cluster, transactional_id, epoch, updated_at_ms) \
+                         VALUES ($1, $2, 0, $3) RETURNING id",
                     )
+                    .bind(cluster)
                     .bind(transactional_id)
                     .bind(now)
                     .fetch_one(&mut *tx)

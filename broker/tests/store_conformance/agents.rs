@@ -36,6 +36,7 @@ fn agent(name: &str) -> NewAgent {
         agent_id: format!("{name}-{}", uuid::Uuid::new_v4().simple()),
         host: format!("{name}.internal"),
         port: 9092,
+        tls: None,
         rack: None,
         agent_group: "default".into(),
         roles: vec!["produce".into(), "fetch".into()],
@@ -234,6 +235,51 @@ pub(crate) async fn deregistration_frees_the_id(m: &Metadata) {
         .unwrap());
     // Free at once, without waiting for the timeout.
     assert_eq!(m.register_agent(&b, Some(1), T0, TIMEOUT).await.unwrap(), 1);
+}
+
+pub(crate) async fn agents_publish_their_tls_listener(m: &Metadata) {
+    let _table = empty_agents_table(m).await;
+    let a = NewAgent {
+        tls: Some(("a.internal".into(), 9093)),
+        ..agent("a")
+    };
+    let b = agent("b");
+    m.register_agent(&a, Some(1), T0, TIMEOUT).await.unwrap();
+    m.register_agent(&b, Some(2), T0, TIMEOUT).await.unwrap();
+    let tls = |live: &[broker::store::AgentInfo]| {
+        live.iter()
+            .map(|x| (x.node_id, x.port, x.tls_host.clone(), x.tls_port))
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(
+        tls(&m.live_agents(T0, TIMEOUT).await.unwrap()),
+        vec![
+            (1, 9092, Some("a.internal".to_string()), Some(9093)),
+            (2, 9092, None, None)
+        ]
+    );
+    // Re-registering (a restart with other listeners) replaces the address, both ways.
+    let a_plain = NewAgent {
+        tls: None,
+        ..a.clone()
+    };
+    let b_tls = NewAgent {
+        tls: Some(("b.internal".into(), 19093)),
+        ..b.clone()
+    };
+    m.register_agent(&a_plain, Some(1), T0 + 1, TIMEOUT)
+        .await
+        .unwrap();
+    m.register_agent(&b_tls, Some(2), T0 + 1, TIMEOUT)
+        .await
+        .unwrap();
+    assert_eq!(
+        tls(&m.live_agents(T0 + 1, TIMEOUT).await.unwrap()),
+        vec![
+            (1, 9092, None, None),
+            (2, 9092, Some("b.internal".to_string()), Some(19093))
+        ]
+    );
 }
 
 pub(crate) async fn live_agents_lists_only_fresh_rows(m: &Metadata) {

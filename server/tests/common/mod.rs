@@ -21,8 +21,12 @@ use rdkafka::{Message, Offset, TopicPartitionList};
 /// A running `sluice serve`; killed when dropped.
 pub struct Server {
     child: Child,
+    /// The plaintext Kafka listener ("none" when it is off).
     pub kafka: String,
     pub http: String,
+    /// The Kafka TLS listener and the HTTPS port, when configured.
+    pub kafka_tls: Option<String>,
+    pub https: Option<String>,
     pub dir: PathBuf,
     args: Vec<String>,
 }
@@ -34,11 +38,13 @@ impl Server {
             "serve".into(),
             "--data-dir".into(),
             dir.join("data").display().to_string(),
-            "--kafka-addr".into(),
-            "127.0.0.1:0".into(),
             "--http-addr".into(),
             "127.0.0.1:0".into(),
         ];
+        // An ephemeral plaintext port, unless the test chooses (e.g. `none`).
+        if !extra.contains(&"--kafka-addr") {
+            args.extend(["--kafka-addr".into(), "127.0.0.1:0".into()]);
+        }
         // A short batch timeout keeps tests fast, unless the test sets its own.
         if !extra.contains(&"--batch-timeout") {
             args.extend(["--batch-timeout".into(), "10ms".into()]);
@@ -76,15 +82,17 @@ impl Server {
                 panic!("sluice did not report ready within 60s; log:\n{log}");
             }
         };
-        let field = |name: &str| {
+        let optional = |name: &str| {
             line.split_whitespace()
                 .find_map(|w| w.strip_prefix(name))
-                .unwrap_or_else(|| panic!("no {name} in '{line}'"))
-                .to_string()
+                .map(str::to_string)
         };
+        let field = |name: &str| optional(name).unwrap_or_else(|| panic!("no {name} in '{line}'"));
         Server {
             kafka: field("kafka="),
             http: field("http="),
+            kafka_tls: optional("kafka_tls="),
+            https: optional("https="),
             child,
             dir: dir.to_path_buf(),
             args,
