@@ -165,6 +165,8 @@ struct ClusterPatch {
     auto_create_topics: Option<bool>,
     default_partitions: Option<i32>,
     default_retention_ms: Option<i64>,
+    /// Enforce Kafka ACLs on the cluster's keys.
+    acls_enabled: Option<bool>,
 }
 
 async fn update_cluster(
@@ -193,6 +195,9 @@ async fn update_cluster(
                 b.default_retention_ms.unwrap_or(cur.default_retention_ms),
             )
             .await?;
+        }
+        if let Some(enabled) = b.acls_enabled {
+            crate::acl_ops::set_acls_enabled(&c, &v, &cur, enabled).await?;
         }
         // Read back: the answer shows the cluster as it now is.
         ok(ops::cluster(&c, &v.actor(), &cur.id).await?)

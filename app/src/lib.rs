@@ -11,6 +11,8 @@
 //! * [`auth`]: passwords, log-in rate limit, sessions, CSRF, roles, API keys over HTTP.
 //! * [`ops`]: every console action as one function (permission check, validation, the
 //!   change), shared by the pages and the JSON API so the two cannot drift apart.
+//! * [`acl_ops`]: the Kafka ACLs and client quotas of a cluster (the same rules for pages
+//!   and API).
 //! * [`extract`]: the handlers' preamble as axum extractors: who is asking, and the
 //!   cluster of the path with access checked.
 //! * [`chart`]: lag charts as SVG (plotters).
@@ -38,6 +40,7 @@ use broker::inspect::ClusterView;
 use tower_sessions::cookie::SameSite;
 use tower_sessions::{Expiry, SessionManagerLayer};
 
+pub mod acl_ops;
 pub mod api;
 pub mod auth;
 pub mod chart;

@@ -29,6 +29,8 @@ pub struct ClusterRef {
     pub auto_create_topics: bool,
     pub default_partitions: i32,
     pub default_retention_ms: i64,
+    /// Whether Kafka ACLs are enforced (see [`crate::acl_ops`]).
+    pub acls_enabled: bool,
 }
 
 impl ClusterRef {
@@ -41,6 +43,7 @@ impl ClusterRef {
             auto_create_topics: vc.auto_create_topics,
             default_partitions: vc.default_partitions,
             default_retention_ms: vc.default_retention_ms,
+            acls_enabled: vc.acls_enabled,
         }
     }
 
@@ -54,6 +57,7 @@ impl ClusterRef {
             auto_create_topics: d.auto_create_topics,
             default_partitions: d.default_partitions,
             default_retention_ms: d.default_retention_ms,
+            acls_enabled: false,
         }
     }
 }
@@ -265,7 +269,7 @@ pub fn require_user(actor: Actor) -> Result<Viewer, Refusal> {
     }
 }
 
-fn not_builtin(c: &ClusterRef) -> Result<(), Refusal> {
+pub(crate) fn not_builtin(c: &ClusterRef) -> Result<(), Refusal> {
     if c.builtin {
         Err(Refusal::bad_request(
             "The built-in default cluster is configured with `sluice serve` flags, not here.",

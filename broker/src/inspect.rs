@@ -55,7 +55,14 @@ pub use view::{
     AgentView, ClusterDefaults, ClusterView, GroupLag, CREDENTIAL_TTL, DEFAULT_CLUSTER,
 };
 // The store's types that cross the door, so the console names one module.
-pub use crate::store::{ApiKeyInfo, Credential, StoreError, TopicMeta, VirtualCluster};
+pub use crate::acl::{
+    AclBinding, AclFilter, Operation, PatternFilter, PatternType, Permission, ResourceType,
+    CLUSTER_RESOURCE, MAX_ACLS_PER_CLUSTER, WILDCARD,
+};
+pub use crate::quota::{validate as validate_quota, CONSUMER_BYTE_RATE, PRODUCER_BYTE_RATE};
+pub use crate::store::{
+    ApiKeyInfo, ClientQuota, Credential, StoreError, TopicMeta, VirtualCluster,
+};
 
 /// The most records one read returns.
 pub const MAX_RECORDS: usize = 500;

@@ -13,6 +13,10 @@
 //!   (virtual clusters in `store/clusters.rs`, API keys in `store/credentials.rs`).
 //! * [`decompress`]: the one way Sluice inflates record data (gzip, snappy, lz4, zstd),
 //!   streaming and capped, off the async workers; the message browser uses it.
+//! * Security inside a cluster: [`acl`] (Kafka ACLs per virtual cluster, the one check the
+//!   handlers call, cached per cluster; managed by `handlers/acls.rs`) and [`quota`]
+//!   (producer/consumer byte rates per API key, throttling by muting the connection;
+//!   managed by `handlers/quotas.rs`); both stored in `store/acls.rs`.
 //! * Console door: [`inspect::ClusterView`] is all the web console holds of the broker:
 //!   typed reads (clusters, keys, topics, records, groups, lag) and the few admin writes
 //!   it offers, through the same code the handlers use, keeping the broker's caches right.
@@ -37,6 +41,7 @@
 //! virtual clusters and their API keys); it does not serve HTTP and knows nothing about
 //! console users or teams: those live in the console's own store (the `app` crate).
 
+pub mod acl;
 pub mod agent;
 pub mod alloc_guard;
 pub mod auth;
@@ -62,6 +67,7 @@ pub mod membership;
 pub mod metrics;
 pub mod placement;
 pub mod protocol;
+pub mod quota;
 pub mod retention;
 pub mod segment;
 pub mod server;

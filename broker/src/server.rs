@@ -324,11 +324,17 @@ async fn serve_connection<S: Split>(
         let _ = wr.flush().await;
     });
 
+    // Client quotas: a throttled answer mutes the connection (crate::quota).
+    let mute = Arc::new(crate::quota::Mute::default());
     let connected = Instant::now();
     let mut last_read = Instant::now();
     let mut next_check = Instant::now() + REVALIDATE_EVERY;
     let idle = broker.config.connections_max_idle;
     loop {
+        tokio::select! {
+            _ = mute.wait() => {}
+            _ = cancel.cancelled() => break,
+        }
         // Before authentication (required, or begun and not finished) only ApiVersions and
         // SASL frames of at most --sasl-max-receive-bytes are read, and nothing is taken
         // from the gates: an anonymous socket must not be able to hold memory or stall
@@ -541,9 +547,16 @@ async fn serve_connection<S: Split>(
                         .instrument(span.clone())
                         .await;
                 let broker = broker.clone();
+                let mute = mute.clone();
                 tokio::spawn(
                     async move {
-                        let Reply { response, permit } = respond.await?;
+                        let Reply { response, permit, throttle } = respond.await?;
+                        if let Some(t) = throttle {
+                            mute.mute_for(t.time);
+                            if t.delay {
+                                tokio::time::sleep(t.time).await;
+                            }
+                        }
                         // A fetch answers with fetch-gate bytes; every other answer keeps
                         // its request's bytes (shrunk to the answer) until written.
                         let permit = permit.or(request_permit);
@@ -729,6 +742,11 @@ fn api_name(key: ApiKey) -> &'static str {
         ApiKey::DescribeGroups => "describe_groups",
         ApiKey::DeleteGroups => "delete_groups",
         ApiKey::OffsetDelete => "offset_delete",
+        ApiKey::CreateAcls => "create_acls",
+        ApiKey::DescribeAcls => "describe_acls",
+        ApiKey::DeleteAcls => "delete_acls",
+        ApiKey::DescribeClientQuotas => "describe_client_quotas",
+        ApiKey::AlterClientQuotas => "alter_client_quotas",
         _ => "other",
     }
 }

@@ -10,6 +10,7 @@ use std::sync::Arc;
 
 use tokio::sync::watch;
 
+use crate::acl::AclCache;
 use crate::auth::{CredentialCache, FailureDelay};
 use crate::bucket::Bucket;
 use crate::cache::ChunkCache;
@@ -19,6 +20,7 @@ use crate::groups::Coordinator;
 use crate::lag::LagBoard;
 use crate::membership::Membership;
 use crate::metrics::Metrics;
+use crate::quota::Quotas;
 use crate::store::{Metadata, StoreError};
 use crate::topics::{BuiltinDefaults, Topics};
 use crate::writer::SegmentWriter;
@@ -42,6 +44,10 @@ pub struct Broker {
     pub(crate) credentials: CredentialCache,
     /// Delays refused SASL answers per address.
     pub(crate) sasl_failures: FailureDelay,
+    /// Each cluster's ACLs, cached.
+    pub(crate) acls: AclCache,
+    /// Client quotas per key (cached) and this agent's rate buckets.
+    pub(crate) quotas: Quotas,
     /// The latest consumer-group lag, from the lag job.
     pub(crate) lag: LagBoard,
     pub(crate) metrics: Metrics,
@@ -89,6 +95,8 @@ impl Broker {
         Broker {
             credentials: CredentialCache::new(p.meta.clone()),
             sasl_failures: FailureDelay::default(),
+            acls: AclCache::new(p.meta.clone()),
+            quotas: Quotas::new(p.meta.clone()),
             fetch_readers: tokio::sync::Semaphore::new(
                 std::thread::available_parallelism()
                     .map(|n| n.get() / 2)

@@ -11,6 +11,9 @@ use std::sync::Arc;
 #[path = "store_conformance/agents.rs"]
 mod agents;
 use agents::*;
+#[path = "store_conformance/acls.rs"]
+mod acls;
+use acls::*;
 
 use broker::store::plan::{AppendGroup, GroupOutcome, PendingBatch};
 use broker::store::{CommittedOffset, Metadata, SegmentCommit, StoreError};
@@ -722,4 +725,6 @@ conformance!(
     lease_acquire_renew_refuse_take_over,
     lease_release,
     concurrent_lease_acquisition_has_one_winner,
+    acls_stored_filtered_deleted,
+    client_quotas_set_replaced_removed,
 );

@@ -23,6 +23,7 @@ pub enum Tab {
     Topics,
     Groups,
     Keys,
+    Acls,
 }
 
 /// The tabs of a cluster's pages; API keys only for those who may see them (owners and
@@ -35,12 +36,15 @@ pub fn tabs(c: &ClusterRef, active: Tab, viewer: &auth::Viewer) -> AnyView {
     };
     let keys = (!c.builtin && viewer.role.can_admin())
         .then(|| item(Tab::Keys, format!("{base}/keys"), "API keys"));
+    let acls = (!c.builtin && viewer.role.can_admin())
+        .then(|| item(Tab::Acls, format!("{base}/acls"), "ACLs"));
     view! {
         <nav class="tabs">
             {item(Tab::Overview, base.clone(), "Overview")}
             {item(Tab::Topics, format!("{base}/topics"), "Topics")}
             {item(Tab::Groups, format!("{base}/groups"), "Consumer groups")}
             {keys}
+            {acls}
         </nav>
     }
     .into_any()
@@ -193,6 +197,8 @@ pub async fn show(
                 let parts = cl.default_partitions.to_string();
                 let retention = cl.default_retention_ms.to_string();
                 let auto = cl.auto_create_topics;
+                let acls_on = cl.acls_enabled;
+                let acls_page = format!("{here}/acls");
                 view! {
                     <section class="card">
                         <h2>"Settings"</h2>
@@ -206,6 +212,7 @@ pub async fn show(
                             <label class="check"><input type="checkbox" name="auto_create" value="on" checked=auto/>"Create topics on first use"</label>
                             <label>"Default partitions"<input type="number" name="default_partitions" min="1" max="1000" value=parts/></label>
                             <label>{format!("Default retention in ms, -1 = forever (now {})", human_ms(cl.default_retention_ms))}<input type="number" name="default_retention_ms" value=retention/></label>
+                            <label class="check"><input type="checkbox" name="acls_enabled" value="on" checked=acls_on/>"Enforce ACLs (keys may do only what an "<a href=acls_page>"ACL"</a>" allows)"</label>
                             <button type="submit">"Save settings"</button>
                         </form>
                         <p><a class="button danger" href=delete>"Delete this cluster…"</a></p>
@@ -273,7 +280,13 @@ pub async fn settings(
             let result = match (parts, retention) {
                 (Ok(p), Ok(r)) => {
                     let auto = f.has("auto_create");
-                    ops::update_cluster_settings(&c, &viewer, &cluster, auto, p, r).await
+                    match ops::update_cluster_settings(&c, &viewer, &cluster, auto, p, r).await {
+                        Ok(()) => {
+                            let acls = f.has("acls_enabled");
+                            crate::acl_ops::set_acls_enabled(&c, &viewer, &cluster, acls).await
+                        }
+                        Err(r) => Err(r),
+                    }
                 }
                 _ => Err(Refusal::bad_request(
                     "Partitions and retention must be whole numbers.",
@@ -363,6 +376,14 @@ pub async fn keys(
             let here = format!("/clusters/{}/keys", enc(&cl.id));
             let keys = ops::api_keys(&c, &viewer, &cl).await?;
             let admin = viewer.role.can_admin();
+            // Each key's ACL count and quotas (crate::views::acls).
+            let acls = crate::acl_ops::acls(&c, &cl, None).await?;
+            let quotas: std::collections::HashMap<(String, String), f64> =
+                crate::acl_ops::quotas(&c, &cl)
+                    .await?
+                    .into_iter()
+                    .map(|q| ((q.user, q.key), q.value))
+                    .collect();
             let rows = keys
                 .iter()
                 .map(|k| {
@@ -392,6 +413,7 @@ pub async fn keys(
                             <td>{fmt_time(k.created_at_ms)}</td>
                             <td>{last}</td>
                             <td>{status}</td>
+                            {super::acls::key_cells(&cl.id, &viewer.csrf, admin, &k.id, acls.iter().filter(|b| b.principal == format!("User:{}", k.id)).count(), &quotas)}
                             <td>{revoke}</td>
                         </tr>
                     }
@@ -415,7 +437,7 @@ pub async fn keys(
                     {create}
                     {empty}
                     <table>
-                        <thead><tr><th>"Name"</th><th>"Key id"</th><th>"Created by"</th><th>"Created"</th><th>"Last used"</th><th>"Status"</th><th></th></tr></thead>
+                        <thead><tr><th>"Name"</th><th>"Key id"</th><th>"Created by"</th><th>"Created"</th><th>"Last used"</th><th>"Status"</th><th>"ACLs"</th><th>"Quotas"</th><th></th></tr></thead>
                         <tbody>{rows}</tbody>
                     </table>
                 </section>

@@ -26,6 +26,7 @@ use crate::extract::{self, Who};
 use crate::AppState;
 
 pub mod account;
+pub mod acls;
 pub mod agents;
 pub mod clusters;
 pub mod groups;
@@ -57,6 +58,10 @@ pub fn routes() -> Router<AppState> {
             get(clusters::keys).post(clusters::create_key),
         )
         .route("/clusters/{c}/keys/{k}/revoke", post(clusters::revoke_key))
+        .route("/clusters/{c}/keys/{k}/quotas", post(acls::key_quotas))
+        .route("/clusters/{c}/acls", get(acls::show).post(acls::create))
+        .route("/clusters/{c}/acls/delete", post(acls::delete))
+        .route("/clusters/{c}/acls/enforce", post(acls::enforce))
         .route(
             "/clusters/{c}/topics",
             get(topics::list).post(topics::create),

@@ -21,6 +21,7 @@ use kafka_protocol::messages::{
 use kafka_protocol::protocol::StrBytes;
 
 use super::store_error_code;
+use crate::acl::{Operation, ResourceType};
 use crate::codes;
 use crate::session::Session;
 use crate::state::Broker;
@@ -43,6 +44,7 @@ pub async fn create_topics(
     version: i16,
     req: CreateTopicsRequest,
 ) -> CreateTopicsResponse {
+    let authz = broker.acls.authz(session).await;
     let mut results = Vec::with_capacity(req.topics.len());
     for t in req.topics {
         let name = t.name.to_string();
@@ -63,7 +65,12 @@ pub async fn create_topics(
                     .map(|v| (c.name.to_string(), v.to_string()))
             })
             .collect();
-        let refusal = if let Err(refused) = validate_new_topic(&name, partitions, &configs) {
+        let refusal = if !authz.may_create_topic(&name) {
+            Some((
+                codes::TOPIC_AUTHORIZATION_FAILED,
+                "creating topics needs CREATE on the cluster or the topic".to_string(),
+            ))
+        } else if let Err(refused) = validate_new_topic(&name, partitions, &configs) {
             Some(refused)
         } else if t.replication_factor == 0 || t.replication_factor < -1 {
             Some((
@@ -151,8 +158,21 @@ pub async fn delete_topics(
         .map(|n| (Some(n), uuid::Uuid::nil()))
         .collect();
     targets.extend(req.topics.into_iter().map(|t| (t.name, t.topic_id)));
+    let authz = broker.acls.authz(session).await;
     let mut responses = Vec::with_capacity(targets.len());
     for (name, id) in targets {
+        // By name the check comes before the look-up (a refused key learns nothing).
+        if let Some(n) = &name {
+            if let Err(code) = authz.check(Operation::Delete, ResourceType::Topic, n) {
+                responses.push(
+                    DeletableTopicResult::default()
+                        .with_name(name.clone())
+                        .with_topic_id(id)
+                        .with_error_code(code),
+                );
+                continue;
+            }
+        }
         let found = match &name {
             Some(n) => broker.meta.topic(&session.cluster, n).await,
             None => broker.meta.topic_by_uuid(&session.cluster, id).await,
@@ -161,6 +181,9 @@ pub async fn delete_topics(
             .with_name(name.clone())
             .with_topic_id(id);
         match found {
+            Ok(Some(t)) if !authz.allows(Operation::Delete, ResourceType::Topic, &t.name) => {
+                r = r.with_error_code(codes::TOPIC_AUTHORIZATION_FAILED);
+            }
             Ok(Some(t)) => match broker.topics.delete(&session.cluster, &t.name).await {
                 Ok(_) => {
                     r = r
@@ -193,9 +216,14 @@ pub async fn create_partitions(
     session: &Session,
     req: CreatePartitionsRequest,
 ) -> CreatePartitionsResponse {
+    let authz = broker.acls.authz(session).await;
     let mut results = Vec::with_capacity(req.topics.len());
     for t in req.topics {
         let r = CreatePartitionsTopicResult::default().with_name(t.name.clone());
+        if let Err(code) = authz.check(Operation::Alter, ResourceType::Topic, &t.name) {
+            results.push(r.with_error_code(code));
+            continue;
+        }
         let outcome = async {
             let Some(topic) = broker.meta.topic(&session.cluster, &t.name).await? else {
                 return Err(StoreError::UnknownTopic(t.name.to_string()));
@@ -251,6 +279,7 @@ pub async fn describe_configs(
     session: &Session,
     req: DescribeConfigsRequest,
 ) -> DescribeConfigsResponse {
+    let authz = broker.acls.authz(session).await;
     let mut results = Vec::with_capacity(req.resources.len());
     for res in req.resources {
         let wanted = |k: &str| match &res.configuration_keys {
@@ -260,6 +289,21 @@ pub async fn describe_configs(
         let mut r = DescribeConfigsResult::default()
             .with_resource_type(res.resource_type)
             .with_resource_name(res.resource_name.clone());
+        let refused = match res.resource_type {
+            RESOURCE_TOPIC => authz
+                .check(
+                    Operation::DescribeConfigs,
+                    ResourceType::Topic,
+                    &res.resource_name,
+                )
+                .err(),
+            RESOURCE_BROKER => authz.check_cluster(Operation::DescribeConfigs).err(),
+            _ => None,
+        };
+        if let Some(code) = refused {
+            results.push(r.with_error_code(code));
+            continue;
+        }
         match res.resource_type {
             RESOURCE_TOPIC => match broker
                 .meta
@@ -339,6 +383,17 @@ async fn apply_change(
                 .to_string(),
         ));
     }
+    broker
+        .acls
+        .authz(session)
+        .await
+        .check(Operation::AlterConfigs, ResourceType::Topic, name)
+        .map_err(|code| {
+            (
+                code,
+                "altering configs needs ALTER_CONFIGS on the topic".into(),
+            )
+        })?;
     let change = change.map_err(|m| (codes::INVALID_CONFIG, m))?;
     topic_config::validate_all(change.set.iter().map(|(k, v)| (k.as_str(), v.as_str())))
         .map_err(|e| (codes::INVALID_CONFIG, e.0))?;

@@ -10,9 +10,11 @@ use kafka_protocol::messages::fetch_response::{FetchableTopicResponse, Partition
 use kafka_protocol::messages::{FetchRequest, FetchResponse};
 
 use super::store_error_code;
+use crate::acl::{Authz, Operation, ResourceType};
 use crate::codes;
 use crate::gate::Permit;
 use crate::log::read_batch;
+use crate::quota::Direction;
 use crate::session::Session;
 use crate::state::Broker;
 use crate::store::TopicMeta;
@@ -45,8 +47,9 @@ pub async fn fetch(
     };
     // Resolve topics once; a fetch names them by name (< v13) or id (v13+).
     let mut topics = Vec::with_capacity(req.topics.len());
+    let authz = broker.acls.authz(session).await;
     for t in &req.topics {
-        topics.push(resolve(broker, session, version, t).await);
+        topics.push(resolve(broker, session, &authz, version, t).await);
     }
     // One fetch may hold at most a quarter of the gate, so several consumers progress.
     let cap = (broker.fetch_gate.limit() / 4).max(1 << 20);
@@ -78,7 +81,14 @@ pub async fn fetch(
                 broker.metrics.fetch_bytes.inc_by(bytes as u64);
                 // Keep what encoding it will hold; the writer shrinks it to the frame.
                 permit.shrink_to(2 * bytes as u64 + 4096);
-                return (FetchResponse::default().with_responses(responses), permit);
+                let throttle = broker
+                    .quotas
+                    .record(session, Direction::Fetch, bytes as u64)
+                    .await;
+                let response = FetchResponse::default()
+                    .with_responses(responses)
+                    .with_throttle_time_ms(throttle.as_millis() as i32);
+                return (response, permit);
             }
         }
         let now = Instant::now();
@@ -109,7 +119,17 @@ async fn anything_to_read(broker: &Broker, requested: &[FetchTopic], topics: &[R
     false
 }
 
-async fn resolve(broker: &Broker, session: &Session, version: i16, t: &FetchTopic) -> Resolved {
+async fn resolve(
+    broker: &Broker,
+    session: &Session,
+    authz: &Authz,
+    version: i16,
+    t: &FetchTopic,
+) -> Resolved {
+    // By name the check comes before the look-up (a refused key learns nothing).
+    if version < 13 {
+        authz.check(Operation::Read, ResourceType::Topic, &t.topic)?;
+    }
     let found = if version >= 13 {
         broker
             .meta
@@ -119,7 +139,11 @@ async fn resolve(broker: &Broker, session: &Session, version: i16, t: &FetchTopi
     } else {
         broker.topics.get(&session.cluster, &t.topic).await
     };
-    found.map_err(|e| store_error_code(&e))
+    let found = found.map_err(|e| store_error_code(&e))?;
+    if let Some(topic) = &found {
+        authz.check(Operation::Read, ResourceType::Topic, &topic.name)?;
+    }
+    Ok(found)
 }
 
 async fn read_all(

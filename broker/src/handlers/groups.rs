@@ -28,11 +28,17 @@ use kafka_protocol::messages::{
 use kafka_protocol::protocol::StrBytes;
 
 use super::store_error_code;
+use crate::acl::{Authz, Operation, ResourceType};
 use crate::codes;
 use crate::groups::state::Join;
 use crate::session::Session;
 use crate::state::Broker;
 use crate::store::CommittedOffset;
+
+/// The connection's right to `op` on a group, as the group APIs answer a refusal.
+fn check_group(authz: &Authz, op: Operation, group: &str) -> Result<(), i16> {
+    authz.check(op, ResourceType::Group, group)
+}
 
 /// Longest metadata string stored with a committed offset (Kafka's default).
 const MAX_OFFSET_METADATA: usize = 4096;
@@ -57,6 +63,12 @@ pub async fn join_group(
     version: i16,
     req: JoinGroupRequest,
 ) -> JoinGroupResponse {
+    let authz = broker.acls.authz(session).await;
+    if let Err(code) = check_group(&authz, Operation::Read, &req.group_id) {
+        return JoinGroupResponse::default()
+            .with_error_code(code)
+            .with_generation_id(-1);
+    }
     if req.group_id.is_empty() {
         return JoinGroupResponse::default()
             .with_error_code(codes::INVALID_GROUP_ID)
@@ -132,6 +144,10 @@ pub async fn sync_group(
     version: i16,
     req: SyncGroupRequest,
 ) -> SyncGroupResponse {
+    let authz = broker.acls.authz(session).await;
+    if let Err(code) = check_group(&authz, Operation::Read, &req.group_id) {
+        return SyncGroupResponse::default().with_error_code(code);
+    }
     if !coordinated_here(broker, session, &req.group_id) {
         return SyncGroupResponse::default().with_error_code(codes::NOT_COORDINATOR);
     }
@@ -161,7 +177,15 @@ pub async fn sync_group(
     resp
 }
 
-pub fn heartbeat(broker: &Broker, session: &Session, req: HeartbeatRequest) -> HeartbeatResponse {
+pub fn heartbeat(
+    broker: &Broker,
+    session: &Session,
+    authz: &Authz,
+    req: HeartbeatRequest,
+) -> HeartbeatResponse {
+    if let Err(code) = check_group(authz, Operation::Read, &req.group_id) {
+        return HeartbeatResponse::default().with_error_code(code);
+    }
     if !coordinated_here(broker, session, &req.group_id) {
         return HeartbeatResponse::default().with_error_code(codes::NOT_COORDINATOR);
     }
@@ -178,9 +202,13 @@ pub fn heartbeat(broker: &Broker, session: &Session, req: HeartbeatRequest) -> H
 pub fn leave_group(
     broker: &Broker,
     session: &Session,
+    authz: &Authz,
     version: i16,
     req: LeaveGroupRequest,
 ) -> LeaveGroupResponse {
+    if let Err(code) = check_group(authz, Operation::Read, &req.group_id) {
+        return LeaveGroupResponse::default().with_error_code(code);
+    }
     if !coordinated_here(broker, session, &req.group_id) {
         return LeaveGroupResponse::default().with_error_code(codes::NOT_COORDINATOR);
     }
@@ -224,7 +252,10 @@ pub async fn offset_commit(
     session: &Session,
     req: OffsetCommitRequest,
 ) -> OffsetCommitResponse {
-    let allowed = if coordinated_here(broker, session, &req.group_id) {
+    let authz = broker.acls.authz(session).await;
+    let allowed = if let Err(code) = check_group(&authz, Operation::Read, &req.group_id) {
+        code
+    } else if coordinated_here(broker, session, &req.group_id) {
         broker.groups.commit_allowed(
             &session.cluster,
             &req.group_id,
@@ -238,7 +269,10 @@ pub async fn offset_commit(
     let mut to_store = Vec::new();
     let mut topics = Vec::with_capacity(req.topics.len());
     for t in &req.topics {
-        let topic = if allowed == codes::NONE {
+        let topic_refused = authz
+            .check(Operation::Read, ResourceType::Topic, &t.name)
+            .err();
+        let topic = if allowed == codes::NONE && topic_refused.is_none() {
             broker.topics.get(&session.cluster, &t.name).await
         } else {
             Ok(None)
@@ -249,6 +283,8 @@ pub async fn offset_commit(
                 codes::INVALID_GROUP_ID
             } else if allowed != codes::NONE {
                 allowed
+            } else if let Some(code) = topic_refused {
+                code
             } else if p
                 .committed_metadata
                 .as_ref()
@@ -317,6 +353,8 @@ async fn fetch_group(
     group: &str,
     wanted: Option<Vec<(TopicName, Vec<i32>)>>,
 ) -> Result<Vec<(TopicName, Vec<(i32, i64, i32, Option<String>)>)>, i16> {
+    let authz = broker.acls.authz(session).await;
+    check_group(&authz, Operation::Describe, group)?;
     if !coordinated_here(broker, session, group) {
         return Err(codes::NOT_COORDINATOR);
     }
@@ -326,7 +364,12 @@ async fn fetch_group(
         .await
         .map_err(|e| store_error_code(&e))?;
     let mut by_topic: BTreeMap<String, HashMap<i32, CommittedOffset>> = BTreeMap::new();
+    // Offsets of topics the key may not describe are left out: asked for, they read as
+    // not committed (-1).
     for o in stored {
+        if !authz.allows(Operation::Describe, ResourceType::Topic, &o.topic) {
+            continue;
+        }
         by_topic
             .entry(o.topic.clone())
             .or_default()
@@ -444,6 +487,10 @@ pub async fn list_groups(
     session: &Session,
     req: ListGroupsRequest,
 ) -> ListGroupsResponse {
+    // DESCRIBE on the cluster lists every group; otherwise only describable ones.
+    let authz = broker.acls.authz(session).await;
+    let all = authz.check_cluster(Operation::Describe).is_ok();
+    let may_list = |g: &str| all || authz.allows(Operation::Describe, ResourceType::Group, g);
     let mut listed: BTreeMap<String, (String, String)> = BTreeMap::new();
     match broker.meta.groups_with_offsets(&session.cluster).await {
         Ok(groups) => {
@@ -475,7 +522,7 @@ pub async fn list_groups(
     ListGroupsResponse::default().with_groups(
         listed
             .into_iter()
-            .filter(|(_, (st, t))| wanted_state(st) && wanted_type(t))
+            .filter(|(g, (st, t))| may_list(g) && wanted_state(st) && wanted_type(t))
             .map(|(g, (st, t))| {
                 ListedGroup::default()
                     .with_group_id(GroupId(s(g)))
@@ -492,11 +539,16 @@ pub async fn describe_groups(
     session: &Session,
     req: DescribeGroupsRequest,
 ) -> DescribeGroupsResponse {
+    let authz = broker.acls.authz(session).await;
     let mut groups = Vec::with_capacity(req.groups.len());
     for g in req.groups {
         let mut d = DescribedGroup::default()
             .with_group_id(g.clone())
             .with_authorized_operations(NO_OPERATIONS);
+        if let Err(code) = check_group(&authz, Operation::Describe, &g) {
+            groups.push(d.with_error_code(code));
+            continue;
+        }
         match broker.groups.describe(&session.cluster, &g) {
             Some(view) => {
                 d = d
@@ -544,9 +596,12 @@ pub async fn delete_groups(
     session: &Session,
     req: DeleteGroupsRequest,
 ) -> DeleteGroupsResponse {
+    let authz = broker.acls.authz(session).await;
     let mut results = Vec::with_capacity(req.groups_names.len());
     for g in req.groups_names {
-        let code = match broker.groups.forget_if_empty(&session.cluster, &g) {
+        let code = match check_group(&authz, Operation::Delete, &g)
+            .and_then(|()| broker.groups.forget_if_empty(&session.cluster, &g))
+        {
             Err(code) => code,
             Ok(known) => match broker
                 .meta
@@ -581,6 +636,10 @@ pub async fn offset_delete(
     session: &Session,
     req: OffsetDeleteRequest,
 ) -> OffsetDeleteResponse {
+    let authz = broker.acls.authz(session).await;
+    if let Err(code) = check_group(&authz, Operation::Delete, &req.group_id) {
+        return OffsetDeleteResponse::default().with_error_code(code);
+    }
     let offsets = match broker
         .meta
         .group_offsets(&session.cluster, &req.group_id)
@@ -601,7 +660,9 @@ pub async fn offset_delete(
     for t in req.topics {
         let in_use = subscribed.iter().any(|x| x == t.name.as_str());
         let partitions: Vec<i32> = t.partitions.iter().map(|p| p.partition_index).collect();
-        let code = if in_use {
+        let code = if let Err(code) = authz.check(Operation::Read, ResourceType::Topic, &t.name) {
+            code
+        } else if in_use {
             codes::GROUP_SUBSCRIBED_TO_TOPIC
         } else {
             match broker

@@ -15,6 +15,7 @@ use kafka_protocol::messages::{
 use kafka_protocol::protocol::StrBytes;
 
 use super::store_error_code;
+use crate::acl::{Authz, Operation, ResourceType};
 use crate::codes;
 use crate::membership::Membership;
 use crate::protocol::SUPPORTED;
@@ -117,14 +118,18 @@ pub async fn metadata(
         .with_cluster_id(Some(StrBytes::from_string(broker.cluster_id.clone())))
         .with_controller_id(controller(broker, &brokers).into())
         .with_cluster_authorized_operations(NO_OPERATIONS);
+    let authz = broker.acls.authz(session).await;
+    let may_describe = |name: &str| authz.allows(Operation::Describe, ResourceType::Topic, name);
     // v0 asks for all topics with an empty list; v1+ with a null one.
     let requested = match req.topics {
         Some(list) if !(version == 0 && list.is_empty()) => list,
         _ => {
             match broker.meta.list_topics(&session.cluster).await {
                 Ok(all) => {
+                    // Only the topics this key may describe are listed.
                     resp.topics = all
                         .iter()
+                        .filter(|t| may_describe(&t.name))
                         .map(|t| topic_entry(broker, &leaders, t))
                         .collect()
                 }
@@ -145,7 +150,12 @@ pub async fn metadata(
                     .topic_by_uuid(&session.cluster, t.topic_id)
                     .await
                 {
-                    Ok(Some(found)) => topic_entry(broker, &leaders, &found),
+                    Ok(Some(found)) if may_describe(&found.name) => {
+                        topic_entry(broker, &leaders, &found)
+                    }
+                    Ok(Some(_)) => MetadataResponseTopic::default()
+                        .with_topic_id(t.topic_id)
+                        .with_error_code(codes::TOPIC_AUTHORIZATION_FAILED),
                     Ok(None) => MetadataResponseTopic::default()
                         .with_topic_id(t.topic_id)
                         .with_error_code(codes::UNKNOWN_TOPIC_ID),
@@ -157,17 +167,31 @@ pub async fn metadata(
                 continue;
             }
         };
-        let entry = if crate::topic_config::validate_topic_name(&by_name).is_err() {
+        let entry = if !may_describe(&by_name) {
+            MetadataResponseTopic::default()
+                .with_name(Some(by_name))
+                .with_error_code(codes::TOPIC_AUTHORIZATION_FAILED)
+        } else if crate::topic_config::validate_topic_name(&by_name).is_err() {
             MetadataResponseTopic::default()
                 .with_name(Some(by_name))
                 .with_error_code(codes::INVALID_TOPIC_EXCEPTION)
         } else {
             match broker
                 .topics
-                .get_or_create(&session.cluster, &by_name, allow_create)
+                .get_or_create(
+                    &session.cluster,
+                    &by_name,
+                    allow_create && authz.may_create_topic(&by_name),
+                )
                 .await
             {
                 Ok(TopicLookup::Found(found)) => topic_entry(broker, &leaders, &found),
+                // Kafka's answer when auto-creation was refused for want of CREATE.
+                Ok(TopicLookup::Missing) if allow_create && !authz.may_create_topic(&by_name) => {
+                    MetadataResponseTopic::default()
+                        .with_name(Some(by_name))
+                        .with_error_code(codes::TOPIC_AUTHORIZATION_FAILED)
+                }
                 Ok(TopicLookup::Missing) => MetadataResponseTopic::default()
                     .with_name(Some(by_name))
                     .with_error_code(codes::UNKNOWN_TOPIC_OR_PARTITION),
@@ -211,6 +235,7 @@ const KEY_TYPE_GROUP: i8 = 0;
 pub fn find_coordinator(
     broker: &Broker,
     session: &Session,
+    authz: &Authz,
     version: i16,
     req: FindCoordinatorRequest,
 ) -> FindCoordinatorResponse {
@@ -230,6 +255,13 @@ pub fn find_coordinator(
                 .with_error_message((version >= 1).then_some(message))
                 .with_node_id((-1).into())
                 .with_port(-1),
+            None if !authz.allows(Operation::Describe, ResourceType::Group, &req.key) => resp
+                .with_error_code(codes::GROUP_AUTHORIZATION_FAILED)
+                .with_error_message((version >= 1).then_some(StrBytes::from_static_str(
+                    "this key may not describe the group",
+                )))
+                .with_node_id((-1).into())
+                .with_port(-1),
             None => {
                 let c = broker.membership.coordinator(&session.cluster, &req.key);
                 let (host, port) = address(&c, session.listener);
@@ -244,12 +276,20 @@ pub fn find_coordinator(
         .into_iter()
         .map(|key| {
             let chosen = broker.membership.coordinator(&session.cluster, &key);
+            let described = authz.allows(Operation::Describe, ResourceType::Group, &key);
             let c = Coordinator::default().with_key(key);
             let (host, port) = address(&chosen, session.listener);
             match &refusal {
                 Some((code, message)) => c
                     .with_error_code(*code)
                     .with_error_message(Some(message.clone()))
+                    .with_node_id((-1).into())
+                    .with_port(-1),
+                None if !described => c
+                    .with_error_code(codes::GROUP_AUTHORIZATION_FAILED)
+                    .with_error_message(Some(StrBytes::from_static_str(
+                        "this key may not describe the group",
+                    )))
                     .with_node_id((-1).into())
                     .with_port(-1),
                 None => c

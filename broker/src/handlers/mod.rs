@@ -4,12 +4,14 @@
 //! future; only produce uses the first stage (to append in order), every other API runs
 //! entirely in the returned future.
 
+pub mod acls;
 pub mod admin;
 pub mod fetch;
 pub mod groups;
 pub mod metadata;
 pub mod offsets;
 pub mod produce;
+pub mod quotas;
 
 use std::sync::Arc;
 
@@ -19,6 +21,7 @@ use kafka_protocol::messages::{RequestHeader, RequestKind, ResponseKind};
 
 use crate::codes;
 use crate::gate::Permit;
+use crate::quota::Throttle;
 use crate::session::Session;
 use crate::state::Broker;
 use crate::store::StoreError;
@@ -47,6 +50,23 @@ fn ready(r: ResponseKind) -> BoxFuture<'static, Option<ResponseKind>> {
 pub struct Reply {
     pub response: ResponseKind,
     pub permit: Option<Permit>,
+    /// Set when a client quota throttles the connection (see [`crate::quota`]).
+    pub throttle: Option<Throttle>,
+}
+
+/// The throttle a quota put on a Produce or Fetch answer. Clients from Produce v6 and
+/// Fetch v8 back off by themselves (KIP-219): their answer goes at once and the
+/// connection is muted; older ones get the answer after the throttle time.
+fn throttle_of(response: &ResponseKind, version: i16) -> Option<Throttle> {
+    let (ms, delay) = match response {
+        ResponseKind::Produce(r) => (r.throttle_time_ms, version < 6),
+        ResponseKind::Fetch(r) => (r.throttle_time_ms, version < 8),
+        _ => return None,
+    };
+    (ms > 0).then(|| Throttle {
+        time: std::time::Duration::from_millis(ms as u64),
+        delay,
+    })
 }
 
 /// Starts handling a request: the first stage runs now, the rest in the returned future.
@@ -60,17 +80,21 @@ pub async fn dispatch(
         let (b, s, version) = (broker.clone(), session.clone(), header.request_api_version);
         return async move {
             let (response, permit) = fetch::fetch(&b, &s, version, req).await;
+            let response = ResponseKind::Fetch(response);
             Some(Reply {
-                response: ResponseKind::Fetch(response),
+                throttle: throttle_of(&response, version),
+                response,
                 permit: Some(permit),
             })
         }
         .boxed();
     }
+    let version = header.request_api_version;
     dispatch_plain(broker, session, header, body)
         .await
-        .map(|r| {
+        .map(move |r| {
             r.map(|response| Reply {
+                throttle: throttle_of(&response, version),
                 response,
                 permit: None,
             })
@@ -99,9 +123,12 @@ async fn dispatch_plain(
             }
             .boxed()
         }
-        RequestKind::FindCoordinator(req) => ready(ResponseKind::FindCoordinator(
-            metadata::find_coordinator(broker, session, version, req),
-        )),
+        RequestKind::FindCoordinator(req) => {
+            let authz = broker.acls.authz(session).await;
+            ready(ResponseKind::FindCoordinator(metadata::find_coordinator(
+                broker, session, &authz, version, req,
+            )))
+        }
         RequestKind::JoinGroup(req) => {
             let client_id = header
                 .client_id
@@ -121,12 +148,18 @@ async fn dispatch_plain(
             ))
         }
         .boxed(),
-        RequestKind::Heartbeat(req) => ready(ResponseKind::Heartbeat(groups::heartbeat(
-            broker, session, req,
-        ))),
-        RequestKind::LeaveGroup(req) => ready(ResponseKind::LeaveGroup(groups::leave_group(
-            broker, session, version, req,
-        ))),
+        RequestKind::Heartbeat(req) => {
+            let authz = broker.acls.authz(session).await;
+            ready(ResponseKind::Heartbeat(groups::heartbeat(
+                broker, session, &authz, req,
+            )))
+        }
+        RequestKind::LeaveGroup(req) => {
+            let authz = broker.acls.authz(session).await;
+            ready(ResponseKind::LeaveGroup(groups::leave_group(
+                broker, session, &authz, version, req,
+            )))
+        }
         // Committed here, in the connection's arrival order, not detached: two commits in
         // flight on one connection must land in the order they were sent, or an older
         // offset could overwrite a newer one (as Kafka, which serves a connection's
@@ -212,6 +245,36 @@ async fn dispatch_plain(
         RequestKind::IncrementalAlterConfigs(req) => async move {
             Some(ResponseKind::IncrementalAlterConfigs(
                 admin::incremental_alter_configs(&b, &s, req).await,
+            ))
+        }
+        .boxed(),
+        RequestKind::CreateAcls(req) => async move {
+            Some(ResponseKind::CreateAcls(
+                acls::create_acls(&b, &s, req).await,
+            ))
+        }
+        .boxed(),
+        RequestKind::DescribeAcls(req) => async move {
+            Some(ResponseKind::DescribeAcls(
+                acls::describe_acls(&b, &s, req).await,
+            ))
+        }
+        .boxed(),
+        RequestKind::DeleteAcls(req) => async move {
+            Some(ResponseKind::DeleteAcls(
+                acls::delete_acls(&b, &s, req).await,
+            ))
+        }
+        .boxed(),
+        RequestKind::DescribeClientQuotas(req) => async move {
+            Some(ResponseKind::DescribeClientQuotas(
+                quotas::describe_client_quotas(&b, &s, req).await,
+            ))
+        }
+        .boxed(),
+        RequestKind::AlterClientQuotas(req) => async move {
+            Some(ResponseKind::AlterClientQuotas(
+                quotas::alter_client_quotas(&b, &s, req).await,
             ))
         }
         .boxed(),

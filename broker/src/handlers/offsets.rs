@@ -8,6 +8,7 @@ use kafka_protocol::messages::list_offsets_response::{
 use kafka_protocol::messages::{ListOffsetsRequest, ListOffsetsResponse};
 
 use super::store_error_code;
+use crate::acl::{Operation, ResourceType};
 use crate::codes;
 use crate::log::offset_at;
 use crate::session::Session;
@@ -20,9 +21,16 @@ pub async fn list_offsets(
     version: i16,
     req: ListOffsetsRequest,
 ) -> ListOffsetsResponse {
+    let authz = broker.acls.authz(session).await;
     let mut topics = Vec::with_capacity(req.topics.len());
     for t in req.topics {
-        let found = broker.topics.get(&session.cluster, &t.name).await;
+        let refused = authz
+            .check(Operation::Describe, ResourceType::Topic, &t.name)
+            .err();
+        let found = match refused {
+            Some(_) => Ok(None),
+            None => broker.topics.get(&session.cluster, &t.name).await,
+        };
         let mut parts = Vec::with_capacity(t.partitions.len());
         for p in t.partitions {
             let base = ListOffsetsPartitionResponse::default()
@@ -32,6 +40,7 @@ pub async fn list_offsets(
                 // The leader epoch exists from v4; Sluice's partitions never change leader epoch.
                 .with_leader_epoch(if version >= 4 { 0 } else { -1 });
             let answer = match &found {
+                _ if refused.is_some() => Err(refused.unwrap_or(codes::NONE)),
                 Ok(Some(topic))
                     if p.partition_index >= 0 && p.partition_index < topic.partitions =>
                 {

@@ -12,9 +12,11 @@ use kafka_protocol::protocol::StrBytes;
 use tokio::sync::oneshot;
 
 use super::store_error_code;
+use crate::acl::{Operation, ResourceType};
 use crate::batch::{self, BatchError};
 use crate::clock::now_ms;
 use crate::codes;
+use crate::quota::Direction;
 use crate::session::Session;
 use crate::state::Broker;
 use crate::store::plan::GroupOutcome;
@@ -55,8 +57,31 @@ pub async fn produce(
     let mut appends = Vec::new();
     // (topic index, slot index) of each append, to route its receiver back.
     let mut routes = Vec::new();
+    let authz = broker.acls.authz(session).await;
+    // The key's producer_byte_rate counts every record byte it sends.
+    let bytes: usize = req
+        .topic_data
+        .iter()
+        .flat_map(|t| &t.partition_data)
+        .filter_map(|p| p.records.as_ref().map(|r| r.len()))
+        .sum();
+    let throttle = broker
+        .quotas
+        .record(session, Direction::Produce, bytes as u64)
+        .await;
     for td in req.topic_data {
         let mut slots = Vec::with_capacity(td.partition_data.len());
+        // By name the check comes first, so a refused key learns nothing of the topic and
+        // creates none; by id (v13+) it needs the name looked up.
+        if version < 13 {
+            if let Err(code) = authz.check(Operation::Write, ResourceType::Topic, &td.name) {
+                for pd in &td.partition_data {
+                    slots.push(failed(pd.index, code, None));
+                }
+                topics.push((TopicProduceResponse::default().with_name(td.name), slots));
+                continue;
+            }
+        }
         let lookup = if version >= 13 {
             match broker
                 .meta
@@ -70,7 +95,7 @@ pub async fn produce(
         } else {
             broker
                 .topics
-                .get_or_create(&session.cluster, &td.name, true)
+                .get_or_create(&session.cluster, &td.name, authz.may_create_topic(&td.name))
                 .await
         };
         let missing_code = if version >= 13 {
@@ -79,6 +104,21 @@ pub async fn produce(
             codes::UNKNOWN_TOPIC_OR_PARTITION
         };
         let topic = match lookup {
+            Ok(TopicLookup::Found(t)) if version >= 13 => {
+                match authz.check(Operation::Write, ResourceType::Topic, &t.name) {
+                    Ok(()) => Some(t),
+                    Err(code) => {
+                        for pd in &td.partition_data {
+                            slots.push(failed(pd.index, code, None));
+                        }
+                        topics.push((
+                            TopicProduceResponse::default().with_topic_id(td.topic_id),
+                            slots,
+                        ));
+                        continue;
+                    }
+                }
+            }
             Ok(TopicLookup::Found(t)) => Some(t),
             Ok(TopicLookup::Missing) => None,
             Err(e) => {
@@ -201,8 +241,13 @@ pub async fn produce(
             responses.push(resp);
         }
         // acks=0: the client expects no response at all.
-        (acks != 0)
-            .then(|| ResponseKind::Produce(ProduceResponse::default().with_responses(responses)))
+        (acks != 0).then(|| {
+            ResponseKind::Produce(
+                ProduceResponse::default()
+                    .with_responses(responses)
+                    .with_throttle_time_ms(throttle.as_millis() as i32),
+            )
+        })
     }
     .boxed()
 }
@@ -212,6 +257,20 @@ pub async fn init_producer_id(
     session: &Session,
     req: InitProducerIdRequest,
 ) -> InitProducerIdResponse {
+    // A transactional producer needs WRITE on its transactional id; an idempotent one
+    // IDEMPOTENT_WRITE on the cluster or WRITE on some topic (as Kafka 3.0+).
+    let authz = broker.acls.authz(session).await;
+    let allowed = match req.transactional_id.as_deref() {
+        Some(id) => authz.check(Operation::Write, ResourceType::TransactionalId, id),
+        None if authz.allows_any(Operation::Write, ResourceType::Topic) => Ok(()),
+        None => authz.check_cluster(Operation::IdempotentWrite),
+    };
+    if let Err(code) = allowed {
+        return InitProducerIdResponse::default()
+            .with_error_code(code)
+            .with_producer_id((-1).into())
+            .with_producer_epoch(-1);
+    }
     let current = (req.producer_id.0 >= 0).then_some((req.producer_id.0, req.producer_epoch));
     match broker
         .meta

@@ -19,8 +19,9 @@ use super::{
     groups, records, GroupDetail, GroupSummary, InspectError, OffsetReset, ReadFrom, RecordView,
     ResetTo, TopicDetail, TopicSummary,
 };
+use crate::acl::{AclBinding, AclFilter};
 use crate::state::Broker;
-use crate::store::{ApiKeyInfo, Credential, StoreError, TopicMeta, VirtualCluster};
+use crate::store::{ApiKeyInfo, ClientQuota, Credential, StoreError, TopicMeta, VirtualCluster};
 
 pub use crate::lag::GroupLag;
 pub use crate::session::DEFAULT_CLUSTER;
@@ -110,6 +111,59 @@ impl ClusterView {
             .await
     }
 
+    // ---- ACLs and client quotas (crate::acl, crate::quota) ----
+
+    /// Turns ACL enforcement on or off; returns whether the cluster exists.
+    pub async fn set_acls_enabled(&self, id: &str, enabled: bool) -> Result<bool, StoreError> {
+        let found = self.broker.meta.set_acls_enabled(id, enabled).await?;
+        self.broker.acls.forget(id);
+        Ok(found)
+    }
+
+    pub async fn acls(&self, cluster: &str) -> Result<Vec<AclBinding>, StoreError> {
+        self.broker.meta.acls(cluster).await
+    }
+
+    /// Stores one binding (validated first); false when the cluster holds the most ACLs
+    /// it may.
+    pub async fn create_acl(&self, cluster: &str, binding: AclBinding) -> Result<bool, StoreError> {
+        let stored = self.broker.meta.create_acls(cluster, &[binding]).await?;
+        self.broker.acls.forget(cluster);
+        Ok(stored)
+    }
+
+    /// Deletes the bindings matching `filter`; returns them.
+    pub async fn delete_acls(
+        &self,
+        cluster: &str,
+        filter: &AclFilter,
+    ) -> Result<Vec<AclBinding>, StoreError> {
+        let deleted = self.broker.meta.delete_acls(cluster, filter).await?;
+        self.broker.acls.forget(cluster);
+        Ok(deleted)
+    }
+
+    pub async fn client_quotas(&self, cluster: &str) -> Result<Vec<ClientQuota>, StoreError> {
+        self.broker.meta.client_quotas(cluster).await
+    }
+
+    /// Sets (`Some`) or removes (`None`) one quota of one key (checked by the caller with
+    /// [`crate::quota::validate`]).
+    pub async fn set_client_quota(
+        &self,
+        cluster: &str,
+        key_id: &str,
+        quota: &str,
+        value: Option<f64>,
+    ) -> Result<(), StoreError> {
+        self.broker
+            .meta
+            .alter_client_quotas(cluster, &[(key_id.to_string(), quota.to_string(), value)])
+            .await?;
+        self.broker.quotas.forget(cluster);
+        Ok(())
+    }
+
     /// Deletes a cluster with its topics, offsets, lag history and API keys, and drops its
     /// topics from the broker's cache. Returns the names of the topics deleted.
     pub async fn delete_virtual_cluster(&self, id: &str) -> Result<Vec<String>, StoreError> {
@@ -118,6 +172,8 @@ impl ClusterView {
             self.broker.topics.forget(id, t);
         }
         self.broker.credentials.forget_cluster(id);
+        self.broker.acls.forget(id);
+        self.broker.quotas.forget(id);
         Ok(topics)
     }
 

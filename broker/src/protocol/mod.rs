@@ -48,6 +48,13 @@ pub const SUPPORTED: &[(ApiKey, i16, i16)] = &[
     (ApiKey::CreatePartitions, 0, 3),
     (ApiKey::IncrementalAlterConfigs, 0, 1),
     (ApiKey::DescribeCluster, 0, 1),
+    // ACLs from v1 (pattern types; the crate decodes no v0): librdkafka, kafka-clients
+    // and kafka-python all speak v1+.
+    (ApiKey::DescribeAcls, 1, 3),
+    (ApiKey::CreateAcls, 1, 3),
+    (ApiKey::DeleteAcls, 1, 3),
+    (ApiKey::DescribeClientQuotas, 0, 1),
+    (ApiKey::AlterClientQuotas, 0, 1),
     // From v0 because old librdkafka enables SASL only when the range contains v0 (as Kafka
     // advertises it); clients then use v1, whose tokens travel in SaslAuthenticate.
     (ApiKey::SaslHandshake, 0, 1),

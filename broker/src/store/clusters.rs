@@ -23,9 +23,11 @@ pub struct VirtualCluster {
     pub auto_create_topics: bool,
     pub default_partitions: i32,
     pub default_retention_ms: i64,
+    /// Whether Kafka ACLs are enforced (see [`crate::acl`]).
+    pub acls_enabled: bool,
 }
 
-type ClusterRow = (String, String, String, i64, i64, i64, i64);
+type ClusterRow = (String, String, String, i64, i64, i64, i64, i64);
 
 fn cluster(r: ClusterRow) -> VirtualCluster {
     VirtualCluster {
@@ -36,11 +38,13 @@ fn cluster(r: ClusterRow) -> VirtualCluster {
         auto_create_topics: r.4 != 0,
         default_partitions: r.5 as i32,
         default_retention_ms: r.6,
+        acls_enabled: r.7 != 0,
     }
 }
 
 const CLUSTER_COLUMNS: &str =
-    "id, org_id, name, created_at_ms, auto_create_topics, default_partitions, default_retention_ms";
+    "id, org_id, name, created_at_ms, auto_create_topics, default_partitions, default_retention_ms, \
+     acls_enabled";
 
 impl Metadata {
     pub async fn create_virtual_cluster(
@@ -76,6 +80,7 @@ impl Metadata {
             auto_create_topics: true,
             default_partitions: 1,
             default_retention_ms: 604_800_000,
+            acls_enabled: false,
         })
     }
 
@@ -189,6 +194,8 @@ impl Metadata {
                 "DELETE FROM group_snapshots WHERE cluster = $1",
                 "DELETE FROM group_snapshot_members WHERE cluster = $1",
                 "DELETE FROM api_keys WHERE cluster_id = $1",
+                "DELETE FROM acls WHERE cluster = $1",
+                "DELETE FROM client_quotas WHERE cluster = $1",
                 "DELETE FROM producer_ids WHERE cluster = $1",
             ] {
                 sqlx::query(sql).bind(id).execute(&mut *tx).await?;

@@ -70,6 +70,7 @@ macro_rules! begin_write {
     };
 }
 
+mod acls;
 mod agents;
 mod clusters;
 mod compaction;
@@ -84,6 +85,7 @@ mod snapshots;
 mod sql;
 mod watch;
 
+pub use acls::ClientQuota;
 pub use agents::{AgentInfo, AgentLoad, NewAgent};
 pub use clusters::VirtualCluster;
 pub use compaction::{CompactedFile, CompactionCandidate, CompactionRow, MovedBatch, SwapDone};
