@@ -1,7 +1,10 @@
 //! Clusters (list, create, rename, settings, delete with confirmation), the cluster page
 //! with its bootstrap address and client configs, and API keys.
 
+use std::collections::HashMap;
+
 use axum::extract::{Path, State};
+use broker::inspect::{CONSUMER_BYTE_RATE, PRODUCER_BYTE_RATE};
 use leptos::prelude::*;
 use tower_sessions::Session;
 
@@ -413,7 +416,7 @@ pub async fn keys(
                             <td>{fmt_time(k.created_at_ms)}</td>
                             <td>{last}</td>
                             <td>{status}</td>
-                            {super::acls::key_cells(&cl.id, &viewer.csrf, admin, &k.id, acls.iter().filter(|b| b.principal == format!("User:{}", k.id)).count(), &quotas)}
+                            {key_cells(&cl.id, &viewer.csrf, admin, &k.id, acls.iter().filter(|b| b.principal == format!("User:{}", k.id)).count(), &quotas)}
                             <td>{revoke}</td>
                         </tr>
                     }
@@ -506,4 +509,59 @@ pub async fn revoke_key(
         }
         .await,
     )
+}
+
+/// The ACL link and quota form of one key in the key list.
+pub fn key_cells(
+    cluster_id: &str,
+    csrf: &str,
+    admin: bool,
+    key_id: &str,
+    acl_count: usize,
+    quotas: &HashMap<(String, String), f64>,
+) -> AnyView {
+    let acls_href = format!(
+        "/clusters/{}/acls?principal={}",
+        enc(cluster_id),
+        enc(&format!("User:{key_id}"))
+    );
+    let acl_label = match acl_count {
+        0 => "no ACLs".to_string(),
+        1 => "1 ACL".to_string(),
+        n => format!("{n} ACLs"),
+    };
+    let value = |q: &str| {
+        quotas
+            .get(&(key_id.to_string(), q.to_string()))
+            .map(|v| format!("{v}"))
+            .unwrap_or_default()
+    };
+    let (produce, consume) = (value(PRODUCER_BYTE_RATE), value(CONSUMER_BYTE_RATE));
+    let quota = if admin {
+        let action = format!("/clusters/{}/keys/{}/quotas", enc(cluster_id), enc(key_id));
+        view! {
+            <form method="post" action=action class="inline quota">
+                {csrf_field(csrf)}
+                <input type="number" name=PRODUCER_BYTE_RATE min="1" step="any" value=produce placeholder="produce B/s" title="producer_byte_rate (bytes per second, empty = no limit)"/>
+                <input type="number" name=CONSUMER_BYTE_RATE min="1" step="any" value=consume placeholder="fetch B/s" title="consumer_byte_rate (bytes per second, empty = no limit)"/>
+                <button type="submit" class="small">"Set"</button>
+            </form>
+        }
+        .into_any()
+    } else {
+        let text = |v: String| {
+            if v.is_empty() {
+                "no limit".to_string()
+            } else {
+                format!("{v} B/s")
+            }
+        };
+        view! { <span>{format!("produce {} · fetch {}", text(produce), text(consume))}</span> }
+            .into_any()
+    };
+    view! {
+        <td><a href=acls_href>{acl_label}</a></td>
+        <td>{quota}</td>
+    }
+    .into_any()
 }
