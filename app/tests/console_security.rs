@@ -311,7 +311,9 @@ async fn wrong_passwords_slow_the_guesser_but_never_lock_the_owner_out() {
         assert_eq!(a.status, StatusCode::UNAUTHORIZED, "{}", a.body);
         assert!(a.body.contains("Wrong e-mail address or password"));
     }
-    assert!(took[0] < Duration::from_millis(100), "{took:?}");
+    // The first guesses are free: only the password check's time (which a loaded machine
+    // stretches, hence relative to the throttled ones).
+    assert!(took[0] + Duration::from_millis(500) < took[7], "{took:?}");
     assert!(
         took[6] >= Duration::from_millis(400) && took[7] >= Duration::from_millis(800),
         "delays grow: {took:?}"
