@@ -14,11 +14,15 @@ use std::time::{Duration, Instant};
 use broker::{BrokerConfig, Metrics};
 use bytes::{Bytes, BytesMut};
 use kafka_protocol::messages::join_group_request::JoinGroupRequestProtocol;
+use kafka_protocol::messages::offset_commit_request::{
+    OffsetCommitRequestPartition, OffsetCommitRequestTopic,
+};
 use kafka_protocol::messages::{
     ApiKey, ApiVersionsRequest, CreateTopicsRequest, CreateTopicsResponse, GroupId,
     JoinGroupRequest, JoinGroupResponse, RequestHeader, ResponseHeader, SaslAuthenticateRequest,
     SaslAuthenticateResponse, SaslHandshakeRequest, SaslHandshakeResponse, TopicName,
 };
+use kafka_protocol::messages::{OffsetCommitRequest, OffsetCommitResponse};
 use kafka_protocol::protocol::{Decodable, Encodable, StrBytes};
 use tokio::sync::Mutex;
 use tokio_util::sync::CancellationToken;
@@ -499,4 +503,66 @@ async fn wrong_secrets_are_slowed_not_locked() {
     let mut s = connect(addr);
     sasl_plain(&mut s, &key.id, &secret).unwrap();
     assert!(started.elapsed() < Duration::from_secs(1));
+}
+
+/// Finding 8 (Kafka port): a commit of i64::MIN (it made lag -9.2e18) is refused and stores
+/// nothing; a client cannot create Kafka's internal `__consumer_offsets` topic.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nonsense_commits_and_internal_topic_names_are_refused() {
+    let _serial = ONE_AT_A_TIME.lock().await;
+    let dir = tempfile::tempdir().unwrap();
+    let running = start(dir.path(), |_| {}).await;
+    let mut s = connect(running.kafka_addr);
+    s.write_all(&produce_frame("orders", 3, 10, 0)).unwrap();
+    assert_eq!(
+        read_produce_response(&mut s).responses[0].partition_responses[0].error_code,
+        0
+    );
+    let commit = |offset: i64| {
+        OffsetCommitRequest::default()
+            .with_group_id(GroupId(StrBytes::from_static_str("lagging")))
+            .with_generation_id_or_member_epoch(-1)
+            .with_topics(vec![OffsetCommitRequestTopic::default()
+                .with_name(TopicName(StrBytes::from_static_str("orders")))
+                .with_partitions(vec![OffsetCommitRequestPartition::default()
+                    .with_partition_index(0)
+                    .with_committed_offset(offset)])])
+    };
+    for (offset, code) in [(i64::MIN, 1), (-1, 1), (2, 0)] {
+        s.write_all(&frame(ApiKey::OffsetCommit, 8, 3, "t", &commit(offset)))
+            .unwrap();
+        let r: OffsetCommitResponse = read_body(&mut s, ApiKey::OffsetCommit, 8);
+        assert_eq!(
+            r.topics[0].partitions[0].error_code, code,
+            "commit of {offset}"
+        );
+    }
+    let stored = running
+        .broker
+        .meta()
+        .group_offsets("default", "lagging")
+        .await
+        .unwrap();
+    assert_eq!(stored.len(), 1);
+    assert_eq!(stored[0].offset, 2, "the refused commits stored nothing");
+
+    s.write_all(&frame(
+        ApiKey::CreateTopics,
+        5,
+        4,
+        "t",
+        &CreateTopicsRequest::default().with_topics(vec![
+            kafka_protocol::messages::create_topics_request::CreatableTopic::default()
+                .with_name(TopicName(StrBytes::from_static_str("__consumer_offsets")))
+                .with_num_partitions(1)
+                .with_replication_factor(1),
+        ]),
+    ))
+    .unwrap();
+    let r: CreateTopicsResponse = read_body(&mut s, ApiKey::CreateTopics, 5);
+    assert_eq!(r.topics[0].error_code, 17, "INVALID_TOPIC_EXCEPTION");
+    assert!(r.topics[0]
+        .error_message
+        .as_deref()
+        .is_some_and(|m| m.contains("internal")));
 }
