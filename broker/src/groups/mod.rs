@@ -9,6 +9,7 @@
 //! across an await), hands the machine a oneshot sender for requests that must wait, and a
 //! ticker expires sessions and rebalance deadlines.
 
+pub mod member_id;
 pub mod state;
 
 use std::collections::{HashMap, HashSet};

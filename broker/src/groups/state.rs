@@ -15,6 +15,7 @@ use std::collections::{BTreeMap, HashMap};
 
 use bytes::Bytes;
 
+pub use super::member_id::MEMBER_ID_CLIENT_ID_MAX;
 use crate::codes;
 
 pub const MIN_SESSION_TIMEOUT_MS: i32 = 1_000;
@@ -146,10 +147,6 @@ pub struct Group<W> {
     next_id: u64,
 }
 
-/// How much of a client id a member id carries (Kafka copies all of it; a 32 KiB client
-/// id would then be stored and sent back in every group answer).
-pub const MEMBER_ID_CLIENT_ID_MAX: usize = 64;
-
 impl<W> Group<W> {
     pub fn new(initial_delay_ms: u64) -> Self {
         Group {
@@ -241,23 +238,7 @@ impl<W> Group<W> {
 
     fn new_member_id(&mut self, client_id: &str) -> String {
         self.next_id += 1;
-        // The client id, cut to a bound and to printable characters, names the member.
-        let mut prefix: String = client_id
-            .chars()
-            .filter(|c| !c.is_control())
-            .take(MEMBER_ID_CLIENT_ID_MAX)
-            .collect();
-        while prefix.len() > MEMBER_ID_CLIENT_ID_MAX {
-            prefix.pop();
-        }
-        if prefix.is_empty() {
-            prefix.push_str("member");
-        }
-        format!(
-            "{prefix}-{}-{}",
-            self.next_id,
-            uuid::Uuid::new_v4().simple()
-        )
+        super::member_id::new(client_id, self.next_id)
     }
 
     fn join_error(&self, error: i16, member_id: String) -> Answer {
