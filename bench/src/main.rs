@@ -17,6 +17,7 @@
 //! `sluice-bench check-history FILE...` checks the history of a kill test (module `history`);
 //! `sluice-bench scale` compares one agent with three on a shared database (module `scale`).
 //! `sluice-bench kill-test ...` runs one: agents killed under load (module `killtest`).
+//! `sluice-bench sync` measures a lone synchronous producer (module `sync`).
 //!
 //! Modules: `server` (spawned `sluice serve`), `rss` (memory/CPU from `/proc`), `topic`
 //! (topic creation), `util` (size/duration parsing), `overload` (the overload benchmark),
@@ -29,6 +30,7 @@ mod overload;
 mod rss;
 mod scale;
 mod server;
+mod sync;
 mod topic;
 mod util;
 
@@ -96,6 +98,9 @@ enum BenchCommand {
     /// working while agents are killed (SIGKILL) and restarted; every client writes a
     /// history, checked at the end, and the recovery after each kill is timed.
     KillTest(killtest::KillTestArgs),
+    /// A lone synchronous producer: one record, wait for its acknowledgement, repeat;
+    /// prints the acknowledgement latency percentiles and the objects written per second.
+    Sync(sync::SyncArgs),
 }
 
 // The default benchmark: produce `--records` records, then consume them back.
@@ -192,6 +197,7 @@ fn main() -> ExitCode {
         Some(BenchCommand::CheckHistory(args)) => return history::main(args),
         Some(BenchCommand::Scale(args)) => return scale::main(args),
         Some(BenchCommand::KillTest(args)) => return killtest::main(args),
+        Some(BenchCommand::Sync(args)) => return sync::main(args),
         None => {}
     }
     let args = cli.run;

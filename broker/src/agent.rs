@@ -240,6 +240,11 @@ pub async fn start(
     let (writer, pipeline) = SegmentWriter::start(
         WriterConfig {
             batch_timeout: config.batch_timeout,
+            min_interval: config.batch_min_interval.unwrap_or(if bucket.is_remote() {
+                config.batch_timeout
+            } else {
+                Duration::ZERO
+            }),
             max_file_bytes: config.max_file_bytes,
             agent_id: agent_id.clone(),
         },
@@ -278,7 +283,11 @@ pub async fn start(
     )
     .await
     .context("joining the cluster (leasing a node id)")?;
-    let groups = Coordinator::new(config.group_initial_rebalance_delay, config.group_max_size);
+    let groups = Coordinator::new(
+        config.group_initial_rebalance_delay,
+        config.group_initial_rebalance_quiet,
+        config.group_max_size,
+    );
     let broker = Arc::new(Broker::new(Parts {
         config,
         meta,

@@ -90,6 +90,12 @@ impl Bucket {
         })
     }
 
+    /// Whether each object request costs money and a network round trip (`s3://`), as
+    /// opposed to a local folder or memory.
+    pub fn is_remote(&self) -> bool {
+        self.url.starts_with("s3://")
+    }
+
     /// The url without query parameters (safe to log).
     pub fn describe(&self) -> &str {
         self.url.split('?').next().unwrap_or(&self.url)

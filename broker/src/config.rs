@@ -86,6 +86,9 @@ pub struct BrokerConfig {
     /// Certificate, key and client CA of the TLS listener.
     pub tls: Option<crate::tls::TlsFiles>,
     pub batch_timeout: Duration,
+    /// Shortest time between two segment flushes; None chooses by bucket kind: none on
+    /// `file://` and `memory://` (group commit), the batch timeout on `s3://`.
+    pub batch_min_interval: Option<Duration>,
     pub max_file_bytes: usize,
     pub auto_create_topics: bool,
     pub default_partitions: i32,
@@ -123,6 +126,8 @@ pub struct BrokerConfig {
     pub agent_session_timeout: Duration,
     /// How long the first rebalance of an empty group waits for more members.
     pub group_initial_rebalance_delay: Duration,
+    /// The first rebalance ends once this passes without a new member.
+    pub group_initial_rebalance_quiet: Duration,
     /// How often the lag job computes consumer-group lag.
     pub lag_interval: Duration,
     /// How often retention and segment garbage collection run.
@@ -151,6 +156,7 @@ impl BrokerConfig {
             advertised_kafka_tls_addr: None,
             tls: None,
             batch_timeout: Duration::from_millis(10),
+            batch_min_interval: None,
             max_file_bytes: 8 << 20,
             auto_create_topics: true,
             default_partitions: 1,
@@ -170,6 +176,7 @@ impl BrokerConfig {
             roles: Roles::all(),
             agent_session_timeout: Duration::from_secs(10),
             group_initial_rebalance_delay: Duration::from_millis(0),
+            group_initial_rebalance_quiet: Duration::from_millis(0),
             lag_interval: Duration::from_secs(15),
             retention_interval: Duration::from_secs(60),
             segment_delete_grace: Duration::from_secs(30),

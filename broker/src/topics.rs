@@ -17,8 +17,12 @@ use crate::topic_config;
 
 pub const TOPIC_CACHE_TTL: Duration = Duration::from_secs(1);
 
-/// (cluster, topic name) to the topic and when it was read.
-type Cache = HashMap<(String, String), (Arc<TopicMeta>, Instant)>;
+/// Topics by (cluster, name) and by (cluster, topic id), with when they were read.
+#[derive(Default)]
+struct Cache {
+    by_name: HashMap<(String, String), (Arc<TopicMeta>, Instant)>,
+    by_id: HashMap<(String, uuid::Uuid), (Arc<TopicMeta>, Instant)>,
+}
 
 /// Whether a topic could be resolved for a request.
 #[derive(Debug)]
@@ -45,7 +49,7 @@ impl Topics {
         Topics {
             meta,
             builtin,
-            cache: Mutex::new(HashMap::new()),
+            cache: Mutex::new(Cache::default()),
         }
     }
 
@@ -56,7 +60,7 @@ impl Topics {
         name: &str,
     ) -> Result<Option<Arc<TopicMeta>>, StoreError> {
         let key = (cluster.to_string(), name.to_string());
-        if let Some((t, at)) = self.lock().get(&key) {
+        if let Some((t, at)) = self.lock().by_name.get(&key) {
             if at.elapsed() < TOPIC_CACHE_TTL {
                 return Ok(Some(t.clone()));
             }
@@ -65,10 +69,35 @@ impl Topics {
         let mut cache = self.lock();
         match &found {
             Some(t) => {
-                cache.insert(key, (t.clone(), Instant::now()));
+                cache.by_name.insert(key, (t.clone(), Instant::now()));
             }
             None => {
-                cache.remove(&key);
+                cache.by_name.remove(&key);
+            }
+        }
+        Ok(found)
+    }
+
+    /// Looks a topic up by its id (requests of KIP-516 versions), through the cache.
+    pub async fn get_by_id(
+        &self,
+        cluster: &str,
+        id: uuid::Uuid,
+    ) -> Result<Option<Arc<TopicMeta>>, StoreError> {
+        let key = (cluster.to_string(), id);
+        if let Some((t, at)) = self.lock().by_id.get(&key) {
+            if at.elapsed() < TOPIC_CACHE_TTL {
+                return Ok(Some(t.clone()));
+            }
+        }
+        let found = self.meta.topic_by_uuid(cluster, id).await?.map(Arc::new);
+        let mut cache = self.lock();
+        match &found {
+            Some(t) => {
+                cache.by_id.insert(key, (t.clone(), Instant::now()));
+            }
+            None => {
+                cache.by_id.remove(&key);
             }
         }
         Ok(found)
@@ -160,12 +189,20 @@ impl Topics {
 
     /// Drops a cached topic after a change made on this agent.
     pub fn forget(&self, cluster: &str, name: &str) {
-        self.lock().remove(&(cluster.to_string(), name.to_string()));
+        let mut cache = self.lock();
+        cache
+            .by_name
+            .remove(&(cluster.to_string(), name.to_string()));
+        cache
+            .by_id
+            .retain(|(c, _), (t, _)| !(c == cluster && t.name == name));
     }
 
     /// Drops every cached topic of a cluster (after the cluster was deleted).
     pub fn forget_cluster(&self, cluster: &str) {
-        self.lock().retain(|(c, _), _| c != cluster);
+        let mut cache = self.lock();
+        cache.by_name.retain(|(c, _), _| c != cluster);
+        cache.by_id.retain(|(c, _), _| c != cluster);
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Cache> {

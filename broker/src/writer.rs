@@ -1,11 +1,21 @@
 //! The produce path: segment buffer, sealing, upload and commit (DESIGN.md section 3).
 //!
 //! Produce handlers [`SegmentWriter::append`] the batches of a request into the current
-//! segment buffer, which mixes every topic and partition, and wait. The buffer is sealed
-//! when it is `batch_timeout` old or `max_file_bytes` big. A sealed segment is uploaded as
-//! one object (several uploads may run at once), then committed by one metadata
+//! segment buffer, which mixes every topic and partition, and wait. A sealed segment is
+//! uploaded as one object (several uploads may run at once), then committed by one metadata
 //! transaction, strictly in sealing order, which assigns the offsets. Only then are the
 //! waiting requests answered.
+//!
+//! # When the buffer is sealed (group commit)
+//! As a database commits a log: the buffer is sealed as soon as fewer than
+//! [`EAGER_IN_FLIGHT`] segments are on their way (uploading or committing) and at least
+//! `min_interval` has passed since the previous seal. A lone request therefore waits only
+//! for its own upload and commit, and under load the buffer fills while the previous flush
+//! runs, so segments grow with the load. Two bounds hold whatever the load: a buffer is
+//! sealed once it is `batch_timeout` old (the latency bound), and never sooner than
+//! `min_interval` after the previous seal (the object-request bound, the batch timeout on
+//! `s3://`, where every PUT costs money). Reaching `max_file_bytes` seals it as soon as the
+//! interval allows.
 //!
 //! # Crash consistency
 //! * Crash before the upload finishes: nothing was acked, nothing references the object.
@@ -38,6 +48,9 @@ use crate::store::{Metadata, SegmentCommit};
 use crate::codes::KAFKA_STORAGE_ERROR;
 
 const MAX_CONCURRENT_UPLOADS: usize = 4;
+/// Segments on their way (sealed, not yet committed) below which the buffer is sealed
+/// without waiting for its timeout: one uploads while the one before it commits.
+pub const EAGER_IN_FLIGHT: usize = 2;
 const UPLOAD_ATTEMPTS: u32 = 5;
 
 /// The answer to one append group.
@@ -54,6 +67,8 @@ pub struct PartitionAppend {
 #[derive(Clone)]
 pub struct WriterConfig {
     pub batch_timeout: Duration,
+    /// Shortest time between two seals (see the module docs).
+    pub min_interval: Duration,
     pub max_file_bytes: usize,
     pub agent_id: String,
 }
@@ -63,6 +78,8 @@ struct Open {
     groups: Vec<AppendGroup>,
     waiters: Vec<oneshot::Sender<AppendResult>>,
     opened_at: Option<Instant>,
+    /// When the previous buffer was sealed (start-up for the first).
+    last_seal: Instant,
 }
 
 impl Open {
@@ -73,6 +90,7 @@ impl Open {
             groups: Vec::new(),
             waiters: Vec::new(),
             opened_at: None,
+            last_seal: Instant::now(),
         }
     }
 }
@@ -90,6 +108,8 @@ pub struct SegmentWriter {
     open: Arc<Mutex<Open>>,
     opened: Arc<Notify>,
     sealed_tx: mpsc::Sender<Sealed>,
+    /// Segments sealed and not yet committed (or failed).
+    in_flight: watch::Sender<usize>,
     config: WriterConfig,
     metrics: Metrics,
 }
@@ -114,11 +134,13 @@ impl SegmentWriter {
             open: Arc::new(Mutex::new(Open::sized(config.max_file_bytes))),
             opened: Arc::new(Notify::new()),
             sealed_tx,
+            in_flight: watch::channel(0).0,
             config: config.clone(),
             metrics: metrics.clone(),
         };
         let timer = tokio::spawn(writer.clone().seal_on_timeout(cancel.clone()));
         let pipeline = Pipeline {
+            in_flight: writer.in_flight.clone(),
             config,
             meta,
             bucket,
@@ -180,10 +202,14 @@ impl SegmentWriter {
                 open.waiters.push(tx);
                 receivers.push(rx);
             }
-            if open.builder.len() >= self.config.max_file_bytes {
+            if was_empty && !open.builder.is_empty() {
+                open.opened_at = Some(Instant::now());
+            }
+            if open.builder.len() >= self.config.max_file_bytes
+                && open.last_seal.elapsed() >= self.config.min_interval
+            {
                 sealed = Some(seal(&mut open, self.config.max_file_bytes));
             } else if was_empty && !open.builder.is_empty() {
-                open.opened_at = Some(Instant::now());
                 self.opened.notify_one();
             }
         }
@@ -195,9 +221,11 @@ impl SegmentWriter {
 
     async fn send_sealed(&self, sealed: Sealed) {
         self.metrics.segments_pending.inc();
+        self.in_flight.send_modify(|n| *n += 1);
         if let Err(mpsc::error::SendError(s)) = self.sealed_tx.send(sealed).await {
             // The pipeline is gone (shutting down): fail the requests instead of hanging them.
             self.metrics.segments_pending.dec();
+            self.in_flight.send_modify(|n| *n = n.saturating_sub(1));
             fail_all(s.waiters, &self.metrics, s.builder.len());
         }
     }
@@ -213,31 +241,49 @@ impl SegmentWriter {
         }
     }
 
+    /// Seals the buffer when the pipeline has room for it (group commit), when it is
+    /// `batch_timeout` old, or when it is full; never sooner than `min_interval` after the
+    /// previous seal.
     async fn seal_on_timeout(self, cancel: CancellationToken) {
+        let mut in_flight = self.in_flight.subscribe();
         loop {
-            let opened_at = self.open.lock().await.opened_at;
-            match opened_at {
-                None => {
-                    tokio::select! {
-                        _ = self.opened.notified() => continue,
-                        _ = cancel.cancelled() => break,
-                    }
+            let (opened_at, last_seal, full) = {
+                let open = self.open.lock().await;
+                (
+                    open.opened_at,
+                    open.last_seal,
+                    open.builder.len() >= self.config.max_file_bytes,
+                )
+            };
+            let Some(at) = opened_at else {
+                tokio::select! {
+                    _ = self.opened.notified() => {}
+                    _ = cancel.cancelled() => break,
                 }
-                Some(at) => {
-                    tokio::select! {
-                        _ = tokio::time::sleep_until((at + self.config.batch_timeout).into()) => {}
-                        _ = cancel.cancelled() => break,
-                    }
-                    let sealed = {
-                        let mut open = self.open.lock().await;
-                        // Sealed by size meanwhile, and maybe reopened: only seal the same one.
-                        (open.opened_at == Some(at))
-                            .then(|| seal(&mut open, self.config.max_file_bytes))
-                    };
-                    if let Some(s) = sealed {
-                        self.send_sealed(s).await;
-                    }
+                continue;
+            };
+            let now = Instant::now();
+            let earliest = last_seal + self.config.min_interval;
+            let deadline = (at + self.config.batch_timeout).max(earliest);
+            let room = *in_flight.borrow_and_update() < EAGER_IN_FLIGHT;
+            if now >= deadline || (now >= earliest && (room || full)) {
+                let sealed = {
+                    let mut open = self.open.lock().await;
+                    // Sealed by size meanwhile, and maybe reopened: only seal the same one.
+                    (open.opened_at == Some(at))
+                        .then(|| seal(&mut open, self.config.max_file_bytes))
+                };
+                if let Some(s) = sealed {
+                    self.send_sealed(s).await;
                 }
+                continue;
+            }
+            // Wait for the deadline, for the interval to pass, or for room in the pipeline.
+            let wake = if now < earliest { earliest } else { deadline };
+            tokio::select! {
+                _ = tokio::time::sleep_until(wake.into()) => {}
+                _ = in_flight.changed(), if now >= earliest => {}
+                _ = cancel.cancelled() => break,
             }
         }
         self.flush().await;
@@ -262,6 +308,7 @@ fn fail_all(waiters: Vec<oneshot::Sender<AppendResult>>, metrics: &Metrics, byte
 }
 
 struct Pipeline {
+    in_flight: watch::Sender<usize>,
     config: WriterConfig,
     meta: Metadata,
     bucket: Bucket,
@@ -299,7 +346,9 @@ impl Pipeline {
                     uploads.pop_front();
                     let mut batch = Vec::new();
                     let mut next = Some(done);
+                    let mut taken = 0;
                     while let Some(done) = next.take() {
+                        taken += 1;
                         match done {
                             Ok(u) => batch.push(u),
                             Err(e) => tracing::error!(error = %e, "segment upload task failed"),
@@ -310,6 +359,7 @@ impl Pipeline {
                         }
                     }
                     self.commit(batch).await;
+                    self.committed(taken);
                 }
                 sealed = rx.recv(), if can_take => {
                     let Some(sealed) = sealed else { break };
@@ -329,7 +379,14 @@ impl Pipeline {
             if let Ok(u) = h.await {
                 self.commit(vec![u]).await;
             }
+            self.committed(1);
         }
+    }
+
+    /// `count` segments left the pipeline (committed or failed): only now is there room
+    /// for the next seal, so the next flush starts after this one.
+    fn committed(&self, count: usize) {
+        self.in_flight.send_modify(|n| *n = n.saturating_sub(count));
     }
 
     /// Commits uploaded segments, in sealing order, in one transaction: when uploads finish

@@ -203,9 +203,17 @@ pub struct ServeArgs {
     #[arg(long, env = "SLUICE_HTTP_BODY_TIMEOUT", default_value = "60s", value_parser = parse_duration)]
     pub http_body_timeout: Duration,
 
-    /// Longest time produced data waits in the segment buffer before it is flushed (e.g. 250ms, 1s).
+    /// Longest time produced data waits in the segment buffer before it is flushed (e.g.
+    /// 250ms, 1s). Below that, the buffer is flushed as soon as the previous flush is done
+    /// (group commit): a lone request waits only for its own flush.
     #[arg(long, env = "SLUICE_BATCH_TIMEOUT", default_value = "250ms", value_parser = parse_duration)]
     pub batch_timeout: Duration,
+
+    /// Shortest time between two flushes, which bounds the object PUTs per agent: `auto`
+    /// is none on file:// and memory:// buckets and the batch timeout on s3://, where
+    /// every request costs money (e.g. auto, 0ms, 100ms).
+    #[arg(long, env = "SLUICE_BATCH_MIN_INTERVAL", default_value = "auto", value_parser = parse_min_interval)]
+    pub batch_min_interval: MinInterval,
 
     /// Segment size that triggers a flush before the timeout (e.g. 8MiB, 512KiB, 1000000).
     #[arg(long, env = "SLUICE_MAX_FILE_BYTES", default_value = "8MiB", value_parser = parse_size)]
@@ -247,10 +255,18 @@ pub struct ServeArgs {
     #[arg(long, env = "SLUICE_AGENT_SESSION_TIMEOUT", default_value = "10s", value_parser = parse_duration)]
     pub agent_session_timeout: Duration,
 
-    /// How long the first rebalance of an empty consumer group waits for more members
-    /// (Kafka's group.initial.rebalance.delay.ms).
+    /// The longest the first rebalance of an empty consumer group waits for more members
+    /// (Kafka's group.initial.rebalance.delay.ms); it ends sooner, see
+    /// --group-initial-rebalance-quiet.
     #[arg(long, env = "SLUICE_GROUP_INITIAL_REBALANCE_DELAY", default_value = "3s", value_parser = parse_duration)]
     pub group_initial_rebalance_delay: Duration,
+
+    /// The first rebalance of an empty group ends once this passes without a new member
+    /// joining, so members that start together are assigned in one rebalance without
+    /// waiting out the whole delay. Set it to the delay for Kafka's rule (each new member
+    /// extends the wait by the delay).
+    #[arg(long, env = "SLUICE_GROUP_INITIAL_REBALANCE_QUIET", default_value = "300ms", value_parser = parse_duration)]
+    pub group_initial_rebalance_quiet: Duration,
 
     /// How often retention (retention.ms / retention.bytes) and the deletion of unreferenced
     /// segment objects run.
@@ -368,6 +384,19 @@ impl ServeArgs {
 /// Parses `250ms`, `2s`, `1m` or a bare number of milliseconds.
 pub fn parse_roles(s: &str) -> Result<broker::config::Roles, String> {
     broker::config::Roles::parse(s)
+}
+
+/// `--batch-min-interval`: a duration, or None for `auto`.
+#[derive(Debug, Clone, Copy)]
+pub struct MinInterval(pub Option<Duration>);
+
+fn parse_min_interval(s: &str) -> Result<MinInterval, String> {
+    if s.trim() == "auto" {
+        return Ok(MinInterval(None));
+    }
+    parse_duration(s)
+        .map(|d| MinInterval(Some(d)))
+        .map_err(|e| format!("{e}, or auto"))
 }
 
 fn parse_duration(s: &str) -> Result<Duration, String> {

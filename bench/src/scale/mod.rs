@@ -21,7 +21,7 @@
 mod cluster;
 mod consume;
 mod e2e;
-mod probe;
+pub(crate) mod probe;
 mod produce;
 mod report;
 

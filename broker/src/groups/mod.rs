@@ -92,6 +92,7 @@ pub struct Coordinator {
     /// Always locked after `groups`, never before.
     held: Mutex<HashSet<Key>>,
     initial_delay_ms: u64,
+    initial_quiet_ms: u64,
     max_size: usize,
     epoch: Instant,
 }
@@ -129,11 +130,18 @@ fn key(cluster: &str, group: &str) -> Key {
 }
 
 impl Coordinator {
-    pub fn new(initial_rebalance_delay: Duration, max_group_size: usize) -> Arc<Self> {
+    /// `initial_rebalance_delay` is the longest the first rebalance of an empty group waits
+    /// for more members; it ends sooner once `initial_quiet` passes without a new one.
+    pub fn new(
+        initial_rebalance_delay: Duration,
+        initial_quiet: Duration,
+        max_group_size: usize,
+    ) -> Arc<Self> {
         Arc::new(Coordinator {
             groups: Mutex::new(HashMap::new()),
             held: Mutex::new(HashSet::new()),
             initial_delay_ms: initial_rebalance_delay.as_millis() as u64,
+            initial_quiet_ms: initial_quiet.as_millis() as u64,
             max_size: max_group_size,
             epoch: Instant::now(),
         })
@@ -169,7 +177,8 @@ impl Coordinator {
                 // An offset reset holds the group for one metadata transaction; past a
                 // few seconds something is wrong and the join goes ahead.
                 if !held || held_since.elapsed() > HOLD_WAIT_MAX {
-                    let (delay, max_size) = (self.initial_delay_ms, self.max_size);
+                    let (delay, quiet, max_size) =
+                        (self.initial_delay_ms, self.initial_quiet_ms, self.max_size);
                     let now = self.now();
                     let (Some(tx), Some(req)) = (tx.take(), req.take()) else {
                         unreachable!("taken once, when the loop ends");
@@ -187,7 +196,11 @@ impl Coordinator {
                     }
                     break groups
                         .entry(k)
-                        .or_insert_with(|| Group::new(delay).with_max_size(max_size))
+                        .or_insert_with(|| {
+                            Group::new(delay)
+                                .with_initial_quiet(quiet)
+                                .with_max_size(max_size)
+                        })
                         .join(req, tx, now);
                 }
             }
@@ -407,7 +420,7 @@ mod hold_tests {
 
     #[tokio::test]
     async fn joins_wait_while_a_group_is_held_empty() {
-        let c = Coordinator::new(Duration::ZERO, 1000);
+        let c = Coordinator::new(Duration::ZERO, Duration::ZERO, 1000);
         let hold = c.hold_empty("k", "g").expect("an unknown group is empty");
         assert_eq!(c.hold_empty("k", "g").err(), Some(0), "one hold at a time");
         let joiner = {

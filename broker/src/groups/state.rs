@@ -137,10 +137,14 @@ pub struct Group<W> {
     pending: HashMap<String, u64>,
     /// When the current rebalance phase gives up waiting.
     deadline: Option<u64>,
-    /// The first rebalance of an empty group waits `initial_delay_ms` for more members.
+    /// The first rebalance of an empty group waits for more members: until
+    /// `initial_quiet_ms` pass without a new one, at most `initial_delay_ms` (with the
+    /// quiet window as long as the delay: Kafka's rule, each arrival extends the wait by
+    /// the delay, up to the rebalance timeout).
     initial: bool,
     rebalance_started: u64,
     initial_delay_ms: u64,
+    initial_quiet_ms: u64,
     /// Members, pending ones included, the group may have (Kafka's group.max.size).
     max_size: usize,
     next_seq: u64,
@@ -162,10 +166,18 @@ impl<W> Group<W> {
             initial: false,
             rebalance_started: 0,
             initial_delay_ms,
+            initial_quiet_ms: initial_delay_ms,
             max_size: usize::MAX,
             next_seq: 0,
             next_id: 0,
         }
+    }
+
+    /// Ends the first rebalance once `quiet_ms` pass without a new member (never later
+    /// than the initial delay).
+    pub fn with_initial_quiet(mut self, quiet_ms: u64) -> Self {
+        self.initial_quiet_ms = quiet_ms.min(self.initial_delay_ms);
+        self
     }
 
     /// Caps the members, pending ones included (GROUP_MAX_SIZE_REACHED beyond it).
@@ -464,10 +476,13 @@ impl<W> Group<W> {
             }
             Phase::PreparingRebalance => {
                 if self.initial {
-                    // More members are arriving: extend the initial wait, but never past
-                    // the rebalance timeout.
-                    let limit = self.rebalance_started + self.max_rebalance_timeout();
-                    let extended = (now + self.initial_delay_ms).min(limit);
+                    // More members are arriving: extend the initial wait, never past the
+                    // rebalance timeout, nor past the initial delay with a quiet window.
+                    let mut limit = self.rebalance_started + self.max_rebalance_timeout();
+                    if self.initial_quiet_ms < self.initial_delay_ms {
+                        limit = limit.min(self.rebalance_started + self.initial_delay_ms);
+                    }
+                    let extended = (now + self.initial_quiet_ms).min(limit);
                     self.deadline = Some(extended.max(self.deadline.unwrap_or(0)));
                 }
                 self.maybe_complete_join(now, out);
@@ -502,7 +517,7 @@ impl<W> Group<W> {
         self.rebalance_started = now;
         self.deadline = Some(if self.initial {
             now + self
-                .initial_delay_ms
+                .initial_quiet_ms
                 .min(self.max_rebalance_timeout().max(1))
         } else {
             now + self.max_rebalance_timeout()

@@ -353,6 +353,35 @@ fn initial_delay_waits_for_more_members() {
 }
 
 #[test]
+fn initial_quiet_window_ends_the_first_rebalance_early() {
+    let mut g = G::new(3000).with_initial_quiet(300);
+    assert!(g.join(join("", &["range"], false), 1, 0).is_empty());
+    assert!(g.join(join("", &["range"], false), 2, 200).is_empty());
+    assert!(
+        g.tick(450).is_empty(),
+        "the second member extended the wait"
+    );
+    assert_eq!(
+        join_answers(&g.tick(501)).len(),
+        2,
+        "300 ms without a new member"
+    );
+    assert_eq!(g.generation(), 1);
+
+    // Members that keep arriving are assigned by the initial delay at the latest.
+    let mut g = G::new(3000).with_initial_quiet(300);
+    let mut t = 0;
+    let mut id = 1;
+    while t < 3000 {
+        assert!(g.join(join("", &["range"], false), id, t).is_empty());
+        id += 1;
+        t += 200;
+    }
+    assert!(g.tick(2999).is_empty());
+    assert_eq!(join_answers(&g.tick(3000)).len(), 15);
+}
+
+#[test]
 fn commits_need_the_current_generation() {
     let mut g = G::new(0);
     let (a, _) = join_new(&mut g, 1, 0);

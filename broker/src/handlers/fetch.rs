@@ -1,6 +1,7 @@
 //! Fetch (DESIGN.md section 4): batch rows from metadata, bytes from the chunk cache,
 //! base offsets patched in, size limits respected, long-poll woken by commits.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -17,9 +18,10 @@ use crate::log::read_batch;
 use crate::quota::Direction;
 use crate::session::Session;
 use crate::state::Broker;
-use crate::store::TopicMeta;
+use crate::store::{BatchLocation, PartitionState, TopicMeta};
 
-/// Batch rows read per partition and round; a client wanting more fetches again.
+/// Batch rows read per page; a partition's pages grow from the first to the largest.
+const FIRST_PAGE_ROWS: i64 = 32;
 const MAX_BATCH_ROWS: i64 = 1000;
 /// Rows whose objects are fetched together ahead of the copy (see `ChunkCache::prefetch`).
 const PREFETCH_WINDOW: usize = 64;
@@ -56,7 +58,8 @@ pub async fn fetch(
     let mut commits = broker.subscribe_commits();
     loop {
         commits.borrow_and_update();
-        if Instant::now() >= deadline || anything_to_read(broker, &req.topics, &topics).await {
+        let heads = heads(broker, &topics).await;
+        if Instant::now() >= deadline || anything_to_read(&req.topics, &heads) {
             // Records exist twice while the response is encoded (partition buffers, then
             // the frame): reserve for both, read at most half.
             let reserve = (max_bytes as u64).saturating_mul(2).min(cap);
@@ -71,6 +74,7 @@ pub async fn fetch(
                 version,
                 &req.topics,
                 &topics,
+                &heads,
                 (permit.bytes() / 2) as usize,
             )
             .await;
@@ -102,16 +106,34 @@ pub async fn fetch(
 
 type Resolved = Result<Option<Arc<TopicMeta>>, i16>;
 
-/// Whether any requested partition has records past its fetch offset or an error to report
-/// (cheap: partition heads only).
-async fn anything_to_read(broker: &Broker, requested: &[FetchTopic], topics: &[Resolved]) -> bool {
-    for (t, resolved) in requested.iter().zip(topics) {
-        let Ok(Some(topic)) = resolved else {
+/// The partition states of each requested topic: one query per topic and round.
+type Heads = Vec<Result<HashMap<i32, PartitionState>, i16>>;
+
+async fn heads(broker: &Broker, topics: &[Resolved]) -> Heads {
+    let mut out = Vec::with_capacity(topics.len());
+    for resolved in topics {
+        out.push(match resolved {
+            Ok(Some(topic)) => broker
+                .meta
+                .partition_states(topic.id)
+                .await
+                .map_err(|e| store_error_code(&e)),
+            // Answered from the resolution's error; no states needed.
+            _ => Ok(HashMap::new()),
+        });
+    }
+    out
+}
+
+/// Whether any requested partition has records past its fetch offset or an error to report.
+fn anything_to_read(requested: &[FetchTopic], heads: &Heads) -> bool {
+    for (t, states) in requested.iter().zip(heads) {
+        let Ok(states) = states else {
             return true;
         };
         for p in &t.partitions {
-            match broker.meta.partition_state(topic.id, p.partition).await {
-                Ok(Some(state)) if state.next_offset == p.fetch_offset => {}
+            match states.get(&p.partition) {
+                Some(state) if state.next_offset == p.fetch_offset => {}
                 _ => return true,
             }
         }
@@ -131,11 +153,7 @@ async fn resolve(
         authz.check(Operation::Read, ResourceType::Topic, &t.topic)?;
     }
     let found = if version >= 13 {
-        broker
-            .meta
-            .topic_by_uuid(&session.cluster, t.topic_id)
-            .await
-            .map(|o| o.map(Arc::new))
+        broker.topics.get_by_id(&session.cluster, t.topic_id).await
     } else {
         broker.topics.get(&session.cluster, &t.topic).await
     };
@@ -151,11 +169,12 @@ async fn read_all(
     version: i16,
     requested: &[FetchTopic],
     topics: &[Resolved],
+    heads: &Heads,
     max_bytes: usize,
 ) -> (Vec<FetchableTopicResponse>, usize) {
     let mut total = 0usize;
     let mut out = Vec::with_capacity(requested.len());
-    for (t, resolved) in requested.iter().zip(topics) {
+    for ((t, resolved), states) in requested.iter().zip(topics).zip(heads) {
         let mut resp = FetchableTopicResponse::default().with_topic_id(t.topic_id);
         if version < 13 {
             resp = resp.with_topic(t.topic.clone());
@@ -191,9 +210,14 @@ async fn read_all(
             } else {
                 p.partition_max_bytes as usize
             };
+            let state = match states {
+                Ok(states) => Ok(states.get(&p.partition).copied()),
+                Err(code) => Err(*code),
+            };
             let data = read_partition(
                 broker,
                 topic,
+                state,
                 p.partition,
                 p.fetch_offset,
                 limit,
@@ -222,19 +246,22 @@ async fn read_all(
 type PartitionRead = Result<(i64, i64, Option<BytesMut>), (i16, i64, i64)>;
 
 /// Reads one partition from `offset`: (high watermark, log start, records).
+// The partition's place in the request and its limits are distinct inputs.
+#[allow(clippy::too_many_arguments)]
 async fn read_partition(
     broker: &Broker,
     topic: &TopicMeta,
+    state: Result<Option<PartitionState>, i16>,
     partition: i32,
     offset: i64,
     partition_limit: usize,
     max_bytes: usize,
     total: &mut usize,
 ) -> PartitionRead {
-    let state = match broker.meta.partition_state(topic.id, partition).await {
+    let state = match state {
         Ok(Some(s)) => s,
         Ok(None) => return Err((codes::UNKNOWN_TOPIC_OR_PARTITION, -1, -1)),
-        Err(e) => return Err((store_error_code(&e), -1, -1)),
+        Err(code) => return Err((code, -1, -1)),
     };
     let (hw, lso) = (state.next_offset, state.log_start_offset);
     if offset < lso || offset > hw {
@@ -243,21 +270,83 @@ async fn read_partition(
     if offset == hw {
         return Ok((hw, lso, None));
     }
-    let rows = match broker
-        .meta
-        .batches_from(topic.id, partition, offset, MAX_BATCH_ROWS)
+    let room = partition_limit.min(max_bytes.saturating_sub(*total));
+    let mut buf = BytesMut::new();
+    // Rows are read a page at a time, growing: a consumer asking for 1 MiB of 16 KiB
+    // batches needs 64 rows, not the thousand a partition may hold.
+    let (mut from, mut page) = (offset, FIRST_PAGE_ROWS);
+    loop {
+        let rows = match broker
+            .meta
+            .batches_from(topic.id, partition, from, page)
+            .await
+        {
+            Ok(r) => r,
+            Err(e) if buf.is_empty() => return Err((store_error_code(&e), hw, lso)),
+            Err(_) => break,
+        };
+        // The first row may be dropped as ending before `from`: a page one short is full.
+        let full_page = rows.len() as i64 + 1 >= page;
+        let Some(last) = rows.last().map(|r| r.last_offset) else {
+            break;
+        };
+        if buf.capacity() == 0 {
+            // Size the buffer for what the limits let through, so it is allocated once.
+            let wanted: usize = rows.iter().map(|r| r.byte_len as usize).sum();
+            let first = rows.first().map(|r| r.byte_len as usize).unwrap_or(0);
+            let more = full_page && last + 1 < hw;
+            buf.reserve(if more { room } else { wanted.min(room) }.max(first));
+        }
+        match copy_rows(
+            broker,
+            topic,
+            partition,
+            rows,
+            partition_limit,
+            max_bytes,
+            total,
+            &mut buf,
+        )
         .await
-    {
-        Ok(r) => r,
-        Err(e) => return Err((store_error_code(&e), hw, lso)),
-    };
-    // Size the buffer for what the limits let through, so it is allocated once.
-    let wanted: usize = rows.iter().map(|r| r.byte_len as usize).sum();
-    let first = rows.first().map(|r| r.byte_len as usize).unwrap_or(0);
+        {
+            Copied::All if full_page && last + 1 < hw => {
+                (from, page) = (last + 1, (page * 4).min(MAX_BATCH_ROWS));
+            }
+            Copied::All | Copied::Full => break,
+            Copied::Failed if buf.is_empty() => return Err((codes::KAFKA_STORAGE_ERROR, hw, lso)),
+            Copied::Failed => break,
+        }
+    }
+    Ok((hw, lso, (!buf.is_empty()).then_some(buf)))
+}
+
+/// How a page of rows was copied.
+enum Copied {
+    /// Every row: the next page may add more.
+    All,
+    /// The limits were reached.
+    Full,
+    /// A read failed (logged); what was copied before it stands.
+    Failed,
+}
+
+/// Copies the batches of `rows` into `buf` within the limits, at least one batch per
+/// response (Kafka's rule, so a client gets past a batch bigger than its fetch size).
+// The partition's limits and the response's running total are distinct inputs.
+#[allow(clippy::too_many_arguments)]
+async fn copy_rows(
+    broker: &Broker,
+    topic: &TopicMeta,
+    partition: i32,
+    rows: Vec<BatchLocation>,
+    partition_limit: usize,
+    max_bytes: usize,
+    total: &mut usize,
+    buf: &mut BytesMut,
+) -> Copied {
     let room = partition_limit
         .min(max_bytes.saturating_sub(*total))
-        .max(first);
-    let mut buf = BytesMut::with_capacity(wanted.min(room));
+        .saturating_sub(buf.len());
     // How many rows this read will take: their objects are fetched from the bucket a
     // window at a time, in parallel, ahead of the copy below.
     let mut planned = 0usize;
@@ -287,14 +376,11 @@ async fn read_partition(
         }
         i += 1;
         let len = row.byte_len as usize;
-        // Always return at least one batch per response, even over the limits, so a client
-        // can make progress past a batch larger than its fetch size (as Kafka does).
         let first = *total == 0;
         if !first && (buf.len() + len > partition_limit || *total + len > max_bytes) {
-            break;
+            return Copied::Full;
         }
-        let start = buf.len();
-        if let Err(e) = read_batch(broker, row, &mut buf).await {
+        if let Err(e) = read_batch(broker, row, buf).await {
             // Compaction moved the rows and the old object is gone: look them up once more.
             if e.is_not_found() && !re_resolved {
                 re_resolved = true;
@@ -309,12 +395,9 @@ async fn read_partition(
                 }
             }
             tracing::error!(error = %e, key = %row.object_key, "reading batch from bucket failed");
-            if start == 0 {
-                return Err((codes::KAFKA_STORAGE_ERROR, hw, lso));
-            }
-            break;
+            return Copied::Failed;
         }
         *total += len;
     }
-    Ok((hw, lso, (!buf.is_empty()).then_some(buf)))
+    Copied::All
 }

@@ -83,12 +83,8 @@ pub async fn produce(
             }
         }
         let lookup = if version >= 13 {
-            match broker
-                .meta
-                .topic_by_uuid(&session.cluster, td.topic_id)
-                .await
-            {
-                Ok(Some(t)) => Ok(TopicLookup::Found(Arc::new(t))),
+            match broker.topics.get_by_id(&session.cluster, td.topic_id).await {
+                Ok(Some(t)) => Ok(TopicLookup::Found(t)),
                 Ok(None) => Ok(TopicLookup::Missing),
                 Err(e) => Err(e),
             }

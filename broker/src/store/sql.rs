@@ -451,6 +451,34 @@ impl Metadata {
         }))
     }
 
+    /// Every partition's state of one topic, in one query (a fetch reads them per round).
+    pub async fn partition_states(
+        &self,
+        topic_id: i64,
+    ) -> Result<HashMap<i32, PartitionState>, StoreError> {
+        let rows: Vec<(i64, i64, i64)> = with_pool!(self, |pool, _lock, _db| {
+            sqlx::query_as(
+                "SELECT partition, next_offset, log_start_offset FROM partitions \
+                 WHERE topic_id = $1",
+            )
+            .bind(topic_id)
+            .fetch_all(pool)
+            .await?
+        });
+        Ok(rows
+            .into_iter()
+            .map(|(partition, next_offset, log_start_offset)| {
+                (
+                    partition as i32,
+                    PartitionState {
+                        next_offset,
+                        log_start_offset,
+                    },
+                )
+            })
+            .collect())
+    }
+
     /// Batches from the one holding `offset` onwards, in offset order, at most `limit`.
     pub async fn batches_from(
         &self,
@@ -673,34 +701,53 @@ impl Metadata {
 
         macro_rules! commit_body {
             ($tx:ident, $lock:ident, $db:ident) => {{
-                let mut file_ids = Vec::with_capacity(segments.len());
-                for seg in segments {
-                    let (file_id,): (i64,) = sqlx::query_as(
-                        "INSERT INTO segment_files (object_key, size_bytes, agent_id, created_at_ms) \
-                         VALUES ($1, $2, $3, $4) RETURNING id",
-                    )
-                    .bind(seg.object_key)
-                    .bind(seg.size_bytes as i64)
-                    .bind(agent_id)
-                    .bind(now)
-                    .fetch_one(&mut *$tx)
-                    .await?;
-                    file_ids.push(file_id);
-                }
+                // One statement per table, whatever the partition and producer count.
+                let mut qb = sqlx::QueryBuilder::<$db>::new(
+                    "INSERT INTO segment_files (object_key, size_bytes, agent_id, created_at_ms) ",
+                );
+                qb.push_values(segments, |mut row, seg| {
+                    row.push_bind(seg.object_key)
+                        .push_bind(seg.size_bytes as i64)
+                        .push_bind(agent_id)
+                        .push_bind(now);
+                });
+                qb.push(" RETURNING id, object_key");
+                let ids: HashMap<String, i64> = qb
+                    .build_query_as::<(i64, String)>()
+                    .fetch_all(&mut *$tx)
+                    .await?
+                    .into_iter()
+                    .map(|(id, key)| (key, id))
+                    .collect();
+                let file_ids = segments
+                    .iter()
+                    .map(|seg| {
+                        ids.get(seg.object_key).copied().ok_or_else(|| {
+                            StoreError::Database(sqlx::Error::Protocol(format!(
+                                "segment file {} was not inserted",
+                                seg.object_key
+                            )))
+                        })
+                    })
+                    .collect::<Result<Vec<i64>, StoreError>>()?;
                 let mut heads = HashMap::new();
-                for &(topic_id, partition) in &partitions {
-                    let row: Option<(i64, i64)> = sqlx::query_as(&format!(
-                        "SELECT next_offset, log_start_offset FROM partitions \
-                         WHERE topic_id = $1 AND partition = $2{}",
-                        $lock
-                    ))
-                    .bind(topic_id)
-                    .bind(partition as i64)
-                    .fetch_optional(&mut *$tx)
-                    .await?;
-                    if let Some((next_offset, log_start_offset)) = row {
+                for chunk in partitions.chunks(500) {
+                    let mut qb = sqlx::QueryBuilder::<$db>::new(
+                        "SELECT topic_id, partition, next_offset, log_start_offset FROM partitions \
+                         WHERE (topic_id, partition) IN (",
+                    );
+                    qb.push_values(chunk, |mut row, &(topic_id, partition)| {
+                        row.push_bind(topic_id).push_bind(partition as i64);
+                    });
+                    // Locked in key order, so agents committing the same partitions never
+                    // deadlock (Postgres locks the rows after sorting them).
+                    qb.push(") ORDER BY topic_id, partition");
+                    qb.push($lock);
+                    let rows: Vec<(i64, i64, i64, i64)> =
+                        qb.build_query_as().fetch_all(&mut *$tx).await?;
+                    for (topic_id, partition, next_offset, log_start_offset) in rows {
                         heads.insert(
-                            (topic_id, partition),
+                            (topic_id, partition as i32),
                             PartitionHead {
                                 next_offset,
                                 log_start_offset,
@@ -709,19 +756,22 @@ impl Metadata {
                     }
                 }
                 let mut producers = HashMap::new();
-                for &(topic_id, partition, producer_id) in &producer_keys {
-                    let row: Option<(i64, i64, String)> = sqlx::query_as(
-                        "SELECT epoch, last_sequence, recent FROM producer_state \
-                         WHERE topic_id = $1 AND partition = $2 AND producer_id = $3",
-                    )
-                    .bind(topic_id)
-                    .bind(partition as i64)
-                    .bind(producer_id)
-                    .fetch_optional(&mut *$tx)
-                    .await?;
-                    if let Some((epoch, last_sequence, recent)) = row {
+                for chunk in producer_keys.chunks(500) {
+                    let mut qb = sqlx::QueryBuilder::<$db>::new(
+                        "SELECT topic_id, partition, producer_id, epoch, last_sequence, recent \
+                         FROM producer_state WHERE (topic_id, partition, producer_id) IN (",
+                    );
+                    qb.push_values(chunk, |mut row, &(topic_id, partition, producer_id)| {
+                        row.push_bind(topic_id)
+                            .push_bind(partition as i64)
+                            .push_bind(producer_id);
+                    });
+                    qb.push(")");
+                    let rows: Vec<(i64, i64, i64, i64, i64, String)> =
+                        qb.build_query_as().fetch_all(&mut *$tx).await?;
+                    for (topic_id, partition, producer_id, epoch, last_sequence, recent) in rows {
                         producers.insert(
-                            (topic_id, partition, producer_id),
+                            (topic_id, partition as i32, producer_id),
                             ProducerEntry {
                                 epoch: epoch as i16,
                                 last_sequence: last_sequence as i32,
@@ -733,15 +783,20 @@ impl Metadata {
                 let planned = plan::plan(groups, heads, producers);
                 let mut heads: Vec<_> = planned.heads.iter().collect();
                 heads.sort_unstable_by_key(|(k, _)| **k);
-                for ((topic_id, partition), head) in heads {
-                    sqlx::query(
-                        "UPDATE partitions SET next_offset = $1 WHERE topic_id = $2 AND partition = $3",
-                    )
-                    .bind(head.next_offset)
-                    .bind(*topic_id)
-                    .bind(*partition as i64)
-                    .execute(&mut *$tx)
-                    .await?;
+                for chunk in heads.chunks(500) {
+                    let mut qb = sqlx::QueryBuilder::<$db>::new(
+                        "WITH v (topic_id, partition, next_offset) AS (",
+                    );
+                    qb.push_values(chunk, |mut row, ((topic_id, partition), head)| {
+                        row.push_bind(*topic_id)
+                            .push_bind(*partition as i64)
+                            .push_bind(head.next_offset);
+                    });
+                    qb.push(
+                        ") UPDATE partitions SET next_offset = v.next_offset FROM v \
+                         WHERE partitions.topic_id = v.topic_id AND partitions.partition = v.partition",
+                    );
+                    qb.build().execute(&mut *$tx).await?;
                 }
                 // Batch rows in bulk: 12 binds a row, well under either backend's limit.
                 for chunk in planned.rows.chunks(500) {
@@ -774,38 +829,47 @@ impl Metadata {
                     e.1 += r.batch.offset_count;
                 }
                 let minute = crate::lag::index::minute_of(now);
-                for ((topic_id, partition), (base, count)) in spans {
-                    sqlx::query(
+                let spans: Vec<_> = spans.into_iter().collect();
+                for chunk in spans.chunks(500) {
+                    let mut qb = sqlx::QueryBuilder::<$db>::new(
                         "INSERT INTO timestamp_index (topic_id, partition, minute_start, base_offset, \
-                         offset_count, minute_count) VALUES ($1, $2, $3, $4, $5, 1) \
-                         ON CONFLICT (topic_id, partition, minute_start) DO UPDATE SET \
+                         offset_count, minute_count) ",
+                    );
+                    qb.push_values(chunk, |mut row, ((topic_id, partition), (base, count))| {
+                        row.push_bind(*topic_id)
+                            .push_bind(*partition as i64)
+                            .push_bind(minute)
+                            .push_bind(*base)
+                            .push_bind(*count)
+                            .push_bind(1i64);
+                    });
+                    qb.push(
+                        " ON CONFLICT (topic_id, partition, minute_start) DO UPDATE SET \
                          offset_count = timestamp_index.offset_count + excluded.offset_count",
-                    )
-                    .bind(topic_id)
-                    .bind(partition as i64)
-                    .bind(minute)
-                    .bind(base)
-                    .bind(count)
-                    .execute(&mut *$tx)
-                    .await?;
+                    );
+                    qb.build().execute(&mut *$tx).await?;
                 }
-                for ((topic_id, partition, producer_id), entry) in &planned.producers {
-                    sqlx::query(
+                let producers: Vec<_> = planned.producers.iter().collect();
+                for chunk in producers.chunks(500) {
+                    let mut qb = sqlx::QueryBuilder::<$db>::new(
                         "INSERT INTO producer_state (topic_id, partition, producer_id, epoch, \
-                         last_sequence, recent, updated_at_ms) VALUES ($1, $2, $3, $4, $5, $6, $7) \
-                         ON CONFLICT (topic_id, partition, producer_id) DO UPDATE SET \
+                         last_sequence, recent, updated_at_ms) ",
+                    );
+                    qb.push_values(chunk, |mut row, ((topic_id, partition, producer_id), entry)| {
+                        row.push_bind(*topic_id)
+                            .push_bind(*partition as i64)
+                            .push_bind(*producer_id)
+                            .push_bind(entry.epoch as i64)
+                            .push_bind(entry.last_sequence as i64)
+                            .push_bind(entry.encode_recent())
+                            .push_bind(now);
+                    });
+                    qb.push(
+                        " ON CONFLICT (topic_id, partition, producer_id) DO UPDATE SET \
                          epoch = excluded.epoch, last_sequence = excluded.last_sequence, \
                          recent = excluded.recent, updated_at_ms = excluded.updated_at_ms",
-                    )
-                    .bind(*topic_id)
-                    .bind(*partition as i64)
-                    .bind(*producer_id)
-                    .bind(entry.epoch as i64)
-                    .bind(entry.last_sequence as i64)
-                    .bind(entry.encode_recent())
-                    .bind(now)
-                    .execute(&mut *$tx)
-                    .await?;
+                    );
+                    qb.build().execute(&mut *$tx).await?;
                 }
                 planned.outcomes
             }};
