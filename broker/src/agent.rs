@@ -18,7 +18,6 @@ use std::time::Duration;
 
 use anyhow::Context;
 use tokio::net::TcpListener;
-use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -231,7 +230,7 @@ pub async fn start(
     } = bind_kafka(&config).await?;
     let agent_id = uuid::Uuid::new_v4().simple().to_string();
     let cache = ChunkCache::new(bucket.clone(), config.read_cache_bytes, metrics.clone());
-    let (commits, _) = watch::channel(0u64);
+    let commits = Arc::new(crate::wakeups::Wakeups::default());
     let accept_cancel = cancel.child_token();
     // Not children of the root: they fire only when shutdown reaches their step.
     let flush_cancel = CancellationToken::new();

@@ -8,7 +8,6 @@
 
 use std::sync::Arc;
 
-use tokio::sync::watch;
 
 use crate::acl::AclCache;
 use crate::auth::{CredentialCache, FailureDelay};
@@ -23,6 +22,7 @@ use crate::metrics::Metrics;
 use crate::quota::Quotas;
 use crate::store::{Metadata, StoreError};
 use crate::topics::{BuiltinDefaults, Topics};
+use crate::wakeups::Wakeups;
 use crate::writer::SegmentWriter;
 
 /// Shared state of one agent.
@@ -58,7 +58,7 @@ pub struct Broker {
     pub(crate) agent_id: String,
     /// Host and port announced in Metadata.
     pub(crate) advertised: (String, i32),
-    commits: watch::Sender<u64>,
+    commits: Arc<Wakeups>,
 }
 
 /// What [`Broker::new`] puts together (built by [`crate::agent::start`]).
@@ -74,7 +74,7 @@ pub(crate) struct Parts {
     pub cluster_id: String,
     pub agent_id: String,
     pub advertised: (String, i32),
-    pub commits: watch::Sender<u64>,
+    pub commits: Arc<Wakeups>,
 }
 
 impl Broker {
@@ -123,14 +123,14 @@ impl Broker {
         }
     }
 
-    /// A receiver that changes after every segment commit (wakes long-polling fetches).
-    pub fn subscribe_commits(&self) -> watch::Receiver<u64> {
-        self.commits.subscribe()
+    /// Which topics commits touched: wakes long-polling fetches.
+    pub fn commits(&self) -> &Wakeups {
+        &self.commits
     }
 
     /// Wakes the long-polling fetches (another agent committed).
     pub(crate) fn wake_fetches(&self) {
-        self.commits.send_modify(|n| *n += 1);
+        self.commits.remote_commit();
     }
 
     /// The agent's configuration.

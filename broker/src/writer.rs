@@ -44,6 +44,7 @@ use crate::metrics::Metrics;
 use crate::segment::SegmentBuilder;
 use crate::store::plan::{AppendGroup, GroupOutcome, PendingBatch};
 use crate::store::{Metadata, SegmentCommit};
+use crate::wakeups::Wakeups;
 
 use crate::codes::KAFKA_STORAGE_ERROR;
 
@@ -115,8 +116,8 @@ pub struct SegmentWriter {
 }
 
 impl SegmentWriter {
-    /// Starts the sealing timer and the upload/commit pipeline. `commits` is bumped after
-    /// every commit so long-polling fetches wake up.
+    /// Starts the sealing timer and the upload/commit pipeline. `commits` is told of every
+    /// commit so long-polling fetches wake up.
     // Each argument is a distinct dependency, wired once in agent::start.
     #[allow(clippy::too_many_arguments)]
     pub fn start(
@@ -125,7 +126,7 @@ impl SegmentWriter {
         bucket: Bucket,
         cache: ChunkCache,
         metrics: Metrics,
-        commits: watch::Sender<u64>,
+        commits: Arc<Wakeups>,
         cancel: CancellationToken,
         stop: CancellationToken,
     ) -> (Self, JoinHandle<()>) {
@@ -314,7 +315,7 @@ struct Pipeline {
     bucket: Bucket,
     cache: ChunkCache,
     metrics: Metrics,
-    commits: watch::Sender<u64>,
+    commits: Arc<Wakeups>,
 }
 
 struct Uploaded {
@@ -424,7 +425,11 @@ impl Pipeline {
         match result {
             Ok(all) => {
                 self.metrics.commit_transactions.inc();
-                self.commits.send_modify(|n| *n += 1);
+                self.commits.local_commit(
+                    ready
+                        .iter()
+                        .flat_map(|u| u.groups.iter().map(|g| g.topic_id)),
+                );
                 for (u, outcomes) in ready.into_iter().zip(all) {
                     self.cache.insert_object(&u.key, u.object);
                     self.metrics.segments_committed.inc();

@@ -265,7 +265,7 @@ pub struct ServeArgs {
     /// joining, so members that start together are assigned in one rebalance without
     /// waiting out the whole delay. Set it to the delay for Kafka's rule (each new member
     /// extends the wait by the delay).
-    #[arg(long, env = "SLUICE_GROUP_INITIAL_REBALANCE_QUIET", default_value = "300ms", value_parser = parse_duration)]
+    #[arg(long, env = "SLUICE_GROUP_INITIAL_REBALANCE_QUIET", default_value = "200ms", value_parser = parse_duration)]
     pub group_initial_rebalance_quiet: Duration,
 
     /// How often retention (retention.ms / retention.bytes) and the deletion of unreferenced

@@ -157,7 +157,7 @@ impl Coordinator {
     }
 
     /// Handles a JoinGroup, waiting until the rebalance completes.
-    pub async fn join(&self, cluster: &str, group: &str, req: Join) -> JoinAnswer {
+    pub async fn join(self: &Arc<Self>, cluster: &str, group: &str, req: Join) -> JoinAnswer {
         let wait = Duration::from_millis(
             req.rebalance_timeout_ms.max(req.session_timeout_ms).max(0) as u64,
         ) + Duration::from_secs(5);
@@ -166,7 +166,7 @@ impl Coordinator {
         let mut tx = Some(tx);
         let mut req = Some(req);
         let held_since = Instant::now();
-        let out = loop {
+        let (out, deadline) = loop {
             {
                 let mut groups = self.lock();
                 let held = self
@@ -194,19 +194,21 @@ impl Coordinator {
                             ..Default::default()
                         };
                     }
-                    break groups
-                        .entry(k)
-                        .or_insert_with(|| {
-                            Group::new(delay)
-                                .with_initial_quiet(quiet)
-                                .with_max_size(max_size)
-                        })
-                        .join(req, tx, now);
+                    let g = groups.entry(k.clone()).or_insert_with(|| {
+                        Group::new(delay)
+                            .with_initial_quiet(quiet)
+                            .with_max_size(max_size)
+                    });
+                    let out = g.join(req, tx, now);
+                    break (out, g.deadline());
                 }
             }
             tokio::time::sleep(Duration::from_millis(5)).await;
         };
         deliver(out);
+        if let Some(at) = deadline {
+            self.wake_at(k, at);
+        }
         match tokio::time::timeout(wait, rx).await {
             Ok(Ok(Answer::Join(j))) => j,
             _ => JoinAnswer {
@@ -375,6 +377,25 @@ impl Coordinator {
                 )
             })
             .collect()
+    }
+
+    /// Ticks one group at `at` (coordinator milliseconds): a rebalance ends at its deadline
+    /// rather than at the next tick of [`Coordinator::run_ticker`].
+    fn wake_at(self: &Arc<Self>, key: Key, at: u64) {
+        let delay = at.saturating_sub(self.now());
+        if delay == 0 {
+            return;
+        }
+        let this = Arc::clone(self);
+        tokio::spawn(async move {
+            tokio::time::sleep(Duration::from_millis(delay)).await;
+            let now = this.now();
+            let out = match this.lock().get_mut(&key) {
+                Some(g) => g.tick(now),
+                None => Vec::new(),
+            };
+            deliver(out);
+        });
     }
 
     /// Expires sessions and deadlines every 100 ms; empty groups are dropped from memory

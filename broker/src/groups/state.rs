@@ -173,6 +173,11 @@ impl<W> Group<W> {
         }
     }
 
+    /// When the current rebalance phase stops waiting (coordinator milliseconds).
+    pub fn deadline(&self) -> Option<u64> {
+        self.deadline
+    }
+
     /// Ends the first rebalance once `quiet_ms` pass without a new member (never later
     /// than the initial delay).
     pub fn with_initial_quiet(mut self, quiet_ms: u64) -> Self {

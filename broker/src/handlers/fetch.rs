@@ -55,9 +55,13 @@ pub async fn fetch(
     }
     // One fetch may hold at most a quarter of the gate, so several consumers progress.
     let cap = (broker.fetch_gate.limit() / 4).max(1 << 20);
-    let mut commits = broker.subscribe_commits();
+    let topic_ids: Vec<i64> = topics
+        .iter()
+        .filter_map(|t| t.as_ref().ok().and_then(|t| t.as_ref()).map(|t| t.id))
+        .collect();
+    let mut commits = broker.commits().subscribe();
     loop {
-        commits.borrow_and_update();
+        let mut seen = *commits.borrow_and_update();
         let heads = heads(broker, &topics).await;
         if Instant::now() >= deadline || anything_to_read(&req.topics, &heads) {
             // Records exist twice while the response is encoded (partition buffers, then
@@ -95,12 +99,23 @@ pub async fn fetch(
                 return (response, permit);
             }
         }
-        let now = Instant::now();
-        if now >= deadline {
-            continue;
+        // Sleep until a commit that may concern these topics (other agents' commits, seen
+        // through crate::commit_watch, concern every fetch), or the deadline.
+        loop {
+            let now = Instant::now();
+            if now >= deadline {
+                break;
+            }
+            match tokio::time::timeout(deadline - now, commits.changed()).await {
+                Ok(Ok(())) => {}
+                _ => break,
+            }
+            let latest = *commits.borrow_and_update();
+            if broker.commits().concerns(&topic_ids, seen) {
+                break;
+            }
+            seen = latest;
         }
-        // Other agents' commits wake it too (crate::commit_watch).
-        let _ = tokio::time::timeout(deadline - now, commits.changed()).await;
     }
 }
 
