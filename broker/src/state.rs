@@ -8,7 +8,6 @@
 
 use std::sync::Arc;
 
-
 use crate::acl::AclCache;
 use crate::auth::{CredentialCache, FailureDelay};
 use crate::bucket::Bucket;

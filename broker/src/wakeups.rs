@@ -89,6 +89,9 @@ mod tests {
         let since = *w.subscribe().borrow();
         assert!(!w.concerns(&[7], since), "already seen");
         w.remote_commit();
-        assert!(w.concerns(&[1], since), "another agent's commit concerns everyone");
+        assert!(
+            w.concerns(&[1], since),
+            "another agent's commit concerns everyone"
+        );
     }
 }
