@@ -10,6 +10,7 @@
 //! ticker expires sessions and rebalance deadlines.
 
 pub mod member_id;
+pub mod messages;
 pub mod state;
 
 use std::collections::{HashMap, HashSet};

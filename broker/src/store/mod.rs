@@ -73,6 +73,7 @@ macro_rules! begin_write {
 mod acls;
 mod agents;
 mod clusters;
+mod commit;
 mod compaction;
 mod credentials;
 mod holds;

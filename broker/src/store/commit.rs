@@ -1,0 +1,282 @@
+//! The produce commit: one transaction per flush assigns offsets to every batch of the
+//! flushed segments, checks idempotent sequences and records the files, with one statement
+//! per table whatever the partition and producer count.
+
+use std::collections::HashMap;
+
+use super::plan::{self, AppendGroup, GroupOutcome, PartitionHead, ProducerEntry};
+use super::sql::{Db, Metadata, SegmentCommit, StoreError};
+use crate::clock::now_ms;
+
+type Sqlite = sqlx::Sqlite;
+type Postgres = sqlx::Postgres;
+
+impl Metadata {
+    /// Commits one flushed segment file: assigns offsets to every append group in order,
+    /// checks idempotent sequences, and records the file and its batch rows, all in one
+    /// transaction. Returns one outcome per group, in the groups' order.
+    pub async fn commit_segment(
+        &self,
+        object_key: &str,
+        size_bytes: u64,
+        agent_id: &str,
+        groups: &[AppendGroup],
+    ) -> Result<Vec<GroupOutcome>, StoreError> {
+        let mut out = self
+            .commit_segments(
+                agent_id,
+                &[SegmentCommit {
+                    object_key,
+                    size_bytes,
+                    groups,
+                }],
+            )
+            .await?;
+        Ok(out.pop().unwrap_or_default())
+    }
+
+    /// Commits several flushed segment files, in order, in one transaction (group commit:
+    /// one durable write for all the segments that finished uploading meanwhile). Returns
+    /// the outcomes of each segment's groups.
+    pub async fn commit_segments(
+        &self,
+        agent_id: &str,
+        segments: &[SegmentCommit<'_>],
+    ) -> Result<Vec<Vec<GroupOutcome>>, StoreError> {
+        let now = now_ms();
+        // All groups in segment order; each remembers which file it lives in.
+        let groups: Vec<AppendGroup> = segments
+            .iter()
+            .flat_map(|s| s.groups.iter().cloned())
+            .collect();
+        let group_segment: Vec<usize> = segments
+            .iter()
+            .enumerate()
+            .flat_map(|(i, s)| std::iter::repeat_n(i, s.groups.len()))
+            .collect();
+        let groups = &groups[..];
+        let mut partitions: Vec<(i64, i32)> =
+            groups.iter().map(|g| (g.topic_id, g.partition)).collect();
+        partitions.sort_unstable();
+        partitions.dedup();
+        let mut producer_keys: Vec<(i64, i32, i64)> = groups
+            .iter()
+            .flat_map(|g| {
+                g.batches
+                    .iter()
+                    .filter(|b| b.producer_id >= 0 && b.base_sequence >= 0)
+                    .map(move |b| (g.topic_id, g.partition, b.producer_id))
+            })
+            .collect();
+        producer_keys.sort_unstable();
+        producer_keys.dedup();
+
+        macro_rules! commit_body {
+            ($tx:ident, $lock:ident, $db:ident) => {{
+                // One statement per table, whatever the partition and producer count.
+                let mut qb = sqlx::QueryBuilder::<$db>::new(
+                    "INSERT INTO segment_files (object_key, size_bytes, agent_id, created_at_ms) ",
+                );
+                qb.push_values(segments, |mut row, seg| {
+                    row.push_bind(seg.object_key)
+                        .push_bind(seg.size_bytes as i64)
+                        .push_bind(agent_id)
+                        .push_bind(now);
+                });
+                qb.push(" RETURNING id, object_key");
+                let ids: HashMap<String, i64> = qb
+                    .build_query_as::<(i64, String)>()
+                    .fetch_all(&mut *$tx)
+                    .await?
+                    .into_iter()
+                    .map(|(id, key)| (key, id))
+                    .collect();
+                let file_ids = segments
+                    .iter()
+                    .map(|seg| {
+                        ids.get(seg.object_key).copied().ok_or_else(|| {
+                            StoreError::Database(sqlx::Error::Protocol(format!(
+                                "segment file {} was not inserted",
+                                seg.object_key
+                            )))
+                        })
+                    })
+                    .collect::<Result<Vec<i64>, StoreError>>()?;
+                let mut heads = HashMap::new();
+                for chunk in partitions.chunks(500) {
+                    let mut qb = sqlx::QueryBuilder::<$db>::new(
+                        "SELECT topic_id, partition, next_offset, log_start_offset FROM partitions \
+                         WHERE (topic_id, partition) IN (",
+                    );
+                    qb.push_values(chunk, |mut row, &(topic_id, partition)| {
+                        row.push_bind(topic_id).push_bind(partition as i64);
+                    });
+                    // Locked in key order, so agents committing the same partitions never
+                    // deadlock (Postgres locks the rows after sorting them).
+                    qb.push(") ORDER BY topic_id, partition");
+                    qb.push($lock);
+                    let rows: Vec<(i64, i64, i64, i64)> =
+                        qb.build_query_as().fetch_all(&mut *$tx).await?;
+                    for (topic_id, partition, next_offset, log_start_offset) in rows {
+                        heads.insert(
+                            (topic_id, partition as i32),
+                            PartitionHead {
+                                next_offset,
+                                log_start_offset,
+                            },
+                        );
+                    }
+                }
+                let mut producers = HashMap::new();
+                for chunk in producer_keys.chunks(500) {
+                    let mut qb = sqlx::QueryBuilder::<$db>::new(
+                        "SELECT topic_id, partition, producer_id, epoch, last_sequence, recent \
+                         FROM producer_state WHERE (topic_id, partition, producer_id) IN (",
+                    );
+                    qb.push_values(chunk, |mut row, &(topic_id, partition, producer_id)| {
+                        row.push_bind(topic_id)
+                            .push_bind(partition as i64)
+                            .push_bind(producer_id);
+                    });
+                    qb.push(")");
+                    let rows: Vec<(i64, i64, i64, i64, i64, String)> =
+                        qb.build_query_as().fetch_all(&mut *$tx).await?;
+                    for (topic_id, partition, producer_id, epoch, last_sequence, recent) in rows {
+                        producers.insert(
+                            (topic_id, partition as i32, producer_id),
+                            ProducerEntry {
+                                epoch: epoch as i16,
+                                last_sequence: last_sequence as i32,
+                                recent: ProducerEntry::decode_recent(&recent),
+                            },
+                        );
+                    }
+                }
+                let planned = plan::plan(groups, heads, producers);
+                let mut heads: Vec<_> = planned.heads.iter().collect();
+                heads.sort_unstable_by_key(|(k, _)| **k);
+                for chunk in heads.chunks(500) {
+                    let mut qb = sqlx::QueryBuilder::<$db>::new(
+                        "WITH v (topic_id, partition, next_offset) AS (",
+                    );
+                    qb.push_values(chunk, |mut row, ((topic_id, partition), head)| {
+                        row.push_bind(*topic_id)
+                            .push_bind(*partition as i64)
+                            .push_bind(head.next_offset);
+                    });
+                    qb.push(
+                        ") UPDATE partitions SET next_offset = v.next_offset FROM v \
+                         WHERE partitions.topic_id = v.topic_id AND partitions.partition = v.partition",
+                    );
+                    qb.build().execute(&mut *$tx).await?;
+                }
+                // Batch rows in bulk: 12 binds a row, well under either backend's limit.
+                for chunk in planned.rows.chunks(500) {
+                    let mut qb = sqlx::QueryBuilder::<$db>::new(
+                        "INSERT INTO batches (topic_id, partition, base_offset, last_offset, file_id, \
+                         byte_offset, byte_len, record_count, max_timestamp, producer_id, \
+                         transactional, committed_at_ms) ",
+                    );
+                    qb.push_values(chunk, |mut row, r| {
+                        row.push_bind(r.topic_id)
+                            .push_bind(r.partition as i64)
+                            .push_bind(r.base_offset)
+                            .push_bind(r.base_offset + r.batch.offset_count - 1)
+                            .push_bind(file_ids[group_segment[r.group]])
+                            .push_bind(r.batch.byte_offset as i64)
+                            .push_bind(r.batch.byte_len as i64)
+                            .push_bind(r.batch.record_count)
+                            .push_bind(r.batch.max_timestamp)
+                            .push_bind(r.batch.producer_id)
+                            .push_bind(r.batch.transactional as i64)
+                            .push_bind(now);
+                    });
+                    qb.build().execute(&mut *$tx).await?;
+                }
+                // Timestamp index: this flush's offsets were committed in the current minute.
+                let mut spans: HashMap<(i64, i32), (i64, i64)> = HashMap::new();
+                for r in &planned.rows {
+                    let e = spans.entry((r.topic_id, r.partition)).or_insert((r.base_offset, 0));
+                    e.0 = e.0.min(r.base_offset);
+                    e.1 += r.batch.offset_count;
+                }
+                let minute = crate::lag::index::minute_of(now);
+                let spans: Vec<_> = spans.into_iter().collect();
+                for chunk in spans.chunks(500) {
+                    let mut qb = sqlx::QueryBuilder::<$db>::new(
+                        "INSERT INTO timestamp_index (topic_id, partition, minute_start, base_offset, \
+                         offset_count, minute_count) ",
+                    );
+                    qb.push_values(chunk, |mut row, ((topic_id, partition), (base, count))| {
+                        row.push_bind(*topic_id)
+                            .push_bind(*partition as i64)
+                            .push_bind(minute)
+                            .push_bind(*base)
+                            .push_bind(*count)
+                            .push_bind(1i64);
+                    });
+                    qb.push(
+                        " ON CONFLICT (topic_id, partition, minute_start) DO UPDATE SET \
+                         offset_count = timestamp_index.offset_count + excluded.offset_count",
+                    );
+                    qb.build().execute(&mut *$tx).await?;
+                }
+                let producers: Vec<_> = planned.producers.iter().collect();
+                for chunk in producers.chunks(500) {
+                    let mut qb = sqlx::QueryBuilder::<$db>::new(
+                        "INSERT INTO producer_state (topic_id, partition, producer_id, epoch, \
+                         last_sequence, recent, updated_at_ms) ",
+                    );
+                    qb.push_values(chunk, |mut row, ((topic_id, partition, producer_id), entry)| {
+                        row.push_bind(*topic_id)
+                            .push_bind(*partition as i64)
+                            .push_bind(*producer_id)
+                            .push_bind(entry.epoch as i64)
+                            .push_bind(entry.last_sequence as i64)
+                            .push_bind(entry.encode_recent())
+                            .push_bind(now);
+                    });
+                    qb.push(
+                        " ON CONFLICT (topic_id, partition, producer_id) DO UPDATE SET \
+                         epoch = excluded.epoch, last_sequence = excluded.last_sequence, \
+                         recent = excluded.recent, updated_at_ms = excluded.updated_at_ms",
+                    );
+                    qb.build().execute(&mut *$tx).await?;
+                }
+                planned.outcomes
+            }};
+        }
+
+        let outcomes = match &self.db {
+            Db::Sqlite(pool) => {
+                let mut tx = begin_write!(sqlite pool).await?;
+                let lock = "";
+                let outcomes = commit_body!(tx, lock, Sqlite);
+                tx.commit().await?;
+                outcomes
+            }
+            Db::Postgres(pool) => {
+                let mut tx = pool.begin().await?;
+                let lock = " FOR UPDATE";
+                let outcomes = commit_body!(tx, lock, Postgres);
+                // Delivered to every listening agent when (and only if) this commits.
+                sqlx::query("SELECT pg_notify($1, $2)")
+                    .bind(super::COMMIT_CHANNEL)
+                    .bind(agent_id)
+                    .execute(&mut *tx)
+                    .await?;
+                tx.commit().await?;
+                outcomes
+            }
+        };
+        // Hand each segment its own groups' outcomes.
+        let mut per_segment: Vec<Vec<GroupOutcome>> = segments
+            .iter()
+            .map(|s| Vec::with_capacity(s.groups.len()))
+            .collect();
+        for (outcome, seg) in outcomes.into_iter().zip(group_segment) {
+            per_segment[seg].push(outcome);
+        }
+        Ok(per_segment)
+    }
+}
