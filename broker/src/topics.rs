@@ -17,11 +17,14 @@ use crate::topic_config;
 
 pub const TOPIC_CACHE_TTL: Duration = Duration::from_secs(1);
 
-/// Topics by (cluster, name) and by (cluster, topic id), with when they were read.
+/// A cached topic and when it was read.
+type Entry = (Arc<TopicMeta>, Instant);
+
+/// Topics by (cluster, name) and by (cluster, topic id).
 #[derive(Default)]
 struct Cache {
-    by_name: HashMap<(String, String), (Arc<TopicMeta>, Instant)>,
-    by_id: HashMap<(String, uuid::Uuid), (Arc<TopicMeta>, Instant)>,
+    by_name: HashMap<(String, String), Entry>,
+    by_id: HashMap<(String, uuid::Uuid), Entry>,
 }
 
 /// Whether a topic could be resolved for a request.
@@ -60,22 +63,8 @@ impl Topics {
         name: &str,
     ) -> Result<Option<Arc<TopicMeta>>, StoreError> {
         let key = (cluster.to_string(), name.to_string());
-        if let Some((t, at)) = self.lock().by_name.get(&key) {
-            if at.elapsed() < TOPIC_CACHE_TTL {
-                return Ok(Some(t.clone()));
-            }
-        }
-        let found = self.meta.topic(cluster, name).await?.map(Arc::new);
-        let mut cache = self.lock();
-        match &found {
-            Some(t) => {
-                cache.by_name.insert(key, (t.clone(), Instant::now()));
-            }
-            None => {
-                cache.by_name.remove(&key);
-            }
-        }
-        Ok(found)
+        self.through(key, |c| &mut c.by_name, self.meta.topic(cluster, name))
+            .await
     }
 
     /// Looks a topic up by its id (requests of KIP-516 versions), through the cache.
@@ -85,19 +74,32 @@ impl Topics {
         id: uuid::Uuid,
     ) -> Result<Option<Arc<TopicMeta>>, StoreError> {
         let key = (cluster.to_string(), id);
-        if let Some((t, at)) = self.lock().by_id.get(&key) {
+        self.through(key, |c| &mut c.by_id, self.meta.topic_by_uuid(cluster, id))
+            .await
+    }
+
+    /// A fresh cached entry of `map`, or what `load` reads (then cached, or dropped when
+    /// the topic is gone).
+    async fn through<K: std::hash::Hash + Eq>(
+        &self,
+        key: K,
+        map: fn(&mut Cache) -> &mut HashMap<K, Entry>,
+        load: impl std::future::Future<Output = Result<Option<TopicMeta>, StoreError>>,
+    ) -> Result<Option<Arc<TopicMeta>>, StoreError> {
+        if let Some((t, at)) = map(&mut self.lock()).get(&key) {
             if at.elapsed() < TOPIC_CACHE_TTL {
                 return Ok(Some(t.clone()));
             }
         }
-        let found = self.meta.topic_by_uuid(cluster, id).await?.map(Arc::new);
+        let found = load.await?.map(Arc::new);
         let mut cache = self.lock();
+        let entries = map(&mut cache);
         match &found {
             Some(t) => {
-                cache.by_id.insert(key, (t.clone(), Instant::now()));
+                entries.insert(key, (t.clone(), Instant::now()));
             }
             None => {
-                cache.by_id.remove(&key);
+                entries.remove(&key);
             }
         }
         Ok(found)

@@ -11,15 +11,7 @@ use std::time::{Duration, Instant};
 use broker::{BrokerConfig, Metrics};
 use tokio_util::sync::CancellationToken;
 
-use common::{produce_frame, read_produce_response};
-
-async fn start(dir: &std::path::Path, tune: impl FnOnce(&mut BrokerConfig)) -> broker::Running {
-    let mut config = BrokerConfig::for_tests(format!("sqlite://{}", dir.join("meta.db").display()));
-    tune(&mut config);
-    broker::start(config, Metrics::new(), CancellationToken::new())
-        .await
-        .unwrap()
-}
+use common::{produce_frame, read_produce_response, start};
 
 /// Sends `n` one-record requests one after another on one connection; the time of each ack.
 fn produce_sequentially(addr: SocketAddr, n: usize) -> Vec<Duration> {

@@ -11,7 +11,6 @@ use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::time::{Duration, Instant};
 
-use broker::{BrokerConfig, Metrics};
 use bytes::{Bytes, BytesMut};
 use kafka_protocol::messages::join_group_request::JoinGroupRequestProtocol;
 use kafka_protocol::messages::offset_commit_request::{
@@ -25,9 +24,8 @@ use kafka_protocol::messages::{
 use kafka_protocol::messages::{OffsetCommitRequest, OffsetCommitResponse};
 use kafka_protocol::protocol::{Decodable, Encodable, StrBytes};
 use tokio::sync::Mutex;
-use tokio_util::sync::CancellationToken;
 
-use common::{produce_frame, read_produce_response};
+use common::{produce_frame, read_produce_response, start};
 
 static ONE_AT_A_TIME: Mutex<()> = Mutex::const_new(());
 
@@ -43,14 +41,6 @@ fn rss() -> u64 {
         .and_then(|v| v.parse().ok())
         .unwrap();
     kb * 1024
-}
-
-async fn start(dir: &std::path::Path, tune: impl FnOnce(&mut BrokerConfig)) -> broker::Running {
-    let mut config = BrokerConfig::for_tests(format!("sqlite://{}", dir.join("meta.db").display()));
-    tune(&mut config);
-    broker::start(config, Metrics::new(), CancellationToken::new())
-        .await
-        .unwrap()
 }
 
 /// A request frame (length prefix included) with an explicit client id.

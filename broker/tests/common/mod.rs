@@ -1,4 +1,4 @@
-//! Raw Produce frames for the broker's integration tests.
+//! Raw Produce frames and an in-process agent for the broker's integration tests.
 
 #![allow(dead_code)]
 
@@ -16,6 +16,23 @@ use kafka_protocol::records::{
 };
 
 pub const CORRELATION_ID: i32 = 5;
+
+/// Starts an agent on a SQLite file in `dir`, with the test defaults changed by `tune`.
+pub async fn start(
+    dir: &std::path::Path,
+    tune: impl FnOnce(&mut broker::BrokerConfig),
+) -> broker::Running {
+    let mut config =
+        broker::BrokerConfig::for_tests(format!("sqlite://{}", dir.join("meta.db").display()));
+    tune(&mut config);
+    broker::start(
+        config,
+        broker::Metrics::new(),
+        tokio_util::sync::CancellationToken::new(),
+    )
+    .await
+    .unwrap()
+}
 
 /// A Produce v9 frame (length prefix included) with one batch of `n` records of
 /// `value_len` bytes stamped `timestamp`, for partition 0 of `topic`.
