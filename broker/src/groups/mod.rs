@@ -103,6 +103,9 @@ pub struct Coordinator {
 /// of joins with fresh group ids cannot grow memory without bound.
 pub const MAX_PENDING_MEMBERS: usize = 20_000;
 
+/// Deadlines at most this far away get their own timer (see `Coordinator::wake_at`).
+const PRECISE_WAKE_MAX_MS: u64 = 1_000;
+
 /// Keeps a group empty while alive (see [`Coordinator::hold_empty`]).
 pub struct EmptyHold {
     coordinator: Arc<Coordinator>,
@@ -380,11 +383,13 @@ impl Coordinator {
             .collect()
     }
 
-    /// Ticks one group at `at` (coordinator milliseconds): a rebalance ends at its deadline
-    /// rather than at the next tick of [`Coordinator::run_ticker`].
+    /// Ticks one group at `at` (coordinator milliseconds): a short wait (the first
+    /// rebalance's quiet window) ends at its deadline rather than at the next tick of
+    /// [`Coordinator::run_ticker`]. Longer deadlines (rebalance timeouts, minutes) are left
+    /// to the ticker, so a join does not leave a task sleeping for minutes.
     fn wake_at(self: &Arc<Self>, key: Key, at: u64) {
         let delay = at.saturating_sub(self.now());
-        if delay == 0 {
+        if delay == 0 || delay > PRECISE_WAKE_MAX_MS {
             return;
         }
         let this = Arc::clone(self);

@@ -291,7 +291,7 @@ async fn read_partition(
     // batches needs 64 rows, not the thousand a partition may hold.
     let (mut from, mut page) = (offset, FIRST_PAGE_ROWS);
     loop {
-        let rows = match broker
+        let mut rows = match broker
             .meta
             .batches_from(topic.id, partition, from, page)
             .await
@@ -302,6 +302,9 @@ async fn read_partition(
         };
         // The first row may be dropped as ending before `from`: a page one short is full.
         let full_page = rows.len() as i64 + 1 >= page;
+        // The heads were read before the gate wait: what committed since stays for the next
+        // fetch, so no record lies past the high watermark this response reports.
+        rows.retain(|r| r.base_offset < hw);
         let Some(last) = rows.last().map(|r| r.last_offset) else {
             break;
         };
