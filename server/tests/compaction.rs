@@ -181,6 +181,15 @@ async fn compaction_merges_small_segments_without_gaps_or_duplicates() {
         let kafka = server.kafka.clone();
         std::thread::spawn(move || read_all(&kafka, total, Duration::from_secs(120)))
     };
+    // Merges take only segments committed SETTLE_MS (5 s) ago; with group commit the first
+    // waves are done in about 3 s, so wait for the first merge before the second half, or
+    // the reader could finish before any merge.
+    let waiting = Instant::now();
+    while counter(&server, "sluice_compaction_objects_written_total") == 0.0
+        && waiting.elapsed() < Duration::from_secs(60)
+    {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
     log.extend(produce_waves(&p, WAVES).await);
     assert_eq!(log.len(), total);
     let objects_peak = segment_objects(&bucket);
