@@ -28,6 +28,14 @@ pub enum BucketError {
 }
 
 impl BucketError {
+    /// The key exists already (create-only writes).
+    pub fn is_already_exists(&self) -> bool {
+        matches!(
+            self,
+            BucketError::Store(object_store::Error::AlreadyExists { .. })
+        )
+    }
+
     /// The object does not exist (deleted, or never written).
     pub fn is_not_found(&self) -> bool {
         matches!(

@@ -21,6 +21,8 @@ pub struct Metrics {
     /// Metadata transactions that committed segments (one may carry several: group commit).
     pub commit_transactions: IntCounter,
     pub segment_flush_seconds: Histogram,
+    pub segment_upload_seconds: Histogram,
+    pub segment_commit_seconds: Histogram,
     pub produce_bytes: IntCounter,
     pub produce_records: IntCounter,
     pub fetch_bytes: IntCounter,
@@ -90,6 +92,22 @@ impl Metrics {
                 Histogram::with_opts(HistogramOpts::new(
                     "sluice_segment_flush_seconds",
                     "Time from sealing a segment to its metadata commit",
+                ))
+                .expect("valid histogram"),
+            ),
+            segment_upload_seconds: reg(
+                &r,
+                Histogram::with_opts(HistogramOpts::new(
+                    "sluice_segment_upload_seconds",
+                    "Time to write one segment object to the bucket, retries included",
+                ))
+                .expect("valid histogram"),
+            ),
+            segment_commit_seconds: reg(
+                &r,
+                Histogram::with_opts(HistogramOpts::new(
+                    "sluice_segment_commit_seconds",
+                    "Time of one metadata transaction committing uploaded segments",
                 ))
                 .expect("valid histogram"),
             ),

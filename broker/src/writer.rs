@@ -371,7 +371,12 @@ impl Pipeline {
                         seq,
                         Uuid::new_v4().simple()
                     );
-                    uploads.push_back(tokio::spawn(upload(self.bucket.clone(), key, sealed)));
+                    uploads.push_back(tokio::spawn(upload(
+                        self.bucket.clone(),
+                        self.metrics.clone(),
+                        key,
+                        sealed,
+                    )));
                 }
             }
         }
@@ -414,10 +419,14 @@ impl Pipeline {
                 groups: &u.groups,
             })
             .collect();
+        let started = Instant::now();
         let result = self
             .meta
             .commit_segments(&self.config.agent_id, &segments)
             .await;
+        self.metrics
+            .segment_commit_seconds
+            .observe(started.elapsed().as_secs_f64());
         drop(segments);
         for u in &ready {
             self.metrics.produce_pending_bytes.sub(u.data_len as i64);
@@ -453,11 +462,12 @@ impl Pipeline {
     }
 }
 
-async fn upload(bucket: Bucket, key: String, sealed: Sealed) -> Uploaded {
+async fn upload(bucket: Bucket, metrics: Metrics, key: String, sealed: Sealed) -> Uploaded {
     let data_len = sealed.builder.len();
     let object = sealed.builder.finish();
     let mut ok = false;
     let mut backoff = Duration::from_millis(50);
+    let started = Instant::now();
     for attempt in 1..=UPLOAD_ATTEMPTS {
         match bucket.put_new(&key, object.clone()).await {
             Ok(()) => {
@@ -465,9 +475,7 @@ async fn upload(bucket: Bucket, key: String, sealed: Sealed) -> Uploaded {
                 break;
             }
             // A retry finding the object means an earlier attempt stored it after all.
-            Err(crate::bucket::BucketError::Store(object_store::Error::AlreadyExists {
-                ..
-            })) if attempt > 1 => {
+            Err(e) if attempt > 1 && e.is_already_exists() => {
                 ok = true;
                 break;
             }
@@ -480,6 +488,9 @@ async fn upload(bucket: Bucket, key: String, sealed: Sealed) -> Uploaded {
             }
         }
     }
+    metrics
+        .segment_upload_seconds
+        .observe(started.elapsed().as_secs_f64());
     Uploaded {
         key,
         object,

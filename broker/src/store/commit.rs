@@ -1,8 +1,13 @@
 //! The produce commit: one transaction per flush assigns offsets to every batch of the
 //! flushed segments, checks idempotent sequences and records the files, with one statement
-//! per table whatever the partition and producer count.
+//! per table whatever the partition and producer count. With SQLite the reads go to the
+//! database thread as one query and the writes as another (four round trips with BEGIN and
+//! COMMIT, instead of one per statement: each is a thread hand-off, and on a busy machine
+//! those cost more than the statements).
 
 use std::collections::HashMap;
+
+use sqlx::{Database, QueryBuilder, Row};
 
 use super::plan::{self, AppendGroup, GroupOutcome, PartitionHead, ProducerEntry};
 use super::sql::{Db, Metadata, SegmentCommit, StoreError};
@@ -72,25 +77,85 @@ impl Metadata {
         producer_keys.dedup();
 
         macro_rules! commit_body {
-            ($tx:ident, $lock:ident, $db:ident) => {{
-                // One statement per table, whatever the partition and producer count.
-                let mut qb = sqlx::QueryBuilder::<$db>::new(
-                    "INSERT INTO segment_files (object_key, size_bytes, agent_id, created_at_ms) ",
-                );
-                qb.push_values(segments, |mut row, seg| {
-                    row.push_bind(seg.object_key)
-                        .push_bind(seg.size_bytes as i64)
-                        .push_bind(agent_id)
-                        .push_bind(now);
-                });
-                qb.push(" RETURNING id, object_key");
-                let ids: HashMap<String, i64> = qb
-                    .build_query_as::<(i64, String)>()
-                    .fetch_all(&mut *$tx)
-                    .await?
-                    .into_iter()
-                    .map(|(id, key)| (key, id))
-                    .collect();
+            ($tx:ident, $lock:ident, $db:ident, $one_query:expr) => {{
+                // Reads: the file rows (their ids), the partition heads and the producers'
+                // states, told apart by their column counts.
+                let mut reads = Script::<$db>::new($one_query);
+                reads
+                    .statement(
+                        "INSERT INTO segment_files (object_key, size_bytes, agent_id, created_at_ms) ",
+                    )
+                    .push_values(segments, |mut row, seg| {
+                        row.push_bind(seg.object_key)
+                            .push_bind(seg.size_bytes as i64)
+                            .push_bind(agent_id)
+                            .push_bind(now);
+                    })
+                    .push(" RETURNING id, object_key");
+                for chunk in partitions.chunks(500) {
+                    reads
+                        .statement(
+                            "SELECT topic_id, partition, next_offset, log_start_offset FROM partitions \
+                             WHERE (topic_id, partition) IN (",
+                        )
+                        .push_values(chunk, |mut row, &(topic_id, partition)| {
+                            row.push_bind(topic_id).push_bind(partition as i64);
+                        })
+                        // Locked in key order, so agents committing the same partitions
+                        // never deadlock (Postgres locks the rows after sorting them).
+                        .push(") ORDER BY topic_id, partition")
+                        .push($lock);
+                }
+                for chunk in producer_keys.chunks(500) {
+                    reads
+                        .statement(
+                            "SELECT topic_id, partition, producer_id, epoch, last_sequence, recent \
+                             FROM producer_state WHERE (topic_id, partition, producer_id) IN (",
+                        )
+                        .push_values(chunk, |mut row, &(topic_id, partition, producer_id)| {
+                            row.push_bind(topic_id)
+                                .push_bind(partition as i64)
+                                .push_bind(producer_id);
+                        })
+                        .push(")");
+                }
+                let mut ids = HashMap::new();
+                let mut heads = HashMap::new();
+                let mut producers = HashMap::new();
+                for mut qb in reads.into_queries() {
+                    for row in qb.build().fetch_all(&mut *$tx).await? {
+                        match row.len() {
+                            2 => {
+                                ids.insert(row.try_get::<String, _>(1)?, row.try_get::<i64, _>(0)?);
+                            }
+                            4 => {
+                                heads.insert(
+                                    (row.try_get::<i64, _>(0)?, row.try_get::<i64, _>(1)? as i32),
+                                    PartitionHead {
+                                        next_offset: row.try_get(2)?,
+                                        log_start_offset: row.try_get(3)?,
+                                    },
+                                );
+                            }
+                            _ => {
+                                producers.insert(
+                                    (
+                                        row.try_get::<i64, _>(0)?,
+                                        row.try_get::<i64, _>(1)? as i32,
+                                        row.try_get::<i64, _>(2)?,
+                                    ),
+                                    ProducerEntry {
+                                        epoch: row.try_get::<i64, _>(3)? as i16,
+                                        last_sequence: row.try_get::<i64, _>(4)? as i32,
+                                        recent: ProducerEntry::decode_recent(
+                                            &row.try_get::<String, _>(5)?,
+                                        ),
+                                    },
+                                );
+                            }
+                        }
+                    }
+                }
                 let file_ids = segments
                     .iter()
                     .map(|seg| {
@@ -102,96 +167,46 @@ impl Metadata {
                         })
                     })
                     .collect::<Result<Vec<i64>, StoreError>>()?;
-                let mut heads = HashMap::new();
-                for chunk in partitions.chunks(500) {
-                    let mut qb = sqlx::QueryBuilder::<$db>::new(
-                        "SELECT topic_id, partition, next_offset, log_start_offset FROM partitions \
-                         WHERE (topic_id, partition) IN (",
-                    );
-                    qb.push_values(chunk, |mut row, &(topic_id, partition)| {
-                        row.push_bind(topic_id).push_bind(partition as i64);
-                    });
-                    // Locked in key order, so agents committing the same partitions never
-                    // deadlock (Postgres locks the rows after sorting them).
-                    qb.push(") ORDER BY topic_id, partition");
-                    qb.push($lock);
-                    let rows: Vec<(i64, i64, i64, i64)> =
-                        qb.build_query_as().fetch_all(&mut *$tx).await?;
-                    for (topic_id, partition, next_offset, log_start_offset) in rows {
-                        heads.insert(
-                            (topic_id, partition as i32),
-                            PartitionHead {
-                                next_offset,
-                                log_start_offset,
-                            },
-                        );
-                    }
-                }
-                let mut producers = HashMap::new();
-                for chunk in producer_keys.chunks(500) {
-                    let mut qb = sqlx::QueryBuilder::<$db>::new(
-                        "SELECT topic_id, partition, producer_id, epoch, last_sequence, recent \
-                         FROM producer_state WHERE (topic_id, partition, producer_id) IN (",
-                    );
-                    qb.push_values(chunk, |mut row, &(topic_id, partition, producer_id)| {
-                        row.push_bind(topic_id)
-                            .push_bind(partition as i64)
-                            .push_bind(producer_id);
-                    });
-                    qb.push(")");
-                    let rows: Vec<(i64, i64, i64, i64, i64, String)> =
-                        qb.build_query_as().fetch_all(&mut *$tx).await?;
-                    for (topic_id, partition, producer_id, epoch, last_sequence, recent) in rows {
-                        producers.insert(
-                            (topic_id, partition as i32, producer_id),
-                            ProducerEntry {
-                                epoch: epoch as i16,
-                                last_sequence: last_sequence as i32,
-                                recent: ProducerEntry::decode_recent(&recent),
-                            },
-                        );
-                    }
-                }
                 let planned = plan::plan(groups, heads, producers);
+                // Writes: heads, batch rows, the timestamp index and the producers' states.
+                let mut writes = Script::<$db>::new($one_query);
                 let mut heads: Vec<_> = planned.heads.iter().collect();
                 heads.sort_unstable_by_key(|(k, _)| **k);
                 for chunk in heads.chunks(500) {
-                    let mut qb = sqlx::QueryBuilder::<$db>::new(
-                        "WITH v (topic_id, partition, next_offset) AS (",
-                    );
-                    qb.push_values(chunk, |mut row, ((topic_id, partition), head)| {
-                        row.push_bind(*topic_id)
-                            .push_bind(*partition as i64)
-                            .push_bind(head.next_offset);
-                    });
-                    qb.push(
-                        ") UPDATE partitions SET next_offset = v.next_offset FROM v \
-                         WHERE partitions.topic_id = v.topic_id AND partitions.partition = v.partition",
-                    );
-                    qb.build().execute(&mut *$tx).await?;
+                    writes
+                        .statement("WITH v (topic_id, partition, next_offset) AS (")
+                        .push_values(chunk, |mut row, ((topic_id, partition), head)| {
+                            row.push_bind(*topic_id)
+                                .push_bind(*partition as i64)
+                                .push_bind(head.next_offset);
+                        })
+                        .push(
+                            ") UPDATE partitions SET next_offset = v.next_offset FROM v \
+                             WHERE partitions.topic_id = v.topic_id AND partitions.partition = v.partition",
+                        );
                 }
                 // Batch rows in bulk: 12 binds a row, well under either backend's limit.
                 for chunk in planned.rows.chunks(500) {
-                    let mut qb = sqlx::QueryBuilder::<$db>::new(
-                        "INSERT INTO batches (topic_id, partition, base_offset, last_offset, file_id, \
-                         byte_offset, byte_len, record_count, max_timestamp, producer_id, \
-                         transactional, committed_at_ms) ",
-                    );
-                    qb.push_values(chunk, |mut row, r| {
-                        row.push_bind(r.topic_id)
-                            .push_bind(r.partition as i64)
-                            .push_bind(r.base_offset)
-                            .push_bind(r.base_offset + r.batch.offset_count - 1)
-                            .push_bind(file_ids[group_segment[r.group]])
-                            .push_bind(r.batch.byte_offset as i64)
-                            .push_bind(r.batch.byte_len as i64)
-                            .push_bind(r.batch.record_count)
-                            .push_bind(r.batch.max_timestamp)
-                            .push_bind(r.batch.producer_id)
-                            .push_bind(r.batch.transactional as i64)
-                            .push_bind(now);
-                    });
-                    qb.build().execute(&mut *$tx).await?;
+                    writes
+                        .statement(
+                            "INSERT INTO batches (topic_id, partition, base_offset, last_offset, file_id, \
+                             byte_offset, byte_len, record_count, max_timestamp, producer_id, \
+                             transactional, committed_at_ms) ",
+                        )
+                        .push_values(chunk, |mut row, r| {
+                            row.push_bind(r.topic_id)
+                                .push_bind(r.partition as i64)
+                                .push_bind(r.base_offset)
+                                .push_bind(r.base_offset + r.batch.offset_count - 1)
+                                .push_bind(file_ids[group_segment[r.group]])
+                                .push_bind(r.batch.byte_offset as i64)
+                                .push_bind(r.batch.byte_len as i64)
+                                .push_bind(r.batch.record_count)
+                                .push_bind(r.batch.max_timestamp)
+                                .push_bind(r.batch.producer_id)
+                                .push_bind(r.batch.transactional as i64)
+                                .push_bind(now);
+                        });
                 }
                 // Timestamp index: this flush's offsets were committed in the current minute.
                 let mut spans: HashMap<(i64, i32), (i64, i64)> = HashMap::new();
@@ -203,44 +218,47 @@ impl Metadata {
                 let minute = crate::lag::index::minute_of(now);
                 let spans: Vec<_> = spans.into_iter().collect();
                 for chunk in spans.chunks(500) {
-                    let mut qb = sqlx::QueryBuilder::<$db>::new(
-                        "INSERT INTO timestamp_index (topic_id, partition, minute_start, base_offset, \
-                         offset_count, minute_count) ",
-                    );
-                    qb.push_values(chunk, |mut row, ((topic_id, partition), (base, count))| {
-                        row.push_bind(*topic_id)
-                            .push_bind(*partition as i64)
-                            .push_bind(minute)
-                            .push_bind(*base)
-                            .push_bind(*count)
-                            .push_bind(1i64);
-                    });
-                    qb.push(
-                        " ON CONFLICT (topic_id, partition, minute_start) DO UPDATE SET \
-                         offset_count = timestamp_index.offset_count + excluded.offset_count",
-                    );
-                    qb.build().execute(&mut *$tx).await?;
+                    writes
+                        .statement(
+                            "INSERT INTO timestamp_index (topic_id, partition, minute_start, base_offset, \
+                             offset_count, minute_count) ",
+                        )
+                        .push_values(chunk, |mut row, ((topic_id, partition), (base, count))| {
+                            row.push_bind(*topic_id)
+                                .push_bind(*partition as i64)
+                                .push_bind(minute)
+                                .push_bind(*base)
+                                .push_bind(*count)
+                                .push_bind(1i64);
+                        })
+                        .push(
+                            " ON CONFLICT (topic_id, partition, minute_start) DO UPDATE SET \
+                             offset_count = timestamp_index.offset_count + excluded.offset_count",
+                        );
                 }
                 let producers: Vec<_> = planned.producers.iter().collect();
                 for chunk in producers.chunks(500) {
-                    let mut qb = sqlx::QueryBuilder::<$db>::new(
-                        "INSERT INTO producer_state (topic_id, partition, producer_id, epoch, \
-                         last_sequence, recent, updated_at_ms) ",
-                    );
-                    qb.push_values(chunk, |mut row, ((topic_id, partition, producer_id), entry)| {
-                        row.push_bind(*topic_id)
-                            .push_bind(*partition as i64)
-                            .push_bind(*producer_id)
-                            .push_bind(entry.epoch as i64)
-                            .push_bind(entry.last_sequence as i64)
-                            .push_bind(entry.encode_recent())
-                            .push_bind(now);
-                    });
-                    qb.push(
-                        " ON CONFLICT (topic_id, partition, producer_id) DO UPDATE SET \
-                         epoch = excluded.epoch, last_sequence = excluded.last_sequence, \
-                         recent = excluded.recent, updated_at_ms = excluded.updated_at_ms",
-                    );
+                    writes
+                        .statement(
+                            "INSERT INTO producer_state (topic_id, partition, producer_id, epoch, \
+                             last_sequence, recent, updated_at_ms) ",
+                        )
+                        .push_values(chunk, |mut row, ((topic_id, partition, producer_id), entry)| {
+                            row.push_bind(*topic_id)
+                                .push_bind(*partition as i64)
+                                .push_bind(*producer_id)
+                                .push_bind(entry.epoch as i64)
+                                .push_bind(entry.last_sequence as i64)
+                                .push_bind(entry.encode_recent())
+                                .push_bind(now);
+                        })
+                        .push(
+                            " ON CONFLICT (topic_id, partition, producer_id) DO UPDATE SET \
+                             epoch = excluded.epoch, last_sequence = excluded.last_sequence, \
+                             recent = excluded.recent, updated_at_ms = excluded.updated_at_ms",
+                        );
+                }
+                for mut qb in writes.into_queries() {
                     qb.build().execute(&mut *$tx).await?;
                 }
                 planned.outcomes
@@ -251,14 +269,14 @@ impl Metadata {
             Db::Sqlite(pool) => {
                 let mut tx = begin_write!(sqlite pool).await?;
                 let lock = "";
-                let outcomes = commit_body!(tx, lock, Sqlite);
+                let outcomes = commit_body!(tx, lock, Sqlite, true);
                 tx.commit().await?;
                 outcomes
             }
             Db::Postgres(pool) => {
                 let mut tx = pool.begin().await?;
                 let lock = " FOR UPDATE";
-                let outcomes = commit_body!(tx, lock, Postgres);
+                let outcomes = commit_body!(tx, lock, Postgres, false);
                 // Delivered to every listening agent when (and only if) this commits.
                 sqlx::query("SELECT pg_notify($1, $2)")
                     .bind(super::COMMIT_CHANNEL)
@@ -278,5 +296,45 @@ impl Metadata {
             per_segment[seg].push(outcome);
         }
         Ok(per_segment)
+    }
+}
+
+/// The statements of one phase of a commit: with `one_query` they are joined into one query
+/// (SQLite runs them in order, binding the parameters of each in turn); otherwise each is its
+/// own query (Postgres binds parameters one statement at a time).
+struct Script<'a, DB: Database> {
+    done: Vec<QueryBuilder<'a, DB>>,
+    current: Option<QueryBuilder<'a, DB>>,
+    one_query: bool,
+}
+
+impl<'a, DB: Database> Script<'a, DB> {
+    fn new(one_query: bool) -> Self {
+        Script {
+            done: Vec::new(),
+            current: None,
+            one_query,
+        }
+    }
+
+    /// Starts the next statement with `sql`; returns the builder to complete it with.
+    fn statement(&mut self, sql: &str) -> &mut QueryBuilder<'a, DB> {
+        match self.current.take() {
+            Some(mut qb) if self.one_query => {
+                qb.push("; ").push(sql);
+                self.current = Some(qb);
+            }
+            previous => {
+                self.done.extend(previous);
+                self.current = Some(QueryBuilder::new(sql));
+            }
+        }
+        self.current.as_mut().expect("just set")
+    }
+
+    /// The queries to run, in order.
+    fn into_queries(mut self) -> Vec<QueryBuilder<'a, DB>> {
+        self.done.extend(self.current.take());
+        self.done
     }
 }
