@@ -15,6 +15,9 @@ use object_store::memory::InMemory;
 use object_store::path::Path;
 use object_store::{ObjectStore, ObjectStoreExt, PutMode, PutOptions, PutPayload};
 
+mod folder;
+use folder::Folder;
+
 #[derive(Debug, thiserror::Error)]
 pub enum BucketError {
     #[error("unsupported bucket url '{0}': use memory://, file://PATH or s3://BUCKET?endpoint=…&region=…")]
@@ -25,15 +28,18 @@ pub enum BucketError {
     Corrupt(String),
     #[error("object store: {0}")]
     Store(#[from] object_store::Error),
+    #[error("bucket folder: {0}")]
+    Io(#[from] std::io::Error),
 }
 
 impl BucketError {
     /// The key exists already (create-only writes).
     pub fn is_already_exists(&self) -> bool {
-        matches!(
-            self,
-            BucketError::Store(object_store::Error::AlreadyExists { .. })
-        )
+        match self {
+            BucketError::Store(object_store::Error::AlreadyExists { .. }) => true,
+            BucketError::Io(e) => e.kind() == std::io::ErrorKind::AlreadyExists,
+            _ => false,
+        }
     }
 
     /// The object does not exist (deleted, or never written).
@@ -51,11 +57,14 @@ pub struct Bucket {
     store: Arc<dyn ObjectStore>,
     prefix: String,
     url: String,
+    /// Writes of a `file://` bucket (reads, lists and deletes go through `store`).
+    folder: Option<Folder>,
 }
 
 impl Bucket {
     pub fn open(url: &str) -> Result<Self, BucketError> {
         let bad = || BucketError::BadUrl(url.to_string());
+        let mut folder = None;
         let (store, prefix): (Arc<dyn ObjectStore>, String) = if url.starts_with("memory://") {
             (Arc::new(InMemory::new()), String::new())
         } else if let Some(path) = url.strip_prefix("file://") {
@@ -63,6 +72,10 @@ impl Bucket {
                 return Err(bad());
             }
             std::fs::create_dir_all(path).map_err(|e| BucketError::Folder(path.to_string(), e))?;
+            folder = Some(
+                Folder::open(std::path::Path::new(path))
+                    .map_err(|e| BucketError::Folder(path.to_string(), e))?,
+            );
             let fs = LocalFileSystem::new_with_prefix(path)?
                 .with_fsync(true)
                 .with_automatic_cleanup(true);
@@ -95,6 +108,7 @@ impl Bucket {
             store,
             prefix,
             url: url.to_string(),
+            folder,
         })
     }
 
@@ -119,6 +133,9 @@ impl Bucket {
 
     /// Writes a new object; fails if the key exists (keys are never reused).
     pub async fn put_new(&self, key: &str, data: Bytes) -> Result<(), BucketError> {
+        if let Some(folder) = self.folder.as_ref().filter(|_| folder::plain_key(key)) {
+            return Ok(folder.put_new(key, data).await?);
+        }
         let opts = PutOptions {
             mode: PutMode::Create,
             ..Default::default()
