@@ -110,7 +110,8 @@ impl Folder {
 
     /// Tops the pool up in the background (one refill at a time).
     pub fn refill(&self) {
-        if self.inner.refilling.swap(true, Ordering::AcqRel) {
+        let ready = self.inner.ready.lock().expect("pool lock").len();
+        if ready > POOL_TARGET / 2 || self.inner.refilling.swap(true, Ordering::AcqRel) {
             return;
         }
         let inner = self.inner.clone();
@@ -126,7 +127,7 @@ impl Folder {
 impl Inner {
     fn refill(&self) -> io::Result<()> {
         let missing = POOL_TARGET.saturating_sub(self.ready.lock().expect("pool lock").len());
-        if missing < POOL_TARGET / 2 {
+        if missing == 0 {
             return Ok(());
         }
         fs::create_dir_all(&self.pool_dir)?;
@@ -164,9 +165,14 @@ impl Inner {
         });
         match opened {
             Some((mut file, staged)) => {
-                file.write_all(data)?;
-                file.sync_data()?;
-                fs::rename(&staged, &target)?;
+                let written = file
+                    .write_all(data)
+                    .and_then(|()| file.sync_data())
+                    .and_then(|()| fs::rename(&staged, &target));
+                if let Err(e) = written {
+                    let _ = fs::remove_file(&staged);
+                    return Err(e);
+                }
             }
             None => {
                 let mut file = OpenOptions::new()
