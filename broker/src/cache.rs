@@ -10,6 +10,7 @@ use std::sync::Arc;
 use bytes::{Bytes, BytesMut};
 use futures::StreamExt;
 use moka::future::Cache;
+use moka::policy::EvictionPolicy;
 
 use crate::bucket::{Bucket, BucketError};
 use crate::metrics::Metrics;
@@ -33,7 +34,11 @@ pub struct ChunkCache {
 impl ChunkCache {
     pub fn new(bucket: Bucket, capacity_bytes: u64, metrics: Metrics) -> Self {
         let gauge = metrics.read_cache_bytes.clone();
+        // Least recently used goes first. moka's default (TinyLFU) admits a new chunk only if
+        // it was asked for more often than the one it would evict: a consumer reading a log
+        // front to back asks for each chunk once, so its chunks would mostly not be kept.
         let cache = Cache::builder()
+            .eviction_policy(EvictionPolicy::lru())
             .max_capacity(capacity_bytes)
             .weigher(|_k: &(Arc<str>, u64), v: &Bytes| v.len().min(u32::MAX as usize) as u32)
             .eviction_listener(move |_k, v: Bytes, _cause| {
@@ -140,6 +145,35 @@ impl ChunkCache {
                 ))));
             }
             out.extend_from_slice(&chunk[from..to]);
+            pos = chunk_start + to as u64;
+        }
+        Ok(())
+    }
+
+    /// Pushes the `len` bytes at `offset` of object `key` to `out` as slices of the cached
+    /// chunks (no copy).
+    pub async fn slices(
+        &self,
+        key: &Arc<str>,
+        object_size: u64,
+        offset: u64,
+        len: u64,
+        out: &mut Vec<Bytes>,
+    ) -> Result<(), Arc<BucketError>> {
+        let end = offset + len;
+        let mut pos = offset;
+        while pos < end {
+            let index = pos / CHUNK_BYTES;
+            let chunk = self.chunk(key, index, object_size).await?;
+            let chunk_start = index * CHUNK_BYTES;
+            let from = (pos - chunk_start) as usize;
+            let to = ((end - chunk_start) as usize).min(chunk.len());
+            if from >= to {
+                return Err(Arc::new(BucketError::Corrupt(format!(
+                    "object {key} is shorter than its metadata says"
+                ))));
+            }
+            out.push(chunk.slice(from..to));
             pos = chunk_start + to as u64;
         }
         Ok(())

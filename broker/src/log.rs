@@ -8,6 +8,7 @@ use bytes::BytesMut;
 use crate::batch;
 use crate::bucket::BucketError;
 use crate::codes;
+use crate::protocol::Pieces;
 use crate::state::Broker;
 use crate::store::{BatchLocation, StoreError, TopicMeta};
 
@@ -42,6 +43,52 @@ pub async fn read_batch(
         return Err(e);
     }
     batch::patch_base_offset(&mut buf[start..], row.base_offset);
+    Ok(())
+}
+
+/// Appends one batch to `out` as slices of the cached object chunks, with its base offset
+/// (the first 8 bytes, the only ones that differ from the stored object) in front.
+pub async fn read_batch_pieces(
+    broker: &Broker,
+    row: &BatchLocation,
+    out: &mut Pieces,
+) -> Result<(), Arc<BucketError>> {
+    let mut slices = Vec::with_capacity(2);
+    broker
+        .cache
+        .slices(
+            &row.object_key,
+            row.object_size,
+            row.byte_offset,
+            row.byte_len as u64,
+            &mut slices,
+        )
+        .await?;
+    let base = row.base_offset.to_be_bytes();
+    match slices.first() {
+        Some(first) if first.len() >= base.len() => {
+            out.push_copy(&base);
+            for (i, s) in slices.into_iter().enumerate() {
+                out.push(if i == 0 { s.slice(base.len()..) } else { s });
+            }
+        }
+        // The header is split over two chunks (or the row is shorter than a header).
+        _ => {
+            let mut whole = BytesMut::with_capacity(row.byte_len as usize);
+            for s in &slices {
+                whole.extend_from_slice(s);
+            }
+            if whole.len() < base.len() {
+                return Err(Arc::new(BucketError::Corrupt(format!(
+                    "a batch of {} bytes in {} is shorter than a batch header",
+                    whole.len(),
+                    row.object_key
+                ))));
+            }
+            batch::patch_base_offset(&mut whole, row.base_offset);
+            out.push_copy(&whole);
+        }
+    }
     Ok(())
 }
 

@@ -13,7 +13,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use bytes::{Bytes, BytesMut};
+use bytes::BytesMut;
 use futures::future::BoxFuture;
 use kafka_protocol::messages::{
     ApiKey, RequestKind, ResponseKind, SaslAuthenticateResponse, SaslHandshakeResponse,
@@ -30,7 +30,7 @@ use crate::auth::{self, Principal, Sasl, Step};
 use crate::config::KafkaAuth;
 use crate::gate::Permit;
 use crate::handlers::{self, Reply};
-use crate::protocol::{self, Decoded};
+use crate::protocol::{self, Decoded, Frame, Splices};
 use crate::session::{Listener, Session};
 use crate::state::Broker;
 use crate::tls::{self, ServerTls};
@@ -262,7 +262,7 @@ async fn wait_for_capacity(broker: &Broker, slots: &Arc<Semaphore>) -> OwnedSema
 /// A response slot in request order: the spawned handler yields the encoded frame with the
 /// gate bytes it holds until the frame is written, or None for requests that get no
 /// response (acks=0 produce). Dropping a slot (closed connection) releases its bytes.
-type Pending = JoinHandle<Option<(Bytes, Option<Permit>)>>;
+type Pending = JoinHandle<Option<(Frame, Option<Permit>)>>;
 
 /// Serves one connection. `sasl` is where authentication starts: `Sasl::Certificate` for a
 /// connection that authenticated by its client certificate (`session` set to match).
@@ -314,7 +314,7 @@ async fn serve_connection<S: Split>(
                     break;
                 }
             };
-            let res = wr.write_all(&frame).await;
+            let res = frame.write_to(&mut wr).await;
             // Written to the socket (or failed): its bytes no longer count as in flight.
             drop(permit);
             if res.is_err() {
@@ -473,7 +473,7 @@ async fn serve_connection<S: Split>(
         };
         let pending: Pending = match decoded {
             Decoded::ApiVersionsTooNew { correlation_id } => {
-                let frame = protocol::encode_api_versions_too_new(correlation_id);
+                let frame = Frame::from(protocol::encode_api_versions_too_new(correlation_id));
                 tokio::spawn(async move { Some((frame, None)) })
             }
             Decoded::Request {
@@ -495,9 +495,9 @@ async fn serve_connection<S: Split>(
                     api_key,
                     version,
                     &response,
+                    Splices::default(),
                 ) {
                     Ok(frame) => {
-                        let frame = frame.freeze();
                         tokio::spawn(async move { Some((frame, None)) })
                     }
                     Err(e) => {
@@ -550,7 +550,7 @@ async fn serve_connection<S: Split>(
                 let mute = mute.clone();
                 tokio::spawn(
                     async move {
-                        let Reply { response, permit, throttle } = respond.await?;
+                        let Reply { response, permit, throttle, splices } = respond.await?;
                         if let Some(t) = throttle {
                             mute.mute_for(t.time);
                             if t.delay {
@@ -565,15 +565,20 @@ async fn serve_connection<S: Split>(
                             .request_seconds
                             .with_label_values(&[name])
                             .observe(started.elapsed().as_secs_f64());
-                        match protocol::encode_response(correlation_id, api_key, version, &response)
-                        {
-                            Ok(buf) => {
+                        match protocol::encode_response(
+                            correlation_id,
+                            api_key,
+                            version,
+                            &response,
+                            splices,
+                        ) {
+                            Ok(frame) => {
                                 // The records now live only in the frame.
                                 let mut permit = permit;
                                 if let Some(p) = permit.as_mut() {
-                                    p.shrink_to(buf.len() as u64);
+                                    p.shrink_to(frame.len() as u64);
                                 }
-                                Some((buf.freeze(), permit))
+                                Some((frame, permit))
                             }
                             Err(e) => {
                                 tracing::error!(error = %e, "encoding response failed");

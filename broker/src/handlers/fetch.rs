@@ -5,7 +5,8 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use bytes::BytesMut;
+use futures::StreamExt;
+
 use kafka_protocol::messages::fetch_request::FetchTopic;
 use kafka_protocol::messages::fetch_response::{FetchableTopicResponse, PartitionData};
 use kafka_protocol::messages::{FetchRequest, FetchResponse};
@@ -14,17 +15,22 @@ use super::store_error_code;
 use crate::acl::{Authz, Operation, ResourceType};
 use crate::codes;
 use crate::gate::Permit;
-use crate::log::read_batch;
+use crate::log::read_batch_pieces;
+use crate::protocol::{Pieces, Splices};
 use crate::quota::Direction;
 use crate::session::Session;
 use crate::state::Broker;
 use crate::store::{BatchLocation, PartitionState, TopicMeta};
 
-/// Batch rows read per page; a partition's pages grow from the first to the largest.
-const FIRST_PAGE_ROWS: i64 = 32;
+/// Batch rows read per page: at least, at most, and the batch size the first page of a
+/// partition assumes (the Java client's default `batch.size`).
+const MIN_PAGE_ROWS: i64 = 32;
 const MAX_BATCH_ROWS: i64 = 1000;
+const GUESSED_BATCH_BYTES: usize = 16 << 10;
 /// Rows whose objects are fetched together ahead of the copy (see `ChunkCache::prefetch`).
 const PREFETCH_WINDOW: usize = 64;
+/// Partitions of one fetch read at once (each holds a database connection meanwhile).
+const PARALLEL_PARTITIONS: usize = 4;
 /// The longest a fetch may wait, whatever the client asks.
 const MAX_WAIT: Duration = Duration::from_secs(30);
 
@@ -38,7 +44,7 @@ pub async fn fetch(
     session: &Session,
     version: i16,
     req: FetchRequest,
-) -> (FetchResponse, Permit) {
+) -> (FetchResponse, Splices, Permit) {
     let deadline =
         Instant::now() + Duration::from_millis(req.max_wait_ms.max(0) as u64).min(MAX_WAIT);
     let min_bytes = req.min_bytes.max(0) as usize;
@@ -64,8 +70,8 @@ pub async fn fetch(
         let mut seen = *commits.borrow_and_update();
         let heads = heads(broker, &topics).await;
         if Instant::now() >= deadline || anything_to_read(&req.topics, &heads) {
-            // Records exist twice while the response is encoded (partition buffers, then
-            // the frame): reserve for both, read at most half.
+            // Reserve for twice what is read: records gathered in pieces are not copied, but
+            // small or oversized record sets are, into one buffer, while being encoded.
             let reserve = (max_bytes as u64).saturating_mul(2).min(cap);
             let mut permit = broker.fetch_gate.acquire(reserve).await;
             let _reader = broker
@@ -73,7 +79,7 @@ pub async fn fetch(
                 .acquire()
                 .await
                 .expect("the semaphore is never closed");
-            let (responses, bytes) = read_all(
+            let (responses, splices, bytes) = read_all(
                 broker,
                 version,
                 &req.topics,
@@ -96,7 +102,7 @@ pub async fn fetch(
                 let response = FetchResponse::default()
                     .with_responses(responses)
                     .with_throttle_time_ms(throttle.as_millis() as i32);
-                return (response, permit);
+                return (response, splices, permit);
             }
         }
         // Sleep until a commit that may concern these topics (other agents' commits, seen
@@ -179,6 +185,63 @@ async fn resolve(
     Ok(found)
 }
 
+/// One requested partition: its answer so far, and what to read for it.
+struct Job<'a> {
+    topic: usize,
+    base: PartitionData,
+    read: Option<Read<'a>>,
+}
+
+struct Read<'a> {
+    topic: &'a TopicMeta,
+    state: Result<Option<PartitionState>, i16>,
+    partition: i32,
+    offset: i64,
+    limit: usize,
+}
+
+impl Read<'_> {
+    async fn run(
+        &self,
+        broker: &Broker,
+        max_bytes: usize,
+        min_one: bool,
+        total: &mut usize,
+    ) -> PartitionRead {
+        read_partition(
+            broker,
+            self.topic,
+            self.state,
+            self.partition,
+            self.offset,
+            self.limit,
+            max_bytes,
+            min_one,
+            total,
+        )
+        .await
+    }
+
+    /// Whether the partition has records past the fetch offset.
+    fn has_records(&self) -> bool {
+        matches!(self.state, Ok(Some(s)) if self.offset >= s.log_start_offset && self.offset < s.next_offset)
+    }
+}
+
+/// Reads one partition within its own limit: (what it read, its bytes).
+async fn read_alone(
+    broker: &Broker,
+    job: &Job<'_>,
+    max_bytes: usize,
+) -> (Option<PartitionRead>, usize) {
+    let mut own = 0usize;
+    let read = match &job.read {
+        Some(r) => Some(r.run(broker, max_bytes, false, &mut own).await),
+        None => None,
+    };
+    (read, own)
+}
+
 async fn read_all(
     broker: &Broker,
     version: i16,
@@ -186,14 +249,15 @@ async fn read_all(
     topics: &[Resolved],
     heads: &Heads,
     max_bytes: usize,
-) -> (Vec<FetchableTopicResponse>, usize) {
-    let mut total = 0usize;
+) -> (Vec<FetchableTopicResponse>, Splices, usize) {
     let mut out = Vec::with_capacity(requested.len());
-    for ((t, resolved), states) in requested.iter().zip(topics).zip(heads) {
+    let mut jobs = Vec::new();
+    for (i, ((t, resolved), states)) in requested.iter().zip(topics).zip(heads).enumerate() {
         let mut resp = FetchableTopicResponse::default().with_topic_id(t.topic_id);
         if version < 13 {
             resp = resp.with_topic(t.topic.clone());
         }
+        out.push(resp);
         for p in &t.partitions {
             let base = PartitionData::default()
                 .with_partition_index(p.partition)
@@ -212,11 +276,19 @@ async fn read_all(
                     } else {
                         codes::UNKNOWN_TOPIC_OR_PARTITION
                     };
-                    resp.partitions.push(base.with_error_code(code));
+                    jobs.push(Job {
+                        topic: i,
+                        base: base.with_error_code(code),
+                        read: None,
+                    });
                     continue;
                 }
                 Err(code) => {
-                    resp.partitions.push(base.with_error_code(*code));
+                    jobs.push(Job {
+                        topic: i,
+                        base: base.with_error_code(*code),
+                        read: None,
+                    });
                     continue;
                 }
             };
@@ -229,36 +301,85 @@ async fn read_all(
                 Ok(states) => Ok(states.get(&p.partition).copied()),
                 Err(code) => Err(*code),
             };
-            let data = read_partition(
-                broker,
+            let read = Read {
                 topic,
                 state,
-                p.partition,
-                p.fetch_offset,
+                partition: p.partition,
+                offset: p.fetch_offset,
                 limit,
-                max_bytes,
-                &mut total,
-            )
-            .await;
-            resp.partitions.push(match data {
-                Ok((hw, lso, records)) => base
-                    .with_high_watermark(hw)
-                    .with_last_stable_offset(hw)
-                    .with_log_start_offset(lso)
-                    .with_records(Some(records.map(|r| r.freeze()).unwrap_or_default())),
-                Err((code, hw, lso)) => base
-                    .with_error_code(code)
-                    .with_high_watermark(hw)
-                    .with_last_stable_offset(hw)
-                    .with_log_start_offset(lso),
+            };
+            jobs.push(Job {
+                topic: i,
+                base,
+                read: Some(read),
             });
         }
-        out.push(resp);
     }
-    (out, total)
+    // When the partitions' own limits together fit the response's, they cannot take from
+    // each other: read them at once (a consumer waits for the slowest partition, not their
+    // sum). Each keeps to its own limit there; if that leaves the response empty because
+    // a batch is bigger than its partition's limit, the reads run again in order, where the
+    // response's first batch may be bigger than the limits (Kafka's rule).
+    let readers = jobs
+        .iter()
+        .filter(|j| j.read.as_ref().is_some_and(Read::has_records))
+        .count();
+    let fits = jobs
+        .iter()
+        .filter_map(|j| j.read.as_ref())
+        .try_fold(0usize, |sum, r| sum.checked_add(r.limit))
+        .is_some_and(|sum| sum <= max_bytes);
+    let mut total = 0usize;
+    let mut results = Vec::new();
+    let mut splices = Splices::default();
+    if readers > 1 && fits {
+        // Collected first: a stream over a closure's futures trips a compiler limit (the
+        // closure's lifetimes are not general enough for the boxed, sendable handler).
+        let reads: Vec<_> = jobs
+            .iter()
+            .map(|j| read_alone(broker, j, max_bytes))
+            .collect();
+        results = futures::stream::iter(reads)
+            .buffered(PARALLEL_PARTITIONS)
+            .collect()
+            .await;
+        total = results.iter().map(|(_, n)| n).sum();
+        if total == 0 {
+            results.clear();
+        }
+    }
+    if results.is_empty() {
+        for j in &jobs {
+            let read = match &j.read {
+                Some(r) => Some(r.run(broker, max_bytes, true, &mut total).await),
+                None => None,
+            };
+            results.push((read, 0));
+        }
+    }
+    for (job, (read, _)) in jobs.into_iter().zip(results) {
+        let base = job.base;
+        // Registered in the order the encoder writes the partitions.
+        out[job.topic].partitions.push(match read {
+            None => base,
+            Some(Ok((hw, lso, records))) => base
+                .with_high_watermark(hw)
+                .with_last_stable_offset(hw)
+                .with_log_start_offset(lso)
+                .with_records(Some(
+                    records.map(|r| splices.register(r)).unwrap_or_default(),
+                )),
+            Some(Err((code, hw, lso))) => base
+                .with_error_code(code)
+                .with_high_watermark(hw)
+                .with_last_stable_offset(hw)
+                .with_log_start_offset(lso),
+        });
+    }
+    (out, splices, total)
 }
 
-type PartitionRead = Result<(i64, i64, Option<BytesMut>), (i16, i64, i64)>;
+type PartitionRead = Result<(i64, i64, Option<Pieces>), (i16, i64, i64)>;
 
 /// Reads one partition from `offset`: (high watermark, log start, records).
 // The partition's place in the request and its limits are distinct inputs.
@@ -271,6 +392,7 @@ async fn read_partition(
     offset: i64,
     partition_limit: usize,
     max_bytes: usize,
+    min_one: bool,
     total: &mut usize,
 ) -> PartitionRead {
     let state = match state {
@@ -285,11 +407,13 @@ async fn read_partition(
     if offset == hw {
         return Ok((hw, lso, None));
     }
+    let mut buf = Pieces::default();
+    let mut copied_rows = 0usize;
+    // Rows are read a page at a time: a consumer asking for 1 MiB of 16 KiB batches needs
+    // 64 rows, not the thousand a partition may hold. The first page guesses the Java
+    // client's batch size; the next is sized by the batches the first one had.
     let room = partition_limit.min(max_bytes.saturating_sub(*total));
-    let mut buf = BytesMut::new();
-    // Rows are read a page at a time, growing: a consumer asking for 1 MiB of 16 KiB
-    // batches needs 64 rows, not the thousand a partition may hold.
-    let (mut from, mut page) = (offset, FIRST_PAGE_ROWS);
+    let (mut from, mut page) = (offset, rows_for(room, GUESSED_BATCH_BYTES));
     loop {
         let mut rows = match broker
             .meta
@@ -308,13 +432,7 @@ async fn read_partition(
         let Some(last) = rows.last().map(|r| r.last_offset) else {
             break;
         };
-        if buf.capacity() == 0 {
-            // Size the buffer for what the limits let through, so it is allocated once.
-            let wanted: usize = rows.iter().map(|r| r.byte_len as usize).sum();
-            let first = rows.first().map(|r| r.byte_len as usize).unwrap_or(0);
-            let more = full_page && last + 1 < hw;
-            buf.reserve(if more { room } else { wanted.min(room) }.max(first));
-        }
+        copied_rows += rows.len();
         match copy_rows(
             broker,
             topic,
@@ -322,13 +440,19 @@ async fn read_partition(
             rows,
             partition_limit,
             max_bytes,
+            min_one,
             total,
             &mut buf,
         )
         .await
         {
             Copied::All if full_page && last + 1 < hw => {
-                (from, page) = (last + 1, (page * 4).min(MAX_BATCH_ROWS));
+                // As many rows as the room left takes at the batch size seen so far.
+                let room = partition_limit
+                    .saturating_sub(buf.len())
+                    .min(max_bytes.saturating_sub(*total));
+                let average = (buf.len() / copied_rows.max(1)).max(1);
+                (from, page) = (last + 1, rows_for(room, average));
             }
             Copied::All | Copied::Full => break,
             Copied::Failed if buf.is_empty() => return Err((codes::KAFKA_STORAGE_ERROR, hw, lso)),
@@ -336,6 +460,13 @@ async fn read_partition(
         }
     }
     Ok((hw, lso, (!buf.is_empty()).then_some(buf)))
+}
+
+/// Rows to read for `room` bytes of batches of `average` bytes (two more, as the first
+/// may end before the fetch offset and the last may not fit).
+fn rows_for(room: usize, average: usize) -> i64 {
+    let rows = (room / average.max(1)).saturating_add(2);
+    (rows.min(MAX_BATCH_ROWS as usize) as i64).max(MIN_PAGE_ROWS)
 }
 
 /// How a page of rows was copied.
@@ -348,8 +479,9 @@ enum Copied {
     Failed,
 }
 
-/// Copies the batches of `rows` into `buf` within the limits, at least one batch per
-/// response (Kafka's rule, so a client gets past a batch bigger than its fetch size).
+/// Copies the batches of `rows` into `buf` within the limits; with `min_one`, at least one
+/// batch per response (Kafka's rule, so a client gets past a batch bigger than its fetch
+/// size).
 // The partition's limits and the response's running total are distinct inputs.
 #[allow(clippy::too_many_arguments)]
 async fn copy_rows(
@@ -359,8 +491,9 @@ async fn copy_rows(
     rows: Vec<BatchLocation>,
     partition_limit: usize,
     max_bytes: usize,
+    min_one: bool,
     total: &mut usize,
-    buf: &mut BytesMut,
+    buf: &mut Pieces,
 ) -> Copied {
     let room = partition_limit
         .min(max_bytes.saturating_sub(*total))
@@ -394,11 +527,11 @@ async fn copy_rows(
         }
         i += 1;
         let len = row.byte_len as usize;
-        let first = *total == 0;
+        let first = min_one && *total == 0;
         if !first && (buf.len() + len > partition_limit || *total + len > max_bytes) {
             return Copied::Full;
         }
-        if let Err(e) = read_batch(broker, row, buf).await {
+        if let Err(e) = read_batch_pieces(broker, row, buf).await {
             // Compaction moved the rows and the old object is gone: look them up once more.
             if e.is_not_found() && !re_resolved {
                 re_resolved = true;

@@ -21,6 +21,7 @@ use kafka_protocol::messages::{RequestHeader, RequestKind, ResponseKind};
 
 use crate::codes;
 use crate::gate::Permit;
+use crate::protocol::Splices;
 use crate::quota::Throttle;
 use crate::session::Session;
 use crate::state::Broker;
@@ -52,6 +53,8 @@ pub struct Reply {
     pub permit: Option<Permit>,
     /// Set when a client quota throttles the connection (see [`crate::quota`]).
     pub throttle: Option<Throttle>,
+    /// Record sets that go into the frame without a copy (a fetch's).
+    pub splices: Splices,
 }
 
 /// The throttle a quota put on a Produce or Fetch answer. Clients from Produce v6 and
@@ -79,12 +82,13 @@ pub async fn dispatch(
     if let RequestKind::Fetch(req) = body {
         let (b, s, version) = (broker.clone(), session.clone(), header.request_api_version);
         return async move {
-            let (response, permit) = fetch::fetch(&b, &s, version, req).await;
+            let (response, splices, permit) = fetch::fetch(&b, &s, version, req).await;
             let response = ResponseKind::Fetch(response);
             Some(Reply {
                 throttle: throttle_of(&response, version),
                 response,
                 permit: Some(permit),
+                splices,
             })
         }
         .boxed();
@@ -97,6 +101,7 @@ pub async fn dispatch(
                 throttle: throttle_of(&response, version),
                 response,
                 permit: None,
+                splices: Splices::default(),
             })
         })
         .boxed()
