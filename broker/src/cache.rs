@@ -150,15 +150,15 @@ impl ChunkCache {
         Ok(())
     }
 
-    /// Pushes the `len` bytes at `offset` of object `key` to `out` as slices of the cached
-    /// chunks (no copy).
+    /// Pushes the `len` bytes at `offset` of object `key` to `out` as the cached chunks
+    /// that hold them and the range of each (no copy).
     pub async fn slices(
         &self,
         key: &Arc<str>,
         object_size: u64,
         offset: u64,
         len: u64,
-        out: &mut Vec<Bytes>,
+        out: &mut Vec<(Bytes, std::ops::Range<usize>)>,
     ) -> Result<(), Arc<BucketError>> {
         let end = offset + len;
         let mut pos = offset;
@@ -173,7 +173,7 @@ impl ChunkCache {
                     "object {key} is shorter than its metadata says"
                 ))));
             }
-            out.push(chunk.slice(from..to));
+            out.push((chunk, from..to));
             pos = chunk_start + to as u64;
         }
         Ok(())

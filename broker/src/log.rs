@@ -66,17 +66,18 @@ pub async fn read_batch_pieces(
         .await?;
     let base = row.base_offset.to_be_bytes();
     match slices.first() {
-        Some(first) if first.len() >= base.len() => {
+        Some((_, first)) if first.len() >= base.len() => {
             out.push_copy(&base);
-            for (i, s) in slices.into_iter().enumerate() {
-                out.push(if i == 0 { s.slice(base.len()..) } else { s });
+            for (i, (chunk, range)) in slices.into_iter().enumerate() {
+                let skip = if i == 0 { base.len() } else { 0 };
+                out.push_slice(&chunk, range.start + skip..range.end);
             }
         }
         // The header is split over two chunks (or the row is shorter than a header).
         _ => {
             let mut whole = BytesMut::with_capacity(row.byte_len as usize);
-            for s in &slices {
-                whole.extend_from_slice(s);
+            for (chunk, range) in &slices {
+                whole.extend_from_slice(&chunk[range.clone()]);
             }
             if whole.len() < base.len() {
                 return Err(Arc::new(BucketError::Corrupt(format!(

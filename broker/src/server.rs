@@ -576,7 +576,7 @@ async fn serve_connection<S: Split>(
                                 // The records now live only in the frame.
                                 let mut permit = permit;
                                 if let Some(p) = permit.as_mut() {
-                                    p.shrink_to(frame.len() as u64);
+                                    p.shrink_to(frame.memory() as u64);
                                 }
                                 Some((frame, permit))
                             }

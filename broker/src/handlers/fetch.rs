@@ -94,7 +94,7 @@ pub async fn fetch(
             if bytes >= min_bytes || has_error || Instant::now() >= deadline {
                 broker.metrics.fetch_bytes.inc_by(bytes as u64);
                 // Keep what encoding it will hold; the writer shrinks it to the frame.
-                permit.shrink_to(2 * bytes as u64 + 4096);
+                permit.shrink_to((2 * bytes + 4096).max(splices.held_bytes()) as u64);
                 let throttle = broker
                     .quotas
                     .record(session, Direction::Fetch, bytes as u64)
@@ -357,6 +357,15 @@ async fn read_all(
             results.push((read, 0));
         }
     }
+    // Shared pieces keep their whole chunks alive until written: if those chunks add up to
+    // more than the gate granted (twice what may be read), the records are copied instead.
+    let mut held = HashMap::new();
+    for (read, _) in &results {
+        if let Some(Ok((_, _, Some(pieces)))) = read {
+            held.extend(pieces.held().iter().copied());
+        }
+    }
+    let copy = held.values().sum::<usize>() > max_bytes.saturating_mul(2);
     for (job, (read, _)) in jobs.into_iter().zip(results) {
         let base = job.base;
         // Registered in the order the encoder writes the partitions.
@@ -367,7 +376,15 @@ async fn read_all(
                 .with_last_stable_offset(hw)
                 .with_log_start_offset(lso)
                 .with_records(Some(
-                    records.map(|r| splices.register(r)).unwrap_or_default(),
+                    records
+                        .map(|r| {
+                            if copy {
+                                r.concat()
+                            } else {
+                                splices.register(r)
+                            }
+                        })
+                        .unwrap_or_default(),
                 )),
             Some(Err((code, hw, lso))) => base
                 .with_error_code(code)

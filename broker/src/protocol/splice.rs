@@ -9,7 +9,7 @@
 //! writes into ([`SpliceBuf`]) recognises the placeholder when it arrives and puts the
 //! real pieces in its place. Everything else the encoder writes is copied as usual.
 
-use std::collections::VecDeque;
+use std::collections::{HashMap, VecDeque};
 use std::io;
 use std::ops::Range;
 use std::sync::LazyLock;
@@ -36,6 +36,9 @@ pub struct Pieces {
     parts: Vec<Bytes>,
     tail: BytesMut,
     len: usize,
+    /// The buffers (address, length) that shared pieces are slices of: a slice keeps its
+    /// whole buffer (a cached chunk) alive, even once the cache has let go of it.
+    held: Vec<(usize, usize)>,
 }
 
 impl Pieces {
@@ -58,12 +61,27 @@ impl Pieces {
 
     /// Appends `data` itself (small pieces are copied).
     pub fn push(&mut self, data: Bytes) {
-        if data.len() < SHARE_MIN {
-            return self.push_copy(&data);
+        let all = 0..data.len();
+        self.push_slice(&data, all);
+    }
+
+    /// Appends `range` of `buffer` as a slice of it (small ranges are copied).
+    pub fn push_slice(&mut self, buffer: &Bytes, range: Range<usize>) {
+        if range.len() < SHARE_MIN {
+            return self.push_copy(&buffer[range]);
+        }
+        let id = (buffer.as_ptr() as usize, buffer.len());
+        if self.held.last() != Some(&id) {
+            self.held.push(id);
         }
         self.seal_tail();
-        self.len += data.len();
-        self.parts.push(data);
+        self.len += range.len();
+        self.parts.push(buffer.slice(range));
+    }
+
+    /// The buffers shared pieces keep alive, as (address, length).
+    pub fn held(&self) -> &[(usize, usize)] {
+        &self.held
     }
 
     fn seal_tail(&mut self) {
@@ -78,11 +96,13 @@ impl Pieces {
         self.parts
     }
 
-    /// All bytes in one buffer (a copy unless there is only one piece).
+    /// All bytes in one buffer of their own: a copy, unless they are one piece that
+    /// shares no other buffer.
     pub fn concat(self) -> Bytes {
         let len = self.len;
+        let shares = !self.held.is_empty();
         let mut parts = self.into_parts();
-        if parts.len() == 1 {
+        if parts.len() == 1 && !shares {
             return parts.pop().expect("one part");
         }
         let mut out = BytesMut::with_capacity(len);
@@ -97,6 +117,8 @@ impl Pieces {
 #[derive(Default, Debug)]
 pub struct Splices {
     queue: VecDeque<Vec<Bytes>>,
+    /// Every buffer the spliced pieces keep alive, once each.
+    held: HashMap<usize, usize>,
 }
 
 impl Splices {
@@ -108,9 +130,15 @@ impl Splices {
         {
             return pieces.concat();
         }
+        self.held.extend(pieces.held.iter().copied());
         self.queue.push_back(pieces.into_parts());
         let all: &'static [u8] = &PLACEHOLDER;
         Bytes::from_static(&all[..len])
+    }
+
+    /// Bytes of the buffers that the registered pieces keep alive.
+    pub fn held_bytes(&self) -> usize {
+        self.held.values().sum()
     }
 
     pub fn is_empty(&self) -> bool {
@@ -123,12 +151,16 @@ impl Splices {
 pub struct Frame {
     parts: Vec<Bytes>,
     len: usize,
+    /// The memory the frame keeps alive until written: its own bytes, and the whole
+    /// buffers its spliced pieces are slices of.
+    memory: usize,
 }
 
 impl From<Bytes> for Frame {
     fn from(b: Bytes) -> Self {
         Frame {
             len: b.len(),
+            memory: b.len(),
             parts: vec![b],
         }
     }
@@ -137,6 +169,10 @@ impl From<Bytes> for Frame {
 impl Frame {
     pub fn len(&self) -> usize {
         self.len
+    }
+
+    pub fn memory(&self) -> usize {
+        self.memory
     }
 
     pub fn is_empty(&self) -> bool {
@@ -193,6 +229,8 @@ impl Frame {
 pub struct SpliceBuf {
     done: Vec<Bytes>,
     done_len: usize,
+    /// Of `done_len`, the bytes of spliced pieces.
+    spliced_len: usize,
     cur: BytesMut,
     splices: Splices,
 }
@@ -202,6 +240,7 @@ impl SpliceBuf {
         SpliceBuf {
             done: Vec::new(),
             done_len: 0,
+            spliced_len: 0,
             cur: BytesMut::with_capacity(capacity),
             splices,
         }
@@ -227,6 +266,7 @@ impl SpliceBuf {
         Ok(Frame {
             parts,
             len: len + 4,
+            memory: len + 4 - self.spliced_len + self.splices.held_bytes(),
         })
     }
 }
@@ -259,6 +299,7 @@ unsafe impl BufMut for SpliceBuf {
                 }
                 for p in parts {
                     self.done_len += p.len();
+                    self.spliced_len += p.len();
                     self.done.push(p);
                 }
                 return;
@@ -341,6 +382,34 @@ mod tests {
         frame.write_to(&mut a).await.unwrap();
         drop(a);
         assert_eq!(reader.await.unwrap(), expect);
+    }
+
+    /// A frame counts the whole chunks its slices keep alive, each once; a copy keeps none.
+    #[test]
+    fn frames_count_the_chunks_they_hold() {
+        let chunk = Bytes::from(vec![3u8; 1 << 20]);
+        let mut splices = Splices::default();
+        for part in 0..2 {
+            let mut pieces = Pieces::default();
+            pieces.push_copy(b"basebase");
+            pieces.push_slice(&chunk, part * 16384..(part + 1) * 16384);
+            pieces.push_slice(&chunk, 100_000 + part * 16384..100_000 + (part + 1) * 16384);
+            assert_eq!(pieces.held(), &[(chunk.as_ptr() as usize, 1 << 20)]);
+            let _ = splices.register(pieces);
+        }
+        assert_eq!(splices.held_bytes(), 1 << 20);
+        let mut buf = SpliceBuf::new(16, Splices::default());
+        buf.put_slice(b"x");
+        assert_eq!(buf.finish().unwrap().memory(), 5);
+        let mut pieces = Pieces::default();
+        pieces.push_slice(&chunk, 0..16384);
+        let copied = pieces.concat();
+        assert_eq!(copied.len(), 16384);
+        assert_ne!(
+            copied.as_ptr(),
+            chunk.as_ptr(),
+            "a copy must not share the chunk"
+        );
     }
 
     #[test]
