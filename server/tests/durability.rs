@@ -29,9 +29,14 @@ async fn produce_then(server: &mut Server, stop: impl FnOnce(&mut Server)) -> (A
     let mut pending = Vec::new();
     let started = Instant::now();
     let mut i = 0u64;
-    // Produce until a few thousand records are acked, then kill the broker while more are
-    // still in flight.
-    while acked.lock().unwrap().len() < 3000 {
+    // Produce until a few thousand records are acked, then queue a burst more and stop the
+    // broker at once, so that some are surely in flight (acknowledgements follow the load:
+    // without the burst, a fast broker may have acked everything sent by then).
+    let mut burst = 0;
+    while acked.lock().unwrap().len() < 3000 || burst < 2000 {
+        if acked.lock().unwrap().len() >= 3000 {
+            burst += 1;
+        }
         assert!(
             started.elapsed() < Duration::from_secs(60),
             "producing stalled"
@@ -53,7 +58,7 @@ async fn produce_then(server: &mut Server, stop: impl FnOnce(&mut Server)) -> (A
             Err(_) => tokio::time::sleep(Duration::from_millis(5)).await,
         }
         i += 1;
-        if i.is_multiple_of(200) {
+        if burst == 0 && i.is_multiple_of(200) {
             tokio::task::yield_now().await;
         }
     }
