@@ -131,21 +131,11 @@ impl ChunkCache {
         len: u64,
         out: &mut BytesMut,
     ) -> Result<(), Arc<BucketError>> {
-        let end = offset + len;
-        let mut pos = offset;
-        while pos < end {
-            let index = pos / CHUNK_BYTES;
-            let chunk = self.chunk(key, index, object_size).await?;
-            let chunk_start = index * CHUNK_BYTES;
-            let from = (pos - chunk_start) as usize;
-            let to = ((end - chunk_start) as usize).min(chunk.len());
-            if from >= to {
-                return Err(Arc::new(BucketError::Corrupt(format!(
-                    "object {key} is shorter than its metadata says"
-                ))));
-            }
-            out.extend_from_slice(&chunk[from..to]);
-            pos = chunk_start + to as u64;
+        let mut pieces = Vec::new();
+        self.slices(key, object_size, offset, len, &mut pieces)
+            .await?;
+        for (chunk, range) in pieces {
+            out.extend_from_slice(&chunk[range]);
         }
         Ok(())
     }
