@@ -147,7 +147,9 @@ pub(super) const TOPIC_ROW_TABLES: [&str; 5] = [
 /// Opens a SQLite pool with the settings every store on the file shares (the cluster
 /// metadata and the console's platform data may live in one file): WAL, FULL sync (a
 /// committed flush, and so an acked record, survives a power cut), a busy timeout long
-/// enough to wait out another writer's commit, foreign keys on.
+/// enough to wait out another writer's commit, foreign keys on. Connections are not pinged
+/// when taken from the pool: a connection to a local file does not go stale, and the ping
+/// is a hand-off to the connection's thread and back before every query or transaction.
 pub async fn open_sqlite(url: &str, max_connections: u32) -> Result<SqlitePool, sqlx::Error> {
     let opts = SqliteConnectOptions::from_str(url)?
         .create_if_missing(true)
@@ -157,6 +159,7 @@ pub async fn open_sqlite(url: &str, max_connections: u32) -> Result<SqlitePool, 
         .foreign_keys(true);
     SqlitePoolOptions::new()
         .max_connections(max_connections)
+        .test_before_acquire(false)
         .connect_with(opts)
         .await
 }
