@@ -3,6 +3,7 @@
 
 use anyhow::{bail, Context};
 use app::store::{Org, Platform};
+use app::views::fmt_time;
 use broker::store::{Metadata, VirtualCluster};
 
 use crate::cli::{ApiKeysCommand, ClustersCommand, StoreArgs};
@@ -139,20 +140,18 @@ pub async fn api_keys(cmd: ApiKeysCommand) -> anyhow::Result<()> {
             let meta = open(&store).await?;
             let c = find_cluster(&meta, &cluster).await?;
             println!(
-                "{:<22} {:<20} {:<10} {:>15} {:>15} {:>15}",
-                "KEY ID", "NAME", "CREATOR", "CREATED", "LAST USED", "REVOKED"
+                "{:<22} {:<20} {:<10} {:<23} {:<23} REVOKED",
+                "KEY ID", "NAME", "CREATOR", "CREATED", "LAST USED"
             );
+            // The dates as the console shows them (UTC), "-" for never.
+            let t = |v: Option<i64>| v.map(fmt_time).unwrap_or_else(|| "-".to_string());
             for k in meta.api_keys(&c.id).await? {
-                let t = |v: Option<i64>| {
-                    v.map(|ms| ms.to_string())
-                        .unwrap_or_else(|| "-".to_string())
-                };
                 println!(
-                    "{:<22} {:<20} {:<10} {:>15} {:>15} {:>15}",
+                    "{:<22} {:<20} {:<10} {:<23} {:<23} {}",
                     k.id,
                     k.name,
                     k.created_by,
-                    k.created_at_ms,
+                    fmt_time(k.created_at_ms),
                     t(k.last_used_at_ms),
                     t(k.revoked_at_ms)
                 );

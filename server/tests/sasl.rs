@@ -196,6 +196,17 @@ async fn api_keys_authenticate_and_isolate_clusters() {
     assert!(can_connect(&a), "other keys keep working");
     let listed = sluice(dir.path(), &["api-keys", "list", "--cluster", "beta"]);
     assert!(listed.contains(&b.0));
+    // Dates, not epoch milliseconds: "2026-12-03 09:40:12 UTC".
+    let created = listed
+        .lines()
+        .find(|l| l.contains(&b.0))
+        .and_then(|l| l.split_whitespace().nth(3))
+        .unwrap_or_default()
+        .to_string();
+    assert!(
+        created.len() == 10 && created.as_bytes()[4] == b'-' && listed.contains(" UTC"),
+        "{listed}"
+    );
 }
 
 /// `sluice clusters create --org` puts a cluster in an organisation's console; names are
