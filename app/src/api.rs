@@ -23,7 +23,7 @@ use crate::auth::{self, Actor};
 use crate::error::{Api, Refusal};
 use crate::extract::{ApiUser, Caller, InCluster};
 use crate::views::groups::parse_reset;
-use crate::views::topics::{parse_browse, render_bytes, Format};
+use crate::views::messages::{parse_browse, render_bytes, Format};
 use crate::{ops, AppState};
 
 pub fn routes() -> Router<AppState> {
@@ -52,9 +52,23 @@ pub fn routes() -> Router<AppState> {
             "/api/v1/clusters/{c}/topics/{t}/configs",
             axum::routing::patch(alter_configs),
         )
-        .route("/api/v1/clusters/{c}/topics/{t}/messages", get(messages))
+        .route(
+            "/api/v1/clusters/{c}/topics/{t}/partitions",
+            post(add_partitions),
+        )
+        .route(
+            "/api/v1/clusters/{c}/topics/{t}/messages",
+            get(messages).post(produce),
+        )
         .route("/api/v1/clusters/{c}/consumer-groups", get(groups))
-        .route("/api/v1/clusters/{c}/consumer-groups/{g}", get(group))
+        .route(
+            "/api/v1/clusters/{c}/consumer-groups/{g}",
+            get(group).delete(delete_group),
+        )
+        .route(
+            "/api/v1/clusters/{c}/consumer-groups/{g}/offsets",
+            axum::routing::delete(delete_group_offsets),
+        )
         .route(
             "/api/v1/clusters/{c}/consumer-groups/{g}/reset-offsets",
             post(reset_offsets),
@@ -62,6 +76,14 @@ pub fn routes() -> Router<AppState> {
         .route(
             "/api/v1/clusters/{c}/consumer-groups/{g}/lag",
             get(group_lag),
+        )
+        .route(
+            "/api/v1/clusters/{c}/alerts",
+            get(lag_alerts).post(create_lag_alert),
+        )
+        .route(
+            "/api/v1/clusters/{c}/alerts/{id}",
+            axum::routing::delete(delete_lag_alert),
         )
         .route("/api/v1/team/members", get(members))
         .route(
@@ -262,8 +284,92 @@ async fn revoke_key(
     .await)
 }
 
-async fn topics(State(c): State<AppState>, InCluster { cluster, .. }: Cluster) -> Api {
-    Api(async { ok(ops::topics(&c, &cluster).await?) }.await)
+/// `GET …/topics`: an array of topic summaries, sorted by name unless asked otherwise.
+/// Optional query parameters, as the console's list page takes them: `q` (part of a name,
+/// any letter case), `sort` (`name`, `partitions`, `records`, `size` or `rate`), `dir`
+/// (`asc`, `desc`; without it names sort A to Z and numbers largest first); and for
+/// paging `offset` and `limit`. The `X-Total-Count` header counts the topics matching `q`
+/// before paging.
+async fn topics(
+    State(c): State<AppState>,
+    InCluster { cluster, .. }: Cluster,
+    Query(q): Query<HashMap<String, String>>,
+) -> Api {
+    Api(async {
+        let lq = crate::views::topics::parse_list_query(&q)?;
+        let offset = count_param(&q, "offset")?.unwrap_or(0);
+        let limit = count_param(&q, "limit")?.unwrap_or(usize::MAX);
+        let matching = crate::views::topics::select_topics(
+            ops::topics(&c, &cluster).await?,
+            &lq.q,
+            lq.sort,
+            lq.desc,
+        );
+        let total = matching.len();
+        let page: Vec<_> = matching.into_iter().skip(offset).take(limit).collect();
+        Ok(([("x-total-count", total.to_string())], Json(page)).into_response())
+    }
+    .await)
+}
+
+/// A whole-number query parameter (`offset`, `limit`), None when absent.
+fn count_param(q: &HashMap<String, String>, name: &str) -> Result<Option<usize>, Refusal> {
+    match q.get(name).map(|s| s.trim()) {
+        None | Some("") => Ok(None),
+        Some(v) => v.parse::<usize>().map(Some).map_err(|_| {
+            Refusal::bad_request(format!(
+                "'{name}' must be a whole number, 0 or more (you gave '{v}')."
+            ))
+        }),
+    }
+}
+
+/// A topic as `GET …/topics/{t}` answers it: the topic's detail and, as
+/// `consumer_groups`, the groups reading it (see [`ops::topic_groups`]).
+async fn topic_answer(
+    c: &AppState,
+    cluster: &ops::ClusterRef,
+    name: &str,
+) -> Result<serde_json::Value, Refusal> {
+    let detail = ops::topic(c, cluster, name).await?;
+    let groups = ops::topic_groups(c, cluster, name).await?;
+    let encoding = |e: serde_json::Error| Refusal::internal("encoding a topic answer failed", e);
+    let mut answer = serde_json::to_value(detail).map_err(encoding)?;
+    if let Some(fields) = answer.as_object_mut() {
+        fields.insert(
+            "consumer_groups".to_string(),
+            serde_json::to_value(groups).map_err(encoding)?,
+        );
+    }
+    Ok(answer)
+}
+
+#[derive(Deserialize)]
+struct PartitionsBody {
+    /// The new total, as Kafka's CreatePartitions takes it.
+    count: Option<i64>,
+}
+
+/// `POST …/topics/{t}/partitions {"count": N}`: grows the topic to N partitions in all;
+/// answers the topic as `GET …/topics/{t}` does.
+async fn add_partitions(
+    State(c): State<AppState>,
+    InCluster {
+        who: Caller(a),
+        cluster,
+    }: Cluster,
+    Path((_, t)): Path<(String, String)>,
+    bytes: Bytes,
+) -> Api {
+    Api(async {
+        let b: PartitionsBody = body(&bytes)?;
+        let count = b.count.ok_or_else(|| {
+            Refusal::bad_request("Give the new total number of partitions, e.g. {\"count\": 12}.")
+        })?;
+        ops::add_partitions(&c, &a, &cluster, &t, count).await?;
+        ok(topic_answer(&c, &cluster, &t).await?)
+    }
+    .await)
 }
 
 #[derive(Deserialize)]
@@ -297,7 +403,7 @@ async fn topic(
     InCluster { cluster, .. }: Cluster,
     Path((_, t)): Path<(String, String)>,
 ) -> Api {
-    Api(async { ok(ops::topic(&c, &cluster, &t).await?) }.await)
+    Api(async { ok(topic_answer(&c, &cluster, &t).await?) }.await)
 }
 
 async fn delete_topic(
@@ -349,14 +455,16 @@ async fn messages(
 ) -> Api {
     Api(async {
         let bq = parse_browse(&q)?;
-        let records = ops::messages(&c, &cluster, &t, bq.partition, bq.from, bq.limit).await?;
+        let b = ops::browse(&c, &cluster, &t, &bq).await?;
         // Bytes as text (lossy UTF-8) by default, or hex; JSON values stay strings.
         let format = if bq.format == Format::Hex {
             Format::Hex
         } else {
             Format::Text
         };
-        let out: Vec<_> = records
+        let out: Vec<_> = b
+            .page
+            .records
             .iter()
             .map(|r| {
                 if let Some(problem) = &r.error {
@@ -381,7 +489,94 @@ async fn messages(
                 })
             })
             .collect();
-        ok(out)
+        let cursor = |c: &Option<broker::inspect::Cursor>| c.as_ref().map(|c| c.encode());
+        ok(json!({
+            "records": out,
+            "newest_first": b.page.newest_first,
+            "next": cursor(&b.page.next),
+            "older": cursor(&b.page.older),
+            "newer": cursor(&b.page.newer),
+            "scanned_records": b.page.scanned_records,
+            "scanned_bytes": b.page.scanned_bytes,
+            "stopped_by_bytes": b.page.stopped_by_bytes,
+            "filter_errors": b.filter_errors.map(|(count, first)| json!({"count": count, "first": first})),
+        }))
+    }
+    .await)
+}
+
+/// `POST …/topics/{t}/messages`: `{"key", "value", "headers", "partition"}`; headers as an
+/// object of name to value or a list of `{"key", "value"}`; strings are sent as UTF-8.
+async fn produce(
+    State(c): State<AppState>,
+    InCluster {
+        who: Caller(a),
+        cluster,
+    }: Cluster,
+    Path((_, t)): Path<(String, String)>,
+    bytes: Bytes,
+) -> Api {
+    Api(async {
+        let b: serde_json::Value = body(&bytes)?;
+        let Some(obj) = b.as_object() else {
+            return Err(Refusal::bad_request(
+                "Send a JSON object: {\"key\", \"value\", \"headers\", \"partition\"}.",
+            ));
+        };
+        for k in obj.keys() {
+            if !matches!(k.as_str(), "key" | "value" | "headers" | "partition") {
+                return Err(Refusal::bad_request(format!(
+                    "Unknown field '{k}': a record has key, value, headers and partition."
+                )));
+            }
+        }
+        let text =
+            |name: &str, v: Option<&serde_json::Value>| -> Result<Option<Vec<u8>>, Refusal> {
+                match v {
+                    None | Some(serde_json::Value::Null) => Ok(None),
+                    Some(serde_json::Value::String(s)) => Ok(Some(s.as_bytes().to_vec())),
+                    // A JSON value as the value: its text, as the producer would send it.
+                    Some(other) if name == "value" => Ok(Some(other.to_string().into_bytes())),
+                    Some(_) => Err(Refusal::bad_request(format!(
+                        "'{name}' must be a string or null."
+                    ))),
+                }
+            };
+        let mut headers = Vec::new();
+        match obj.get("headers") {
+            None | Some(serde_json::Value::Null) => {}
+            Some(serde_json::Value::Object(m)) => {
+                for (k, v) in m {
+                    headers.push((k.clone(), text("header value", Some(v))?));
+                }
+            }
+            Some(serde_json::Value::Array(list)) => {
+                for h in list {
+                    let name = h.get("key").and_then(|k| k.as_str()).ok_or_else(|| {
+                        Refusal::bad_request("Each header needs a \"key\" (a string).")
+                    })?;
+                    headers.push((name.to_string(), text("header value", h.get("value"))?));
+                }
+            }
+            Some(_) => return Err(Refusal::bad_request(
+                "'headers' must be an object of name to value, or a list of {\"key\", \"value\"}.",
+            )),
+        }
+        let partition = match obj.get("partition") {
+            None | Some(serde_json::Value::Null) => None,
+            Some(p) => Some(
+                p.as_i64()
+                    .and_then(|p| i32::try_from(p).ok())
+                    .ok_or_else(|| Refusal::bad_request("'partition' must be a whole number."))?,
+            ),
+        };
+        let record = broker::inspect::NewRecord {
+            key: text("key", obj.get("key"))?,
+            value: text("value", obj.get("value"))?,
+            headers,
+            partition,
+        };
+        created(ops::produce(&c, &a, &cluster, &t, record).await?)
     }
     .await)
 }
@@ -395,17 +590,94 @@ async fn group(
     InCluster { cluster, .. }: Cluster,
     Path((_, g)): Path<(String, String)>,
 ) -> Api {
-    Api(async { ok(ops::group(&c, &cluster, &g).await?) }.await)
+    Api(async {
+        let detail = ops::group(&c, &cluster, &g).await?;
+        let trend = ops::lag_trend(&c, &cluster, &g).await?;
+        // The group as `GroupDetail` serialises it, plus where its time lag is heading.
+        let mut out = json!(detail);
+        if let Some(fields) = out.as_object_mut() {
+            fields.insert(
+                "trend_seconds_per_minute".into(),
+                json!(trend.trend_seconds_per_minute),
+            );
+            fields.insert(
+                "catch_up_eta_seconds".into(),
+                json!(trend.catch_up_eta_seconds),
+            );
+        }
+        ok(out)
+    }
+    .await)
 }
 
+/// `DELETE …/consumer-groups/{g}`: the group and its committed offsets (409 while it has
+/// live members, as Kafka's NON_EMPTY_GROUP).
+async fn delete_group(
+    State(c): State<AppState>,
+    InCluster {
+        who: Caller(a),
+        cluster,
+    }: Cluster,
+    Path((_, g)): Path<(String, String)>,
+) -> Api {
+    Api(async {
+        ops::delete_group(&c, &a, &cluster, &g).await?;
+        no_content()
+    }
+    .await)
+}
+
+/// `DELETE …/consumer-groups/{g}/offsets?topic=T`: the group's committed offsets on one
+/// topic (409 while live members subscribe to it, as Kafka's GROUP_SUBSCRIBED_TO_TOPIC).
+async fn delete_group_offsets(
+    State(c): State<AppState>,
+    InCluster {
+        who: Caller(a),
+        cluster,
+    }: Cluster,
+    Path((_, g)): Path<(String, String)>,
+    Query(q): Query<HashMap<String, String>>,
+) -> Api {
+    Api(async {
+        let topic = q.get("topic").map(|s| s.as_str()).unwrap_or("");
+        ops::delete_group_offsets(&c, &a, &cluster, &g, topic).await?;
+        no_content()
+    }
+    .await)
+}
+
+/// The body of `POST …/consumer-groups/{g}/reset-offsets`. The answer is the plan, one
+/// `{topic, partition, previous_offset, new_offset}` per partition: a JSON array both for
+/// a dry run and for a reset that was applied (the caller knows which it asked for).
 #[derive(Deserialize)]
 struct ResetBody {
-    /// earliest | latest | time
+    /// earliest | latest | time | offset | shift
     to: String,
     /// With `to: "time"`: milliseconds or YYYY-MM-DDTHH:MM (UTC).
     #[serde(default)]
     time: Option<serde_json::Value>,
+    /// With `to: "offset"`: the offset (clamped to the log's start and end).
+    #[serde(default)]
+    offset: Option<serde_json::Value>,
+    /// With `to: "shift"`: how far to move the committed offset (negative: back).
+    #[serde(default)]
+    shift: Option<serde_json::Value>,
     topic: Option<String>,
+    /// Only these partitions of `topic`.
+    #[serde(default)]
+    partitions: Option<Vec<i32>>,
+    /// Only plan: answer the new offsets, commit nothing (works while the group is live).
+    #[serde(default)]
+    dry_run: bool,
+}
+
+/// A number or a string field as the text the form parsers read.
+fn field_text(v: &Option<serde_json::Value>) -> String {
+    match v {
+        Some(serde_json::Value::Number(n)) => n.to_string(),
+        Some(serde_json::Value::String(s)) => s.clone(),
+        _ => String::new(),
+    }
 }
 
 async fn reset_offsets(
@@ -419,13 +691,19 @@ async fn reset_offsets(
 ) -> Api {
     Api(async {
         let b: ResetBody = body(&bytes)?;
-        let time = match &b.time {
-            Some(serde_json::Value::Number(n)) => n.to_string(),
-            Some(serde_json::Value::String(s)) => s.clone(),
-            _ => String::new(),
+        let to = parse_reset(
+            &b.to,
+            &field_text(&b.time),
+            &field_text(&b.offset),
+            &field_text(&b.shift),
+        )?;
+        let spec = broker::inspect::ResetSpec {
+            to,
+            topic: b.topic.filter(|t| !t.trim().is_empty()),
+            partitions: b.partitions,
+            dry_run: b.dry_run,
         };
-        let to = parse_reset(&b.to, &time)?;
-        ok(ops::reset_offsets(&c, &a, &cluster, &g, b.topic.as_deref(), to).await?)
+        ok(ops::reset_group_offsets(&c, &a, &cluster, &g, &spec).await?)
     }
     .await)
 }
@@ -445,7 +723,77 @@ async fn group_lag(
                 cluster.id
             )));
         }
-        ok(json!({ "cluster": cluster.id, "group": g, "current": current, "history": history }))
+        let trend = ops::trend_of(&history, current.as_ref());
+        ok(json!({
+            "cluster": cluster.id,
+            "group": g,
+            "current": current,
+            "history": history,
+            "trend_seconds_per_minute": trend.trend_seconds_per_minute,
+            "catch_up_eta_seconds": trend.catch_up_eta_seconds,
+        }))
+    }
+    .await)
+}
+
+/// The cluster's lag alert rules with their state (`?group=` for one group's).
+async fn lag_alerts(
+    State(c): State<AppState>,
+    InCluster {
+        who: Caller(a),
+        cluster,
+    }: Cluster,
+    Query(q): Query<HashMap<String, String>>,
+) -> Api {
+    Api(async {
+        let group = q.get("group").map(String::as_str);
+        ok(ops::lag_alerts(&c, &a, &cluster, group).await?)
+    }
+    .await)
+}
+
+#[derive(Deserialize)]
+struct LagAlertBody {
+    group: String,
+    max_time_lag_seconds: f64,
+    /// How long the lag must stay above the threshold; 0 fires on the first pass above.
+    #[serde(default)]
+    for_seconds: i64,
+    webhook_url: String,
+}
+
+async fn create_lag_alert(
+    State(c): State<AppState>,
+    InCluster {
+        who: Caller(a),
+        cluster,
+    }: Cluster,
+    bytes: Bytes,
+) -> Api {
+    Api(async {
+        let b: LagAlertBody = body(&bytes)?;
+        let rule = broker::inspect::NewAlertRule {
+            group: &b.group,
+            max_time_lag_seconds: b.max_time_lag_seconds,
+            for_seconds: b.for_seconds,
+            webhook_url: &b.webhook_url,
+        };
+        created(ops::create_lag_alert(&c, &a, &cluster, rule).await?)
+    }
+    .await)
+}
+
+async fn delete_lag_alert(
+    State(c): State<AppState>,
+    InCluster {
+        who: Caller(a),
+        cluster,
+    }: Cluster,
+    Path((_, id)): Path<(String, String)>,
+) -> Api {
+    Api(async {
+        ops::delete_lag_alert(&c, &a, &cluster, &id).await?;
+        no_content()
     }
     .await)
 }

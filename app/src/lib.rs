@@ -8,6 +8,7 @@
 //! * [`store`]: the platform data (users, organisations, memberships, invites) in the
 //!   console's own database, and the pool the session store keeps its table in.
 //! * [`error`]: [`error::Refusal`], every way a request is turned down, and its JSON form.
+//! * [`trend`]: where a group's time lag is heading and when it catches up (pure).
 //! * [`auth`]: passwords, log-in rate limit, sessions, CSRF, roles, API keys over HTTP.
 //! * [`ops`]: every console action as one function (permission check, validation, the
 //!   change), shared by the pages and the JSON API so the two cannot drift apart.
@@ -15,6 +16,7 @@
 //!   and API).
 //! * [`extract`]: the handlers' preamble as axum extractors: who is asking, and the
 //!   cluster of the path with access checked.
+//! * [`filter`]: the message browser's filters (substrings, headers, VRL programs).
 //! * [`chart`]: lag charts as SVG (plotters).
 //! * [`views`]: the pages, one module per area; `views::layout` is the shell; a refusal
 //!   renders as a page there.
@@ -46,8 +48,10 @@ pub mod auth;
 pub mod chart;
 pub mod error;
 pub mod extract;
+pub mod filter;
 pub mod ops;
 pub mod store;
+pub mod trend;
 pub mod views;
 
 /// Settings of the console, from the command line.
@@ -168,6 +172,7 @@ pub async fn router(console: Arc<Console>) -> anyhow::Result<Router> {
         .merge(api::routes())
         .route("/style.css", get(stylesheet))
         .route("/public/console.js", get(script))
+        .route("/public/tail.js", get(tail_script))
         .with_state(console.clone());
     let idle = time::Duration::seconds(console.settings.session_idle.as_secs() as i64);
     let secure = console.settings.secure_cookies;
@@ -237,6 +242,16 @@ async fn stylesheet() -> impl IntoResponse {
             (header::CACHE_CONTROL, "public, max-age=300"),
         ],
         include_str!("../../style/console.css"),
+    )
+}
+
+async fn tail_script() -> impl IntoResponse {
+    (
+        [
+            (header::CONTENT_TYPE, "text/javascript; charset=utf-8"),
+            (header::CACHE_CONTROL, "public, max-age=300"),
+        ],
+        include_str!("../../public/tail.js"),
     )
 }
 

@@ -66,14 +66,20 @@ pub fn check_name(what: &str, name: &str, max: usize) -> Result<(), Refusal> {
     if name.is_empty() {
         return Err(Refusal::bad_request(format!("Give the {what} a name.")));
     }
+    // "An organisation", "a cluster": the article follows the sound of the word.
+    let a = if what.starts_with(['a', 'e', 'i', 'o', 'u']) {
+        "An"
+    } else {
+        "A"
+    };
     if name.chars().count() > max {
         return Err(Refusal::bad_request(format!(
-            "A {what} name has at most {max} characters."
+            "{a} {what} name has at most {max} characters."
         )));
     }
     if name.chars().any(|c| c.is_control()) {
         return Err(Refusal::bad_request(format!(
-            "A {what} name cannot contain control characters."
+            "{a} {what} name cannot contain control characters."
         )));
     }
     Ok(())
@@ -550,6 +556,77 @@ pub async fn change_member(
     }
 }
 
+// ---- lag alerts ----
+
+/// A cluster's lag alert rules with their state (all groups, or one). Only those who may
+/// change the cluster's data see whole webhook URLs, whose path is often a secret token;
+/// everyone else sees where they point (`https://host/…`).
+pub async fn lag_alerts(
+    console: &Console,
+    actor: &Actor,
+    c: &ClusterRef,
+    group: Option<&str>,
+) -> Result<Vec<broker::inspect::LagAlert>, Refusal> {
+    let mut alerts = console.view.lag_alerts(&c.id).await?;
+    if let Some(g) = group {
+        alerts.retain(|a| a.rule.group == g);
+    }
+    if require_write(actor).is_err() {
+        for a in &mut alerts {
+            a.rule.webhook_url = broker::inspect::webhook_origin(&a.rule.webhook_url);
+        }
+    }
+    Ok(alerts)
+}
+
+/// Creates a rule (checked by the broker: a group, a threshold of 0 s to 30 days, a wait
+/// of 0 s to 7 days, an http or https webhook URL; at most
+/// [`broker::inspect::MAX_ALERTS_PER_CLUSTER`] rules per cluster).
+pub async fn create_lag_alert(
+    console: &Console,
+    actor: &Actor,
+    c: &ClusterRef,
+    rule: broker::inspect::NewAlertRule<'_>,
+) -> Result<broker::inspect::LagAlert, Refusal> {
+    require_write(actor)?;
+    let alert = console.view.create_lag_alert(&c.id, rule).await?;
+    tracing::info!(cluster = %c.id, group = %alert.rule.group, rule = %alert.rule.id, "lag alert created");
+    Ok(alert)
+}
+
+pub async fn delete_lag_alert(
+    console: &Console,
+    actor: &Actor,
+    c: &ClusterRef,
+    id: &str,
+) -> Result<(), Refusal> {
+    require_write(actor)?;
+    if !console.view.delete_lag_alert(&c.id, id).await? {
+        return Err(Refusal::not_found(format!(
+            "No lag alert '{id}' in this cluster."
+        )));
+    }
+    tracing::info!(cluster = %c.id, rule = %id, "lag alert deleted");
+    Ok(())
+}
+
+/// The rules firing now in any of `clusters` (the clusters the viewer sees), for the
+/// overview.
+pub async fn firing_lag_alerts(
+    console: &Console,
+    clusters: &[ClusterRef],
+) -> Result<Vec<(ClusterRef, broker::inspect::LagAlert)>, Refusal> {
+    let mut out = Vec::new();
+    for c in clusters {
+        for a in console.view.lag_alerts(&c.id).await? {
+            if a.status.state == broker::inspect::AlertStatus::Firing {
+                out.push((c.clone(), a));
+            }
+        }
+    }
+    Ok(out)
+}
+
 // ---- cluster data: topics, messages, consumer groups ----
 
 use broker::inspect::{
@@ -592,11 +669,109 @@ pub async fn create_topic(
     configs: &[(String, String)],
 ) -> Result<(), Refusal> {
     require_write(actor)?;
+    let name = name.trim();
+    check_new_topic(name, partitions)?;
     console
         .view
-        .create_topic(&c.id, name.trim(), partitions, configs)
-        .await?;
+        .create_topic(&c.id, name, partitions, configs)
+        .await
+        .map_err(|e| match e {
+            broker::inspect::InspectError::Conflict(_) => Refusal::conflict(format!(
+                "A topic named '{name}' already exists in this cluster. Choose another name, \
+                 or open the existing topic."
+            )),
+            // Config refusals come worded for Kafka clients ("invalid value 'x' for
+            // 'retention.ms': expected ..."): kept, as a sentence.
+            other => as_sentence(other.into()),
+        })?;
     Ok(())
+}
+
+/// The rules for a new topic's name and partition count, worded for the person who typed
+/// them. Whether a name is valid is the broker's decision (the rules CreateTopics applies);
+/// only the wording is the console's.
+pub fn check_new_topic(name: &str, partitions: i32) -> Result<(), Refusal> {
+    use broker::inspect::{validate_new_topic_name, MAX_PARTITIONS};
+    if let Err(broker_says) = validate_new_topic_name(name) {
+        const RULES: &str = "letters, digits, '.', '_' and '-', up to 249 characters";
+        let bad = |c: &char| !(c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'));
+        let text = if name.is_empty() {
+            format!("Give the topic a name: {RULES}.")
+        } else if name == "." || name == ".." {
+            format!("'{name}' cannot be a topic name. Use {RULES}.")
+        } else if let Some(c) = name.chars().find(bad) {
+            let what = match c {
+                ' ' => "a space".to_string(),
+                c if c.is_control() => "a control character".to_string(),
+                c => format!("'{c}'"),
+            };
+            format!("'{name}' contains {what}: a topic name has only {RULES}.")
+        } else if name.len() > 249 {
+            format!(
+                "A topic name has at most 249 characters; this one has {}.",
+                name.len()
+            )
+        } else {
+            as_sentence(Refusal::bad_request(broker_says)).message
+        };
+        return Err(Refusal::bad_request(text));
+    }
+    if !(1..=MAX_PARTITIONS).contains(&partitions) {
+        return Err(Refusal::bad_request(format!(
+            "Partitions must be between 1 and {MAX_PARTITIONS} (you gave {partitions})."
+        )));
+    }
+    Ok(())
+}
+
+/// A refusal whose message starts with a capital letter and ends with a full stop (the
+/// broker words some of its messages for Kafka clients, in lower case).
+pub fn as_sentence(mut r: Refusal) -> Refusal {
+    let m = r.message.trim();
+    let mut out = String::with_capacity(m.len() + 1);
+    let mut chars = m.chars();
+    if let Some(first) = chars.next() {
+        out.extend(first.to_uppercase());
+        out.push_str(chars.as_str());
+    }
+    if !out.is_empty() && !out.ends_with(['.', '!', '?']) {
+        out.push('.');
+    }
+    r.message = out;
+    r
+}
+
+/// Grows a topic to `count` partitions in all (as `kafka-topics --alter --partitions`).
+pub async fn add_partitions(
+    console: &Console,
+    actor: &Actor,
+    c: &ClusterRef,
+    name: &str,
+    count: i64,
+) -> Result<(), Refusal> {
+    require_write(actor)?;
+    let max = broker::inspect::MAX_PARTITIONS;
+    let count = i32::try_from(count).map_err(|_| {
+        Refusal::bad_request(format!(
+            "A topic can have at most {max} partitions (you asked for {count})."
+        ))
+    })?;
+    console
+        .view
+        .add_partitions(&c.id, name, count)
+        .await
+        .map_err(|e| as_sentence(e.into()))?;
+    Ok(())
+}
+
+/// The consumer groups reading a topic (committed offsets on it, or a live member
+/// subscribed), with their offset lag on it.
+pub async fn topic_groups(
+    console: &Console,
+    c: &ClusterRef,
+    name: &str,
+) -> Result<Vec<broker::inspect::TopicGroup>, Refusal> {
+    Ok(console.view.topic_groups(&c.id, name).await?)
 }
 
 pub async fn alter_topic_configs(
@@ -652,6 +827,135 @@ pub async fn messages(
     })
 }
 
+/// One page of the message browser, and how the VRL filter fared on it.
+pub struct Browsed {
+    pub page: broker::inspect::ScanPage,
+    /// Records the filter failed on (they are not shown), and the first error.
+    pub filter_errors: Option<(u64, String)>,
+}
+
+/// A page of records through the browser's filters (compiled once, run while scanning).
+pub async fn browse(
+    console: &Console,
+    c: &ClusterRef,
+    topic: &str,
+    q: &crate::views::messages::BrowseQuery,
+) -> Result<Browsed, Refusal> {
+    let compiled = crate::filter::compile(&q.filters)?;
+    let page = console
+        .view
+        .scan_records(
+            &c.id,
+            topic,
+            q.partition,
+            q.start.clone(),
+            q.limit,
+            compiled.as_ref().map(|f| &*f.predicate),
+        )
+        .await?;
+    let filter_errors = compiled.and_then(|f| {
+        let e = f.errors.lock().unwrap_or_else(|p| p.into_inner());
+        (e.count > 0).then(|| (e.count, e.first.clone().unwrap_or_default()))
+    });
+    Ok(Browsed {
+        page,
+        filter_errors,
+    })
+}
+
+/// The console's produce form as typed: kept as text so a refused form comes back filled.
+#[derive(Debug, Clone, Default)]
+pub struct NewRecordForm {
+    pub key: String,
+    pub value: String,
+    /// `name: value` per line.
+    pub headers: String,
+    /// Empty for "by key".
+    pub partition: String,
+}
+
+/// The most bytes a record produced from the console may have (key, value and headers).
+pub const MAX_CONSOLE_RECORD: usize = 1 << 20;
+
+impl NewRecordForm {
+    /// A record's contents, for "duplicate this message" (bytes that are not UTF-8 are
+    /// shown lossily: duplicate binary records with a Kafka client).
+    pub fn from_record(r: &RecordView) -> Self {
+        let text = |b: &Option<Vec<u8>>| {
+            b.as_deref()
+                .map(|b| String::from_utf8_lossy(b).into_owned())
+                .unwrap_or_default()
+        };
+        NewRecordForm {
+            key: text(&r.key),
+            value: text(&r.value),
+            headers: r
+                .headers
+                .iter()
+                .map(|(k, v)| format!("{k}: {}", text(v)))
+                .collect::<Vec<_>>()
+                .join("\n"),
+            partition: r.partition.to_string(),
+        }
+    }
+
+    pub fn parse(&self) -> Result<broker::inspect::NewRecord, Refusal> {
+        let mut headers = Vec::new();
+        for line in self
+            .headers
+            .lines()
+            .map(str::trim)
+            .filter(|l| !l.is_empty())
+        {
+            let Some((k, v)) = line.split_once(':') else {
+                return Err(Refusal::bad_request(format!(
+                    "'{line}' is not a header: write one name: value per line."
+                )));
+            };
+            headers.push((k.trim().to_string(), Some(v.trim().as_bytes().to_vec())));
+        }
+        let partition = match self.partition.trim() {
+            "" => None,
+            p => Some(p.parse::<i32>().map_err(|_| {
+                Refusal::bad_request("Partition must be a number, or empty to choose by key.")
+            })?),
+        };
+        Ok(broker::inspect::NewRecord {
+            key: (!self.key.is_empty()).then(|| self.key.as_bytes().to_vec()),
+            value: Some(self.value.replace("\r\n", "\n").into_bytes()),
+            headers,
+            partition,
+        })
+    }
+}
+
+/// Produces one record (the acknowledgement comes once it is committed).
+pub async fn produce(
+    console: &Console,
+    actor: &Actor,
+    c: &ClusterRef,
+    topic: &str,
+    record: broker::inspect::NewRecord,
+) -> Result<broker::inspect::Produced, Refusal> {
+    require_write(actor)?;
+    let size = record.key.as_ref().map_or(0, Vec::len)
+        + record.value.as_ref().map_or(0, Vec::len)
+        + record
+            .headers
+            .iter()
+            .map(|(k, v)| k.len() + v.as_ref().map_or(0, Vec::len))
+            .sum::<usize>();
+    if size > MAX_CONSOLE_RECORD {
+        return Err(Refusal::bad_request(format!(
+            "The record has {size} bytes; the console produces records up to {MAX_CONSOLE_RECORD} bytes (use a Kafka client for larger ones)."
+        )));
+    }
+    if record.headers.iter().any(|(k, _)| k.is_empty()) {
+        return Err(Refusal::bad_request("A header needs a name."));
+    }
+    Ok(console.view.produce_record(&c.id, topic, record).await?)
+}
+
 pub async fn groups(console: &Console, c: &ClusterRef) -> Result<Vec<GroupSummary>, Refusal> {
     Ok(console.view.list_groups(&c.id).await?)
 }
@@ -673,6 +977,90 @@ pub async fn reset_offsets(
         .view
         .reset_group_offsets(&c.id, group, topic, to)
         .await?)
+}
+
+/// A reset as `spec` says: to any target, on chosen partitions, or only its plan (see
+/// [`broker::inspect::reset_offsets`]). Applying needs write access; a dry run changes
+/// nothing, so seeing the cluster is enough for it.
+pub async fn reset_group_offsets(
+    console: &Console,
+    actor: &Actor,
+    c: &ClusterRef,
+    group: &str,
+    spec: &broker::inspect::ResetSpec,
+) -> Result<Vec<OffsetReset>, Refusal> {
+    if !spec.dry_run {
+        require_write(actor)?;
+    }
+    Ok(console.view.reset_offsets(&c.id, group, spec).await?)
+}
+
+/// Deletes a consumer group with its committed offsets; refused while it has live members.
+pub async fn delete_group(
+    console: &Console,
+    actor: &Actor,
+    c: &ClusterRef,
+    group: &str,
+) -> Result<(), Refusal> {
+    require_write(actor)?;
+    Ok(console.view.delete_group(&c.id, group).await?)
+}
+
+/// Deletes a group's committed offsets on one topic; refused while live members of the
+/// group subscribe to it. Returns how many partitions' offsets were deleted.
+pub async fn delete_group_offsets(
+    console: &Console,
+    actor: &Actor,
+    c: &ClusterRef,
+    group: &str,
+    topic: &str,
+) -> Result<u64, Refusal> {
+    require_write(actor)?;
+    let topic = topic.trim();
+    if topic.is_empty() {
+        return Err(Refusal::bad_request(
+            "Name the topic whose committed offsets to delete.",
+        ));
+    }
+    Ok(console
+        .view
+        .delete_topic_offsets(&c.id, group, topic)
+        .await?)
+}
+
+/// Where a group's time lag is heading and when it catches up (see [`crate::trend`]), from
+/// the last minutes of its lag history and its latest lag.
+pub async fn lag_trend(
+    console: &Console,
+    c: &ClusterRef,
+    group: &str,
+) -> Result<crate::trend::LagTrend, Refusal> {
+    let now = broker::clock::now_ms();
+    let since = now - (crate::trend::WINDOW_MINUTES + 1) * 60_000;
+    let history = console.view.lag_history(&c.id, group, since).await?;
+    let current = console.view.current_lag(&c.id, group).await?;
+    let points: Vec<(i64, f64)> = history
+        .into_iter()
+        .map(|(minute, lag_ms, _)| (minute, lag_ms as f64 / 1000.0))
+        .collect();
+    Ok(crate::trend::lag_trend(
+        &points,
+        current.map(|l| l.max_time_lag_seconds),
+        now,
+    ))
+}
+
+/// [`crate::trend::lag_trend`] of a history as [`lag_history`] answers it.
+pub fn trend_of(points: &[LagPoint], current: Option<&GroupLag>) -> crate::trend::LagTrend {
+    let series: Vec<(i64, f64)> = points
+        .iter()
+        .map(|p| (p.minute_start_ms, p.max_time_lag_seconds))
+        .collect();
+    crate::trend::lag_trend(
+        &series,
+        current.map(|l| l.max_time_lag_seconds),
+        broker::clock::now_ms(),
+    )
 }
 
 /// One point of a group's lag history.

@@ -6,10 +6,10 @@
 //! `topics.cluster` and `group_offsets.cluster`) and returns plain serialisable structs or
 //! an [`InspectError`] whose message a person can act on. Nothing here is new behaviour:
 //! writes go through the same validation and store calls as the Kafka handlers
-//! ([`topic_config::validate_new_topic`], [`crate::topics`], [`crate::log::offset_at`]) and
-//! records are read the way Fetch reads them ([`crate::log::read_batch`]), so the console
-//! and Kafka clients always
-//! agree. Aggregates that would otherwise cost a query per topic live in
+//! ([`topic_config::validate_new_topic`], [`crate::topics`], CreatePartitions' checks and
+//! store call in [`add_partitions`], [`crate::log::offset_at`]) and records are read the
+//! way Fetch reads them ([`crate::log::read_batch`]), so the console and Kafka clients
+//! always agree. Aggregates that would otherwise cost a query per topic live in
 //! `store/inspect.rs`.
 //!
 //! Topics are here; records in `records` and consumer groups in `groups`, all re-exported
@@ -32,7 +32,9 @@
 
 mod decode;
 mod groups;
+mod produce;
 mod records;
+mod scan;
 mod view;
 
 use std::collections::BTreeMap;
@@ -45,12 +47,15 @@ use crate::state::Broker;
 use crate::topic_config;
 
 pub use groups::{
-    group_detail, list_groups, reset_group_offsets, GroupDetail, GroupPartition, GroupSummary,
-    MemberInfo, OffsetReset, ResetTo,
+    delete_group, delete_topic_offsets, group_detail, list_groups, reset_group_offsets,
+    reset_offsets, GroupDetail, GroupPartition, GroupSummary, MemberInfo, OffsetReset, ResetSpec,
+    ResetTo,
 };
+pub use produce::{partition_for_key, produce_record, NewRecord, Produced};
 pub use records::{
     read_records, read_records_all_partitions, ReadFrom, RecordView, MAX_DECOMPRESSED_BATCH,
 };
+pub use scan::{scan, Cursor, RecordFilter, ScanPage, ScanStart, PAGE_BYTES, SCAN_BYTES};
 pub use view::{
     AgentView, ClusterDefaults, ClusterView, GroupLag, CREDENTIAL_TTL, DEFAULT_CLUSTER,
 };
@@ -59,10 +64,16 @@ pub use crate::acl::{
     AclBinding, AclFilter, Operation, PatternFilter, PatternType, Permission, ResourceType,
     CLUSTER_RESOURCE, MAX_ACLS_PER_CLUSTER, WILDCARD,
 };
+pub use crate::lag::alerts::{
+    check_rule as check_alert_rule, webhook_origin, AlertRule, AlertState, AlertStatus, LagAlert,
+    NewAlertRule, MAX_ALERTS_PER_CLUSTER, MAX_FOR_SECONDS, MAX_THRESHOLD_SECONDS,
+};
 pub use crate::quota::{validate as validate_quota, CONSUMER_BYTE_RATE, PRODUCER_BYTE_RATE};
 pub use crate::store::{
     ApiKeyInfo, ClientQuota, Credential, StoreError, TopicMeta, VirtualCluster,
 };
+// The topic rules CreateTopics applies, so the console can word its own refusals.
+pub use crate::topic_config::{validate_new_topic_name, MAX_PARTITIONS};
 
 /// The most records one read returns.
 pub const MAX_RECORDS: usize = 500;
@@ -237,6 +248,96 @@ pub async fn topic_detail(
         configs: topic.configs.into_iter().collect(),
         effective_configs,
     })
+}
+
+/// A consumer group that reads one topic, as the topic page lists it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TopicGroup {
+    pub group_id: String,
+    /// As in [`GroupSummary::state`].
+    pub state: String,
+    pub members: usize,
+    /// Sum over the topic's partitions of `max(0, log end - committed)`; None when the
+    /// group has committed no offset on this topic (a live member only subscribes to it).
+    pub offset_lag: Option<i64>,
+}
+
+/// The groups with committed offsets on `topic` or a live member subscribed to it, sorted
+/// by id, with their offset lag on this topic alone.
+pub async fn topic_groups(
+    broker: &Broker,
+    cluster: &str,
+    topic: &str,
+) -> Result<Vec<TopicGroup>, InspectError> {
+    // The per-topic lag is one aggregate query over the cluster's committed offsets (the
+    // same one the group list sums per group); the list brings the live state.
+    let lags: BTreeMap<String, i64> = broker
+        .meta
+        .group_topic_lags(cluster)
+        .await?
+        .into_iter()
+        .filter(|l| l.topic == topic)
+        .map(|l| (l.group_id, l.offset_lag))
+        .collect();
+    Ok(list_groups(broker, cluster)
+        .await?
+        .into_iter()
+        .filter(|g| g.topics.iter().any(|t| t == topic))
+        .map(|g| TopicGroup {
+            offset_lag: lags.get(&g.group_id).copied(),
+            group_id: g.group_id,
+            state: g.state,
+            members: g.members,
+        })
+        .collect())
+}
+
+/// Grows a topic to `count` partitions (the new total) as CreatePartitions does: the same
+/// checks, the same store call, and the topic dropped from the broker's cache so Metadata
+/// and produce see the new partitions at once. Kafka cannot remove partitions, so a count
+/// that is not larger than the current one is refused, as is one above
+/// [`topic_config::MAX_PARTITIONS`].
+pub async fn add_partitions(
+    broker: &Broker,
+    cluster: &str,
+    name: &str,
+    count: i32,
+) -> Result<(), InspectError> {
+    let topic = broker
+        .meta
+        .topic(cluster, name)
+        .await?
+        .ok_or_else(|| topic_not_found(name))?;
+    if count > topic_config::MAX_PARTITIONS {
+        return Err(InspectError::Invalid(format!(
+            "A topic can have at most {} partitions (you asked for {count}).",
+            topic_config::MAX_PARTITIONS
+        )));
+    }
+    if count <= topic.partitions {
+        let has = if topic.partitions == 1 {
+            "1 partition".to_string()
+        } else {
+            format!("{} partitions", topic.partitions)
+        };
+        return Err(InspectError::Invalid(format!(
+            "Topic '{name}' already has {has}; the count can only grow (Kafka cannot remove \
+             partitions). Give a new total larger than {}.",
+            topic.partitions
+        )));
+    }
+    // The store checks the count again under its lock: of two concurrent requests, the
+    // second sees the first's count (InvalidPartitions).
+    broker.meta.create_partitions(topic.id, count).await?;
+    broker.topics.forget(cluster, name);
+    tracing::info!(
+        cluster,
+        topic = name,
+        from = topic.partitions,
+        to = count,
+        "added partitions from the console"
+    );
+    Ok(())
 }
 
 /// Collects `(key, value)` pairs, refusing a key given twice.

@@ -79,9 +79,23 @@ pub async fn clusters(cmd: ClustersCommand) -> anyhow::Result<()> {
                 bail!("{}", refusal.message);
             }
             let meta = open(&store).await?;
+            let platform = open_platform(&store).await?;
             let org = match org {
-                Some(o) => Some(find_org(&open_platform(&store).await?, &o).await?),
-                None => None,
+                Some(o) => Some(find_org(&platform, &o).await?),
+                // Without --org: the only organisation, if there is just one; a choice to
+                // make when there are several (a cluster of none shows in no console).
+                None => {
+                    let mut orgs = platform.orgs().await?;
+                    match orgs.len() {
+                        0 => None,
+                        1 => orgs.pop(),
+                        _ => bail!(
+                            "{} organisations exist ({}); say which one shows the cluster with --org NAME",
+                            orgs.len(),
+                            orgs.iter().map(|o| format!("'{}'", o.name)).collect::<Vec<_>>().join(", ")
+                        ),
+                    }
+                }
             };
             let org_id = org.as_ref().map(|o| o.id.as_str()).unwrap_or("");
             let c = meta.create_virtual_cluster(org_id, &name).await?;
@@ -90,7 +104,11 @@ pub async fn clusters(cmd: ClustersCommand) -> anyhow::Result<()> {
                     "created cluster '{}' with id {} in organisation '{}'",
                     c.name, c.id, o.name
                 ),
-                None => println!("created cluster '{}' with id {}", c.name, c.id),
+                None => println!(
+                    "created cluster '{}' with id {} (in no organisation: no console shows it; \
+                     manage it with `sluice clusters` and `sluice api-keys`)",
+                    c.name, c.id
+                ),
             }
         }
         ClustersCommand::List { store } => {

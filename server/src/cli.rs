@@ -48,8 +48,9 @@ pub enum ClustersCommand {
     /// Create a virtual cluster: its own namespace of topics, groups and offsets.
     Create {
         name: String,
-        /// The organisation (name or id) whose console shows the cluster; without it the
-        /// cluster belongs to no organisation and is managed from here only.
+        /// The organisation (name or id) whose console shows the cluster [default: the
+        /// only organisation; required when there are several; with none, the cluster
+        /// belongs to no organisation and is managed from here only].
         #[arg(long)]
         org: Option<String>,
         #[command(flatten)]

@@ -237,8 +237,31 @@ async fn clusters_created_for_an_organisation() {
     let listed = meta.virtual_clusters(&org.id).await.unwrap();
     assert_eq!(listed.len(), 1);
     assert_eq!(listed[0].name, "orders");
-    // The same name without an organisation: now the name alone is ambiguous.
-    sluice(dir.path(), &["clusters", "create", "orders"]);
+    // Without --org, the only organisation gets the cluster.
+    let out = sluice(dir.path(), &["clusters", "create", "payments"]);
+    assert!(out.contains("in organisation 'Ops team'"), "{out}");
+    assert_eq!(meta.virtual_clusters(&org.id).await.unwrap().len(), 2);
+    // With a second organisation, --org is required.
+    platform
+        .create_user_with_org("dev@example.com", "hash", "Dev team")
+        .await
+        .unwrap();
+    let refused = Command::new(env!("CARGO_BIN_EXE_sluice"))
+        .args(["clusters", "create", "billing", "--data-dir"])
+        .arg(&data)
+        .output()
+        .unwrap();
+    assert!(!refused.status.success());
+    let why = String::from_utf8_lossy(&refused.stderr);
+    assert!(
+        why.contains("2 organisations") && why.contains("--org"),
+        "{why}"
+    );
+    // The same name in the other organisation: now the name alone is ambiguous.
+    sluice(
+        dir.path(),
+        &["clusters", "create", "orders", "--org", "Dev team"],
+    );
     let err = Command::new(env!("CARGO_BIN_EXE_sluice"))
         .args(["api-keys", "create", "--cluster", "orders", "--data-dir"])
         .arg(&data)

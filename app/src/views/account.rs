@@ -71,6 +71,9 @@ pub async fn overview(State(c): State<AppState>, session: Session) -> Page {
                     </tr>
                 });
             }
+            // Lag alerts firing now in any cluster the viewer sees, above everything else.
+            let firing = ops::firing_lag_alerts(&c, &clusters).await?;
+            let firing = super::alerts::firing_panel(&firing);
             let bootstrap = c.view.bootstrap();
             let owns_default = clusters.iter().any(|cl| cl.builtin);
             let quick = owns_default.then(|| {
@@ -90,6 +93,7 @@ pub async fn overview(State(c): State<AppState>, session: Session) -> Page {
             let org = viewer.org.name.clone();
             let body = view! {
                 <p class="lead">"Organisation "<b>{org}</b>". Bootstrap address: "<code>{bootstrap.clone()}</code></p>
+                {firing}
                 {quick}
                 <section class="card">
                     <h2>"Clusters"</h2>

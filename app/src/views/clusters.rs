@@ -57,9 +57,9 @@ pub fn tabs(c: &ClusterRef, active: Tab, viewer: &auth::Viewer) -> AnyView {
 pub fn human_ms(ms: i64) -> String {
     match ms {
         ms if ms < 0 => "forever".to_string(),
-        ms if ms % 86_400_000 == 0 => format!("{} days", ms / 86_400_000),
-        ms if ms % 3_600_000 == 0 => format!("{} hours", ms / 3_600_000),
-        ms if ms % 60_000 == 0 => format!("{} minutes", ms / 60_000),
+        ms if ms % 86_400_000 == 0 => super::plural(ms / 86_400_000, "day"),
+        ms if ms % 3_600_000 == 0 => super::plural(ms / 3_600_000, "hour"),
+        ms if ms % 60_000 == 0 => super::plural(ms / 60_000, "minute"),
         ms => format!("{:.1} seconds", ms as f64 / 1000.0),
     }
 }
@@ -320,7 +320,7 @@ pub async fn delete_form(
             let name = cl.name.clone();
             let body = view! {
                 <section class="card danger-zone">
-                    <p>"Deleting "<b>{name.clone()}</b>" removes its "{topics}" topics with all their records, its consumer-group offsets and its API keys. This cannot be undone."</p>
+                    <p>"Deleting "<b>{name.clone()}</b>" removes its "{super::plural(topics, "topic")}" with all their records, its consumer-group offsets and its API keys. This cannot be undone."</p>
                     <form method="post" action=here class="stack" id="delete-cluster">
                         {csrf_field(&viewer.csrf)}
                         <label>"Type the cluster's name to confirm"<input name="confirm" required=true autocomplete="off"/></label>

@@ -28,9 +28,11 @@ use crate::AppState;
 pub mod account;
 pub mod acls;
 pub mod agents;
+pub mod alerts;
 pub mod clusters;
 pub mod groups;
 pub mod layout;
+pub mod messages;
 pub mod team;
 pub mod topics;
 
@@ -69,11 +71,32 @@ pub fn routes() -> Router<AppState> {
         .route("/clusters/{c}/topics/{t}", get(topics::show))
         .route("/clusters/{c}/topics/{t}/configs", post(topics::configs))
         .route("/clusters/{c}/topics/{t}/delete", post(topics::delete))
-        .route("/clusters/{c}/topics/{t}/messages", get(topics::messages))
+        .route(
+            "/clusters/{c}/topics/{t}/partitions",
+            post(topics::add_partitions),
+        )
+        .route(
+            "/clusters/{c}/topics/{t}/messages",
+            get(messages::messages).post(messages::produce),
+        )
+        .route(
+            "/clusters/{c}/topics/{t}/messages.jsonl",
+            get(messages::download),
+        )
         .route("/clusters/{c}/groups", get(groups::list))
         .route("/clusters/{c}/groups/{g}", get(groups::show))
         .route("/clusters/{c}/groups/{g}/reset", post(groups::reset))
+        .route("/clusters/{c}/groups/{g}/delete", post(groups::delete))
+        .route(
+            "/clusters/{c}/groups/{g}/offsets/delete",
+            post(groups::delete_offsets),
+        )
         .route("/clusters/{c}/groups/{g}/lag.svg", get(groups::chart))
+        .route(
+            "/clusters/{c}/alerts",
+            get(alerts::list).post(alerts::create),
+        )
+        .route("/clusters/{c}/alerts/{id}/delete", post(alerts::delete))
         .route("/agents", get(agents::show))
         .route("/team", get(team::show))
         .route("/team/invites", post(team::invite))
@@ -255,6 +278,19 @@ fn civil_from_days(z: i64) -> (i64, u32, u32) {
     (if m <= 2 { y + 1 } else { y }, m, d)
 }
 
+/// A count with its noun: "1 partition", "6 partitions", "0 members". For nouns whose
+/// plural is the noun and an "s".
+pub fn plural<N>(n: N, noun: &str) -> String
+where
+    N: Copy + PartialEq + From<u8> + std::fmt::Display,
+{
+    if n == N::from(1) {
+        format!("{n} {noun}")
+    } else {
+        format!("{n} {noun}s")
+    }
+}
+
 pub fn fmt_bytes(n: i64) -> String {
     let n = n as f64;
     if n < 1024.0 {
@@ -278,5 +314,14 @@ mod tests {
         assert_eq!(fmt_time(1_764_028_800_000), "2025-11-25 00:00:00 UTC");
         assert_eq!(fmt_time(951_782_400_000), "2000-02-29 00:00:00 UTC");
         assert_eq!(enc("a b/c.d"), "a%20b%2Fc.d");
+    }
+
+    #[test]
+    fn counts_agree_with_their_nouns() {
+        assert_eq!(plural(1usize, "partition"), "1 partition");
+        assert_eq!(plural(6usize, "partition"), "6 partitions");
+        assert_eq!(plural(0i64, "member"), "0 members");
+        assert_eq!(plural(1u64, "day"), "1 day");
+        assert_eq!(plural(-1i32, "record"), "-1 records");
     }
 }

@@ -92,7 +92,7 @@ pub async fn show(State(c): State<AppState>, session: Session, SignedIn(viewer):
                 view! {
                     <section class="card">
                         <h2>"Invite someone"</h2>
-                        <p class="hint">"An invite is a one-time link, valid for "{days}" days. Send it to the person yourself."</p>
+                        <p class="hint">"An invite is a one-time link, valid for "{super::plural(days, "day")}". Send it to the person yourself."</p>
                         <form method="post" action="/team/invites" class="row" id="create-invite">
                             {csrf_field(&viewer.csrf)}
                             <label>"Role"{role_select("member", owner)}</label>

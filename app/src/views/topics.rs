@@ -1,20 +1,58 @@
-//! Topics: list with size and throughput, create, configs, delete, partitions and the
-//! message browser.
+//! Topics: the list (search, sort and pages through GET query parameters, no script),
+//! create, the topic page with its partitions, consumer groups and configs, adding
+//! partitions, config edits and delete (the message browser is in `messages`).
+//!
+//! A refused "new topic" form comes back filled in: the handler keeps what was typed in
+//! the session (one value, taken by the next list page of the same cluster) and
+//! redirects with the error as a flash, so a reload never resubmits the form.
+//!
+//! Pure parts, with their own tests: the list's query (`query`: search, sort, pages; the
+//! JSON API takes the same) and config values in words (`config_words`).
 
 use std::collections::HashMap;
 
 use axum::extract::{Path, Query, State};
-use broker::inspect::{ReadFrom, RecordView};
+use axum::http::StatusCode;
+use broker::inspect::MAX_PARTITIONS;
 use leptos::prelude::*;
 use tower_sessions::Session;
 
 use super::clusters::{tabs, Cluster, Tab};
 use super::layout::{csrf_field, page, Nav};
-use super::{back_with, done, enc, fmt_bytes, fmt_time, html, Page, Posted, SignedIn};
+use super::{back_with, done, enc, fmt_bytes, fmt_time, html, plural, Page, Posted, SignedIn};
 use crate::auth::take_flash;
 use crate::error::Refusal;
 use crate::extract::InCluster;
 use crate::{ops, AppState};
+
+mod config_words;
+mod query;
+
+pub use config_words::{duration_words, human_config, size_words};
+pub use query::{list_href, parse_list_query, select_topics, ListQuery, Paging, SortBy, PAGE_SIZE};
+
+/// Session key of what a refused "new topic" form held.
+const TYPED_KEY: &str = "topic_form";
+
+/// What was typed into a refused "new topic" form, for the list page to fill it with.
+#[derive(Debug, Clone, Default, serde::Serialize, serde::Deserialize)]
+struct TypedTopic {
+    /// The cluster whose list shows it (another cluster's list leaves it alone).
+    cluster: String,
+    name: String,
+    partitions: String,
+    configs: String,
+}
+
+async fn take_typed(session: &Session, cluster: &str) -> Option<TypedTopic> {
+    let typed = session.get::<TypedTopic>(TYPED_KEY).await.ok().flatten()?;
+    if typed.cluster != cluster {
+        return None;
+    }
+    // Shown once, like the flash it goes with.
+    let _ = session.remove::<TypedTopic>(TYPED_KEY).await;
+    Some(typed)
+}
 
 pub async fn list(
     State(c): State<AppState>,
@@ -23,12 +61,17 @@ pub async fn list(
         who: SignedIn(viewer),
         cluster: cl,
     }: Cluster,
+    Query(query): Query<HashMap<String, String>>,
 ) -> Page {
     Page(
         async {
             let here = format!("/clusters/{}/topics", enc(&cl.id));
-            let topics = ops::topics(&c, &cl).await?;
-            let rows = topics
+            let lq = parse_list_query(&query)?;
+            let all = ops::topics(&c, &cl).await?;
+            let in_cluster = all.len();
+            let matching = select_topics(all, &lq.q, lq.sort, lq.desc);
+            let paging = Paging::new(matching.len(), lq.page);
+            let rows = matching[paging.start..paging.end]
                 .iter()
                 .map(|t| {
                     let href = format!("{here}/{}", enc(&t.name));
@@ -43,37 +86,125 @@ pub async fn list(
                     }
                 })
                 .collect::<Vec<_>>();
-            let empty = topics.is_empty().then(|| {
-                view! { <p class="empty">"No topics yet. Create one below, or produce to a new name when auto-creation is on."</p> }
+            // Column headers are links: the sorted column flips its direction, another
+            // column starts in its own default direction; the search stays, paging restarts.
+            let column = |sort: SortBy, label: &'static str, num: bool| {
+                let active = lq.sort == sort;
+                let desc = if active { !lq.desc } else { sort.desc_by_default() };
+                let href = list_href(&here, &lq.q, sort, desc, 1);
+                let (arrow, aria) = match (active, lq.desc) {
+                    (false, _) => ("", "none"),
+                    (true, false) => (" ▲", "ascending"),
+                    (true, true) => (" ▼", "descending"),
+                };
+                let class = if num { "num" } else { "" };
+                let hint = format!("Sort by {}", label.to_lowercase());
+                view! { <th class=class aria-sort=aria><a href=href title=hint>{label}{arrow}</a></th> }
+            };
+            let showing = (paging.total > 0).then(|| {
+                let mut text = format!(
+                    "Showing {}–{} of {}",
+                    paging.start + 1,
+                    paging.end,
+                    plural(paging.total, "topic")
+                );
+                if !lq.q.is_empty() {
+                    text.push_str(&format!(
+                        " whose name contains '{}' ({} in the cluster)",
+                        lq.q,
+                        plural(in_cluster, "topic")
+                    ));
+                }
+                view! { <p class="hint" id="topics-shown">{text}</p> }
             });
-            let create = viewer.role.can_admin().then(|| {
-                let action = here.clone();
-                let parts = cl.default_partitions.to_string();
+            let empty = if in_cluster == 0 {
+                let text = if viewer.role.can_admin() {
+                    "No topics yet. Create one above, or produce to a new name when auto-creation is on."
+                } else {
+                    "No topics yet. They appear when an admin creates one, or when clients produce to a new name while auto-creation is on."
+                };
+                Some(view! { <p class="empty">{text}</p> }.into_any())
+            } else if paging.total == 0 {
+                let all_href = list_href(&here, "", lq.sort, lq.desc, 1);
+                let text = format!("No topic name contains '{}'. ", lq.q);
+                Some(view! { <p class="empty">{text}<a href=all_href>"Show all topics"</a></p> }.into_any())
+            } else {
+                None
+            };
+            let pager = (paging.pages > 1).then(|| {
+                let prev = (paging.page > 1).then(|| {
+                    let href = list_href(&here, &lq.q, lq.sort, lq.desc, paging.page - 1);
+                    view! { <a href=href rel="prev">"← Previous"</a> }
+                });
+                let next = (paging.page < paging.pages).then(|| {
+                    let href = list_href(&here, &lq.q, lq.sort, lq.desc, paging.page + 1);
+                    view! { <a href=href rel="next">"Next →"</a> }
+                });
+                let at = format!(" Page {} of {} ", paging.page, paging.pages);
+                view! { <nav class="pager" aria-label="Pages of topics" id="topics-pager">{prev}{at}{next}</nav> }
+            });
+            let search = {
+                let clear = (!lq.q.is_empty()).then(|| {
+                    let href = list_href(&here, "", lq.sort, lq.desc, 1);
+                    view! { <a href=href>"Clear search"</a> }
+                });
+                let dir = if lq.desc { "desc" } else { "asc" };
                 view! {
-                    <section class="card">
-                        <h2>"New topic"</h2>
-                        <form method="post" action=action class="stack" id="create-topic">
-                            {csrf_field(&viewer.csrf)}
-                            <div class="row">
-                                <label>"Name"<input name="name" required=true maxlength="249" pattern="[a-zA-Z0-9._\\-]+" placeholder="orders"/></label>
-                                <label>"Partitions"<input type="number" name="partitions" min="1" max="10000" value=parts/></label>
-                            </div>
-                            <label>"Configs (one key=value per line, optional)"<textarea name="configs" rows="3" placeholder="retention.ms=86400000\ncleanup.policy=delete"></textarea></label>
-                            <button type="submit">"Create topic"</button>
-                        </form>
+                    <form method="get" action=here.clone() class="row" id="topic-search" role="search">
+                        <label>"Search topics by name"<input type="search" name="q" value=lq.q.clone() placeholder="part of a name"/></label>
+                        <input type="hidden" name="sort" value=lq.sort.as_str()/>
+                        <input type="hidden" name="dir" value=dir/>
+                        <button type="submit">"Search"</button>
+                        {clear}
+                    </form>
+                }
+            };
+            let typed = take_typed(&session, &cl.id).await;
+            // Above the list, folded away once there are topics, so a long list never
+            // pushes it out of sight; open again when it comes back with an error.
+            let create = viewer.role.can_admin().then(|| {
+                let open = typed.is_some() || in_cluster == 0;
+                let t = typed.unwrap_or_else(|| TypedTopic {
+                    partitions: cl.default_partitions.to_string(),
+                    ..TypedTopic::default()
+                });
+                let max = MAX_PARTITIONS.to_string();
+                view! {
+                    <section class="card configs">
+                        <details open=open id="new-topic">
+                            <summary>"New topic"</summary>
+                            <form method="post" action=here.clone() class="stack" id="create-topic">
+                                {csrf_field(&viewer.csrf)}
+                                <div class="row">
+                                    <label>"Name"<input name="name" required=true maxlength="249" pattern="[a-zA-Z0-9._\\-]+" placeholder="orders" value=t.name/></label>
+                                    <label>"Partitions"<input type="number" name="partitions" min="1" max=max value=t.partitions/></label>
+                                </div>
+                                <label>"Configs (one key=value per line, optional)"<textarea name="configs" rows="3" placeholder="retention.ms=86400000\ncleanup.policy=delete">{t.configs}</textarea></label>
+                                <button type="submit">"Create topic"</button>
+                            </form>
+                        </details>
                     </section>
                 }
             });
             let body = view! {
                 {tabs(&cl, Tab::Topics, &viewer)}
+                {create}
                 <section class="card">
+                    {search}
+                    {showing}
                     {empty}
                     <table id="topics">
-                        <thead><tr><th>"Topic"</th><th class="num">"Partitions"</th><th class="num">"Records"</th><th class="num">"Size"</th><th class="num">"Records/s (5 min)"</th></tr></thead>
+                        <thead><tr>
+                            {column(SortBy::Name, "Topic", false)}
+                            {column(SortBy::Partitions, "Partitions", true)}
+                            {column(SortBy::Records, "Records", true)}
+                            {column(SortBy::Size, "Size", true)}
+                            {column(SortBy::Rate, "Records/s (5 min)", true)}
+                        </tr></thead>
                         <tbody>{rows}</tbody>
                     </table>
+                    {pager}
                 </section>
-                {create}
             }
             .into_any();
             let title = format!("Topics of {}", cl.name);
@@ -81,6 +212,19 @@ pub async fn list(
         }
         .await,
     )
+}
+
+/// The partitions field of the new-topic form; empty means the cluster's default.
+fn parse_partitions(typed: &str, default: i32) -> Result<i32, Refusal> {
+    let typed = typed.trim();
+    if typed.is_empty() {
+        return Ok(default);
+    }
+    typed.parse::<i32>().map_err(|_| {
+        Refusal::bad_request(format!(
+            "Partitions must be a whole number between 1 and {MAX_PARTITIONS} (you gave '{typed}')."
+        ))
+    })
 }
 
 pub async fn create(
@@ -94,11 +238,7 @@ pub async fn create(
             let actor = who.0.actor();
             let name = f.get("name").trim().to_string();
             let result = async {
-                let partitions = f
-                    .get("partitions")
-                    .trim()
-                    .parse::<i32>()
-                    .map_err(|_| Refusal::bad_request("Partitions must be a whole number."))?;
+                let partitions = parse_partitions(f.get("partitions"), cluster.default_partitions)?;
                 let configs = ops::parse_config_lines(f.get("configs"))?;
                 ops::create_topic(&c, &actor, &cluster, &name, partitions, &configs).await
             }
@@ -112,12 +252,30 @@ pub async fn create(
                     )
                     .await
                 }
-                Err(r) => back_with(&session, &here, r).await,
+                Err(r) => {
+                    // The list page shows the error with the form as it was sent (refusals
+                    // about who is asking get their own page and keep nothing).
+                    if r.login_next.is_none() && r.status != StatusCode::FORBIDDEN {
+                        let typed = TypedTopic {
+                            cluster: cluster.id.clone(),
+                            name: f.get("name").to_string(),
+                            partitions: f.get("partitions").to_string(),
+                            configs: f.get("configs").to_string(),
+                        };
+                        session
+                            .insert(TYPED_KEY, typed)
+                            .await
+                            .map_err(|e| Refusal::internal("session store request failed", e))?;
+                    }
+                    back_with(&session, &here, r).await
+                }
             }
         }
         .await,
     )
 }
+
+// ---- one topic ----
 
 pub async fn show(
     State(c): State<AppState>,
@@ -132,6 +290,7 @@ pub async fn show(
         async {
             let here = format!("/clusters/{}/topics/{}", enc(&cl.id), enc(&topic));
             let t = ops::topic(&c, &cl, &topic).await?;
+            let groups = ops::topic_groups(&c, &cl, &topic).await?;
             let parts = t
                 .partitions
                 .iter()
@@ -147,12 +306,43 @@ pub async fn show(
                     }
                 })
                 .collect::<Vec<_>>();
+            let group_rows = groups
+                .iter()
+                .map(|g| {
+                    let href = format!("/clusters/{}/groups/{}", enc(&cl.id), enc(&g.group_id));
+                    let lag = g.offset_lag.map(|l| l.to_string()).unwrap_or_else(|| "—".into());
+                    view! {
+                        <tr>
+                            <td><a href=href>{g.group_id.clone()}</a></td>
+                            <td>{g.state.clone()}</td>
+                            <td class="num">{g.members}</td>
+                            <td class="num">{lag}</td>
+                        </tr>
+                    }
+                })
+                .collect::<Vec<_>>();
+            let no_groups = groups.is_empty().then(|| {
+                view! { <p class="empty">"No consumer group reads this topic: none has committed offsets on it or a member subscribed to it."</p> }
+            });
+            let group_table = (!groups.is_empty()).then(|| {
+                view! {
+                    <p class="hint">"Offset lag on this topic's partitions only; “—” when the group has committed no offset here yet."</p>
+                    <table id="topic-groups">
+                        <thead><tr><th>"Group"</th><th>"State"</th><th class="num">"Members"</th><th class="num">"Offset lag"</th></tr></thead>
+                        <tbody>{group_rows}</tbody>
+                    </table>
+                }
+            });
             let configs = t
                 .effective_configs
                 .iter()
                 .map(|cv| {
                     let source = if cv.is_default { "default" } else { "set on topic" };
-                    view! { <tr><td><code>{cv.name.clone()}</code></td><td><code>{cv.value.clone()}</code></td><td>{source}</td></tr> }
+                    let value = match human_config(&cv.name, &cv.value) {
+                        Some(words) => view! { <span title=cv.value.clone()>{words}</span> }.into_any(),
+                        None => view! { <code>{cv.value.clone()}</code> }.into_any(),
+                    };
+                    view! { <tr><td><code>{cv.name.clone()}</code></td><td>{value}</td><td>{source}</td></tr> }
                 })
                 .collect::<Vec<_>>();
             let admin = viewer.role.can_admin();
@@ -160,7 +350,21 @@ pub async fn show(
                 let action = format!("{here}/configs");
                 let text = t.configs.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join("\n");
                 let del = format!("{here}/delete");
+                let grow = format!("{here}/partitions");
+                let now = t.partitions.len();
+                let next = (now + 1).to_string();
+                let max = MAX_PARTITIONS.to_string();
+                let label = format!("New total (now {})", plural(now, "partition"));
                 view! {
+                    <section class="card">
+                        <h2>"Add partitions"</h2>
+                        <p class="hint">"Give the new total, as kafka-topics --alter --partitions does. Partitions cannot be removed again, and records with a key may go to another partition from then on (the partition is the key's hash modulo the count), so per-key order holds only among records written after the change."</p>
+                        <form method="post" action=grow class="row" id="add-partitions">
+                            {csrf_field(&viewer.csrf)}
+                            <label>{label}<input type="number" name="count" required=true min=next.clone() max=max value=next/></label>
+                            <button type="submit">"Add partitions"</button>
+                        </form>
+                    </section>
                     <section class="card">
                         <h2>"Edit configs"</h2>
                         <form method="post" action=action class="stack" id="topic-configs">
@@ -183,9 +387,9 @@ pub async fn show(
             });
             let browse = format!("{here}/messages");
             let summary = format!(
-                "{} · {} records · {} · created {}",
+                "{} · {} · {} · created {}",
                 plural(t.partitions.len(), "partition"),
-                t.records,
+                plural(t.records, "record"),
                 fmt_bytes(t.size_bytes),
                 fmt_time(t.created_at_ms)
             );
@@ -199,15 +403,61 @@ pub async fn show(
                         <tbody>{parts}</tbody>
                     </table>
                 </section>
+                <section class="card" id="consumer-groups">
+                    <h2>"Consumer groups"</h2>
+                    {no_groups}
+                    {group_table}
+                </section>
                 <section class="card">
                     <h2>"Configs"</h2>
-                    <table><thead><tr><th>"Name"</th><th>"Value"</th><th>"Source"</th></tr></thead><tbody>{configs}</tbody></table>
+                    <table id="topic-config-values"><thead><tr><th>"Name"</th><th>"Value"</th><th>"Source"</th></tr></thead><tbody>{configs}</tbody></table>
                 </section>
                 {edit}
             }
             .into_any();
             let title = format!("Topic {}", t.name);
             Ok(html(page(&viewer, Nav::Clusters, &title, take_flash(&session).await, body)))
+        }
+        .await,
+    )
+}
+
+pub async fn add_partitions(
+    State(c): State<AppState>,
+    session: Session,
+    Path((_, topic)): Path<(String, String)>,
+    Posted(InCluster { who, cluster }, f): Posted<Cluster>,
+) -> Page {
+    Page(
+        async {
+            let here = format!("/clusters/{}/topics/{}", enc(&cluster.id), enc(&topic));
+            let actor = who.0.actor();
+            let typed = f.get("count").trim();
+            let result = async {
+                let count = typed.parse::<i64>().map_err(|_| {
+                    Refusal::bad_request(if typed.is_empty() {
+                        "Give the new total number of partitions.".to_string()
+                    } else {
+                        format!(
+                            "Give the new total number of partitions as a whole number (you gave '{typed}')."
+                        )
+                    })
+                })?;
+                ops::add_partitions(&c, &actor, &cluster, &topic, count).await?;
+                Ok::<i64, Refusal>(count)
+            }
+            .await;
+            match result {
+                Ok(count) => {
+                    done(
+                        &session,
+                        &here,
+                        format!("Topic '{topic}' now has {}.", plural(count, "partition")),
+                    )
+                    .await
+                }
+                Err(r) => back_with(&session, &here, r).await,
+            }
         }
         .await,
     )
@@ -278,300 +528,15 @@ pub async fn delete(
     )
 }
 
-fn plural(n: usize, what: &str) -> String {
-    if n == 1 {
-        format!("1 {what}")
-    } else {
-        format!("{n} {what}s")
-    }
-}
-
-/// `YYYY-MM-DDTHH:MM[:SS]` (UTC, as a datetime-local field sends it) or milliseconds.
-pub fn parse_time(s: &str) -> Option<i64> {
-    let s = s.trim();
-    if let Ok(ms) = s.parse::<i64>() {
-        return Some(ms);
-    }
-    let (date, time) = s.split_once('T').or_else(|| s.split_once(' '))?;
-    let mut d = date.split('-').map(|x| x.parse::<i64>());
-    let (y, m, day) = (d.next()?.ok()?, d.next()?.ok()?, d.next()?.ok()?);
-    let mut t = time
-        .trim_end_matches('Z')
-        .split(':')
-        .map(|x| x.parse::<i64>());
-    let (hh, mm) = (t.next()?.ok()?, t.next()?.ok()?);
-    let ss = t.next().and_then(|x| x.ok()).unwrap_or(0);
-    if !(1..=12).contains(&m) || !(1..=31).contains(&day) || hh > 23 || mm > 59 || ss > 60 {
-        return None;
-    }
-    // Days from civil (Howard Hinnant).
-    let y2 = if m <= 2 { y - 1 } else { y };
-    let era = y2.div_euclid(400);
-    let yoe = y2 - era * 400;
-    let mp = (m + 9) % 12;
-    let doy = (153 * mp + 2) / 5 + day - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    let days = era * 146_097 + doe - 719_468;
-    Some(((days * 86_400) + hh * 3600 + mm * 60 + ss) * 1000)
-}
-
-/// How record bytes are shown.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Format {
-    Text,
-    Json,
-    Hex,
-}
-
-const SHOW_BYTES: usize = 4096;
-
-/// The largest value the JSON view parses and pretty-prints.
-const MAX_JSON_PRETTY: usize = 1 << 20;
-
-pub fn render_bytes(b: Option<&[u8]>, format: Format) -> String {
-    let Some(b) = b else {
-        return "null".to_string();
-    };
-    let cut = &b[..b.len().min(SHOW_BYTES)];
-    let more = if b.len() > SHOW_BYTES {
-        format!("\n… {} more bytes", b.len() - SHOW_BYTES)
-    } else {
-        String::new()
-    };
-    let shown = match format {
-        Format::Hex => cut
-            .chunks(16)
-            .map(|c| {
-                c.iter()
-                    .map(|x| format!("{x:02x}"))
-                    .collect::<Vec<_>>()
-                    .join(" ")
-            })
-            .collect::<Vec<_>>()
-            .join("\n"),
-        // Pretty-printing parses the whole value: only for values of a sensible size.
-        Format::Json if b.len() > MAX_JSON_PRETTY => {
-            format!(
-                "(too large to pretty-print) {}",
-                String::from_utf8_lossy(cut)
-            )
-        }
-        Format::Json => match serde_json::from_slice::<serde_json::Value>(b) {
-            Ok(v) => serde_json::to_string_pretty(&v).unwrap_or_default(),
-            Err(_) => format!("(not JSON) {}", String::from_utf8_lossy(cut)),
-        },
-        Format::Text => String::from_utf8_lossy(cut).into_owned(),
-    };
-    format!("{shown}{more}")
-}
-
-/// Keys are often plain strings: in JSON mode a key that is not JSON shows as text.
-fn key_format(key: Option<&[u8]>, format: Format) -> Format {
-    match (format, key) {
-        (Format::Json, Some(k)) if serde_json::from_slice::<serde_json::Value>(k).is_err() => {
-            Format::Text
-        }
-        _ => format,
-    }
-}
-
-fn record_rows(records: &[RecordView], format: Format) -> Vec<AnyView> {
-    records
-        .iter()
-        .map(|r| {
-            if let Some(problem) = &r.error {
-                // A batch that cannot be shown (e.g. it decompresses past the cap): its
-                // reason in place of its records, the rest of the page as usual.
-                return view! {
-                    <tr class="refused">
-                        <td class="num">{r.partition}</td>
-                        <td class="num">{r.offset}</td>
-                        <td class="nowrap">{fmt_time(r.timestamp_ms)}</td>
-                        <td colspan="3"><p class="flash error" role="alert">{problem.clone()}</p></td>
-                    </tr>
-                }
-                .into_any();
-            }
-            let headers = r
-                .headers
-                .iter()
-                .map(|(k, v)| format!("{k}: {}", render_bytes(v.as_deref(), Format::Text)))
-                .collect::<Vec<_>>()
-                .join("\n");
-            view! {
-                <tr>
-                    <td class="num">{r.partition}</td>
-                    <td class="num">{r.offset}</td>
-                    <td class="nowrap">{fmt_time(r.timestamp_ms)}</td>
-                    <td><pre class="cell">{render_bytes(r.key.as_deref(), key_format(r.key.as_deref(), format))}</pre></td>
-                    <td><pre class="cell">{render_bytes(r.value.as_deref(), format)}</pre></td>
-                    <td><pre class="cell">{headers}</pre></td>
-                </tr>
-            }
-            .into_any()
-        })
-        .collect()
-}
-
-/// The query of the message browser, shared with the JSON API.
-pub struct BrowseQuery {
-    pub partition: Option<i32>,
-    pub from: ReadFrom,
-    pub limit: usize,
-    pub format: Format,
-}
-
-pub fn parse_browse(q: &HashMap<String, String>) -> Result<BrowseQuery, Refusal> {
-    let get = |k: &str| q.get(k).map(|s| s.trim()).unwrap_or("");
-    let partition = match get("partition") {
-        "" | "all" => None,
-        p => Some(
-            p.parse::<i32>()
-                .map_err(|_| Refusal::bad_request("Partition must be a number."))?,
-        ),
-    };
-    let from = match get("from") {
-        "" | "newest" => ReadFrom::Newest,
-        "offset" => ReadFrom::Offset(
-            get("offset")
-                .parse::<i64>()
-                .map_err(|_| Refusal::bad_request("Give a start offset (a whole number)."))?,
-        ),
-        "time" => ReadFrom::Timestamp(parse_time(get("time")).ok_or_else(|| {
-            Refusal::bad_request(
-                "Give a start time as YYYY-MM-DDTHH:MM (UTC) or milliseconds since 1970.",
-            )
-        })?),
-        other => {
-            return Err(Refusal::bad_request(format!(
-                "Unknown start '{other}': use newest, offset or time."
-            )))
-        }
-    };
-    let limit = match get("limit") {
-        "" => 50,
-        l => l
-            .parse::<usize>()
-            .map_err(|_| Refusal::bad_request("Limit must be a number."))?,
-    };
-    let format = match get("format") {
-        "" | "text" => Format::Text,
-        "json" => Format::Json,
-        "hex" => Format::Hex,
-        other => {
-            return Err(Refusal::bad_request(format!(
-                "Unknown format '{other}': use text, json or hex."
-            )))
-        }
-    };
-    Ok(BrowseQuery {
-        partition,
-        from,
-        limit: limit.clamp(1, 500),
-        format,
-    })
-}
-
-pub async fn messages(
-    State(c): State<AppState>,
-    session: Session,
-    InCluster {
-        who: SignedIn(viewer),
-        cluster: cl,
-    }: Cluster,
-    Path((_, topic)): Path<(String, String)>,
-    Query(q): Query<HashMap<String, String>>,
-) -> Page {
-    Page(
-        async {
-            let here = format!("/clusters/{}/topics/{}/messages", enc(&cl.id), enc(&topic));
-            let t = ops::topic(&c, &cl, &topic).await?;
-            let (records, error) = match parse_browse(&q) {
-                Ok(bq) => match ops::messages(&c, &cl, &topic, bq.partition, bq.from, bq.limit).await {
-                    Ok(r) => (Some((r, bq.format)), None),
-                    Err(e) => (None, Some(e.message)),
-                },
-                Err(e) => (None, Some(e.message)),
-            };
-            let get = |k: &str| q.get(k).cloned().unwrap_or_default();
-            let part_options = std::iter::once(("all".to_string(), "all partitions".to_string()))
-                .chain(t.partitions.iter().map(|p| (p.partition.to_string(), format!("partition {}", p.partition))))
-                .map(|(v, label)| {
-                    let selected = get("partition") == v;
-                    view! { <option value=v selected=selected>{label}</option> }
-                })
-                .collect::<Vec<_>>();
-            let opt = |name: &'static str, v: &'static str, label: &'static str| {
-                let selected = get(name) == v;
-                view! { <option value=v selected=selected>{label}</option> }
-            };
-            let limit = q.get("limit").cloned().unwrap_or_else(|| "50".into());
-            let error = error.map(|e| view! { <div class="flash error" role="alert"><p>{e}</p></div> });
-            let table = records.map(|(records, format)| {
-                if records.is_empty() {
-                    view! { <p class="empty">"No records here. Produce some, or pick another start."</p> }.into_any()
-                } else {
-                    let count = format!("{} records", records.len());
-                    view! {
-                        <p class="hint">{count}</p>
-                        <table id="messages" class="records">
-                            <thead><tr><th class="num">"Partition"</th><th class="num">"Offset"</th><th>"Timestamp"</th><th>"Key"</th><th>"Value"</th><th>"Headers"</th></tr></thead>
-                            <tbody>{record_rows(&records, format)}</tbody>
-                        </table>
-                    }
-                    .into_any()
-                }
-            });
-            let back = format!("/clusters/{}/topics/{}", enc(&cl.id), enc(&topic));
-            let body = view! {
-                {tabs(&cl, Tab::Topics, &viewer)}
-                <p><a href=back>"← topic "{t.name.clone()}</a></p>
-                <form method="get" action=here.clone() class="row browse" id="browse">
-                    <label>"Partition"<select name="partition">{part_options}</select></label>
-                    <label>"Start"<select name="from">
-                        {opt("from", "newest", "newest records")}
-                        {opt("from", "offset", "from offset")}
-                        {opt("from", "time", "from time (UTC)")}
-                    </select></label>
-                    <label>"Offset"<input type="number" name="offset" min="0" value=get("offset")/></label>
-                    <label>"Time"<input type="datetime-local" name="time" value=get("time")/></label>
-                    <label>"Limit"<input type="number" name="limit" min="1" max="500" value=limit/></label>
-                    <label>"Show as"<select name="format">
-                        {opt("format", "text", "text")}
-                        {opt("format", "json", "JSON")}
-                        {opt("format", "hex", "hex")}
-                    </select></label>
-                    <button type="submit">"Show"</button>
-                </form>
-                {error}
-                {table}
-            }
-            .into_any();
-            let title = format!("Messages of {}", t.name);
-            Ok(html(page(&viewer, Nav::Clusters, &title, take_flash(&session).await, body)))
-        }
-        .await,
-    )
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
-    fn times_parse() {
-        assert_eq!(parse_time("1764028800000"), Some(1_764_028_800_000));
-        assert_eq!(parse_time("2025-11-25T00:00"), Some(1_764_028_800_000));
-        assert_eq!(parse_time("2000-02-29T00:00:00Z"), Some(951_782_400_000));
-        assert_eq!(parse_time("yesterday"), None);
-        assert_eq!(parse_time("2025-13-01T00:00"), None);
-    }
-
-    #[test]
-    fn bytes_render() {
-        assert_eq!(render_bytes(None, Format::Text), "null");
-        assert_eq!(render_bytes(Some(b"hi"), Format::Hex), "68 69");
-        assert!(render_bytes(Some(br#"{"a":1}"#), Format::Json).contains("\"a\": 1"));
-        assert!(render_bytes(Some(b"nope"), Format::Json).starts_with("(not JSON)"));
+    fn empty_partitions_field_means_the_default() {
+        assert_eq!(parse_partitions(" ", 3).unwrap(), 3);
+        assert_eq!(parse_partitions("12", 3).unwrap(), 12);
+        let e = parse_partitions("many", 3).unwrap_err();
+        assert!(e.message.contains("(you gave 'many')"), "{}", e.message);
     }
 }

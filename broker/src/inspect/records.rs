@@ -27,10 +27,10 @@ pub const MAX_DECOMPRESSED_READ: usize = MAX_DECOMPRESSED_BATCH;
 /// [`MAX_DECOMPRESSED_BATCH`] of it before it is inflated, is inflated with what it got as
 /// its limit, and gives back what it did not use, so the budget holds however many
 /// partitions decode at once.
-struct Budget(std::sync::atomic::AtomicUsize);
+pub(super) struct Budget(std::sync::atomic::AtomicUsize);
 
 impl Budget {
-    fn new() -> Self {
+    pub(super) fn new() -> Self {
         Budget(std::sync::atomic::AtomicUsize::new(MAX_DECOMPRESSED_READ))
     }
 
@@ -123,7 +123,7 @@ pub async fn read_records(
     .await
 }
 
-async fn find_topic(
+pub(super) async fn find_topic(
     broker: &Broker,
     cluster: &str,
     name: &str,
@@ -275,7 +275,7 @@ async fn read_partition(
 ///
 /// A compressed batch first reserves its cap from the read's `budget`: None when the
 /// budget is spent (the read stops there, like at its byte cap).
-async fn decode_batch(
+pub(super) async fn decode_batch(
     broker: &Broker,
     row: &BatchLocation,
     partition: i32,

@@ -3,10 +3,10 @@
 //! The console holds a `ClusterView` and nothing else of the broker: no store handle, no
 //! field of [`Broker`]. Each method is one thing a console page or API call needs: the
 //! virtual clusters of an organisation and their settings, API keys, topic and group
-//! listings and counts, the lag board, the built-in cluster's defaults and the bootstrap
-//! address. Changes that touch the broker's caches keep them right here, so a caller
-//! cannot forget to: deleting a cluster drops its cached topics, topic changes go through
-//! the same functions as the Kafka handlers.
+//! listings and counts, the lag board and lag alert rules, the built-in cluster's defaults
+//! and the bootstrap address. Changes that touch the broker's caches keep them right here,
+//! so a caller cannot forget to: deleting a cluster drops its cached topics, topic changes
+//! go through the same functions as the Kafka handlers.
 //!
 //! Access control is not checked here: the console decides who may see which cluster and
 //! passes its id.
@@ -20,6 +20,7 @@ use super::{
     ResetTo, TopicDetail, TopicSummary,
 };
 use crate::acl::{AclBinding, AclFilter};
+use crate::lag::alerts::{LagAlert, NewAlertRule, MAX_ALERTS_PER_CLUSTER};
 use crate::state::Broker;
 use crate::store::{ApiKeyInfo, ClientQuota, Credential, StoreError, TopicMeta, VirtualCluster};
 
@@ -288,6 +289,26 @@ impl ClusterView {
         super::alter_topic_configs(&self.broker, cluster, name, set, delete).await
     }
 
+    /// See [`super::add_partitions`]: grows a topic to `count` partitions in all, as
+    /// CreatePartitions does (and drops it from the topic cache).
+    pub async fn add_partitions(
+        &self,
+        cluster: &str,
+        name: &str,
+        count: i32,
+    ) -> Result<(), InspectError> {
+        super::add_partitions(&self.broker, cluster, name, count).await
+    }
+
+    /// See [`super::topic_groups`]: the consumer groups reading one topic.
+    pub async fn topic_groups(
+        &self,
+        cluster: &str,
+        name: &str,
+    ) -> Result<Vec<super::TopicGroup>, InspectError> {
+        super::topic_groups(&self.broker, cluster, name).await
+    }
+
     // ---- records ----
 
     /// See [`super::read_records`].
@@ -311,6 +332,39 @@ impl ClusterView {
         limit: usize,
     ) -> Result<Vec<RecordView>, InspectError> {
         records::read_records_all_partitions(&self.broker, cluster, topic, from, limit).await
+    }
+
+    /// See [`super::produce_record`].
+    pub async fn produce_record(
+        &self,
+        cluster: &str,
+        topic: &str,
+        record: super::NewRecord,
+    ) -> Result<super::Produced, InspectError> {
+        super::produce_record(&self.broker, cluster, topic, record).await
+    }
+
+    /// See [`super::scan`]: one page of the message browser.
+    #[allow(clippy::too_many_arguments)]
+    pub async fn scan_records(
+        &self,
+        cluster: &str,
+        topic: &str,
+        partition: Option<i32>,
+        start: super::ScanStart,
+        limit: usize,
+        filter: Option<&super::RecordFilter>,
+    ) -> Result<super::ScanPage, InspectError> {
+        super::scan(
+            &self.broker,
+            cluster,
+            topic,
+            partition,
+            start,
+            limit,
+            filter,
+        )
+        .await
     }
 
     // ---- consumer groups and lag ----
@@ -345,6 +399,32 @@ impl ClusterView {
         groups::reset_group_offsets(&self.broker, cluster, group, topic, to).await
     }
 
+    /// See [`super::reset_offsets`]: a reset to any target, on chosen partitions, or only
+    /// its plan (a dry run).
+    pub async fn reset_offsets(
+        &self,
+        cluster: &str,
+        group: &str,
+        spec: &super::ResetSpec,
+    ) -> Result<Vec<OffsetReset>, InspectError> {
+        groups::reset_offsets(&self.broker, cluster, group, spec).await
+    }
+
+    /// See [`super::delete_group`].
+    pub async fn delete_group(&self, cluster: &str, group: &str) -> Result<(), InspectError> {
+        groups::delete_group(&self.broker, cluster, group).await
+    }
+
+    /// See [`super::delete_topic_offsets`]; returns how many partitions' offsets went.
+    pub async fn delete_topic_offsets(
+        &self,
+        cluster: &str,
+        group: &str,
+        topic: &str,
+    ) -> Result<u64, InspectError> {
+        groups::delete_topic_offsets(&self.broker, cluster, group, topic).await
+    }
+
     /// The lag the lag job computed last for a group; on an agent that does not run the
     /// job (another agent holds its lease, or this one lacks the jobs role), computed now.
     /// None when the group has no committed offsets.
@@ -370,6 +450,45 @@ impl ClusterView {
         since_ms: i64,
     ) -> Result<Vec<(i64, i64, i64)>, StoreError> {
         self.broker.meta.lag_history(cluster, group, since_ms).await
+    }
+
+    // ---- lag alerts (crate::lag::alerts) ----
+
+    /// A cluster's lag alert rules with the state the lag job last stored, by group.
+    pub async fn lag_alerts(&self, cluster: &str) -> Result<Vec<LagAlert>, StoreError> {
+        self.broker.meta.lag_alerts(cluster).await
+    }
+
+    /// Creates a rule after [`crate::lag::alerts::check_rule`]; Invalid with a message for
+    /// the person who asked when it is wrong or the cluster holds
+    /// [`MAX_ALERTS_PER_CLUSTER`] rules, NotFound when the cluster is gone.
+    pub async fn create_lag_alert(
+        &self,
+        cluster: &str,
+        rule: NewAlertRule<'_>,
+    ) -> Result<LagAlert, InspectError> {
+        let url = crate::lag::alerts::check_rule(&rule).map_err(InspectError::Invalid)?;
+        let rule = NewAlertRule {
+            group: rule.group,
+            max_time_lag_seconds: rule.max_time_lag_seconds,
+            for_seconds: rule.for_seconds,
+            webhook_url: &url,
+        };
+        match self.broker.meta.create_lag_alert(cluster, &rule).await {
+            Ok(Some(alert)) => Ok(alert),
+            Ok(None) => Err(InspectError::Invalid(format!(
+                "A cluster holds at most {MAX_ALERTS_PER_CLUSTER} lag alert rules; delete some first."
+            ))),
+            Err(StoreError::UnknownCluster(c)) => Err(InspectError::NotFound(format!(
+                "virtual cluster '{c}' does not exist (deleted?)"
+            ))),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// Deletes one rule of a cluster; returns whether it existed.
+    pub async fn delete_lag_alert(&self, cluster: &str, id: &str) -> Result<bool, StoreError> {
+        self.broker.meta.delete_lag_alert(cluster, id).await
     }
 }
 

@@ -3,7 +3,9 @@
 //! one-minute history for charts, and now and then folds old timestamp-index rows.
 //!
 //! Runs on agents with the `jobs` role (today: every agent). Each pass is independent, so
-//! a failed pass is logged and the next one starts from scratch.
+//! a failed pass is logged and the next one starts from scratch. After a pass the lag
+//! alert rules are stepped ([`super::alerts::evaluate`]); their webhooks go out from a
+//! background [`super::alerts::Notifier`] owned by this job.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -30,6 +32,8 @@ const PRECISE_BELOW_SECONDS: f64 = 180.0;
 /// Runs the lag job until `cancel` fires.
 pub async fn run(broker: Arc<Broker>, interval: Duration, cancel: CancellationToken) {
     let mut passes: u64 = 0;
+    // Lag alert webhooks are delivered in the background, never by the pass itself.
+    let notifier = super::alerts::Notifier::start();
     // The first pass waits one interval too: nothing has lag at start-up. Once per
     // cluster: only the holder of the lease computes (and exports) lag.
     while broker.membership.next_pass("lag", interval, &cancel).await {
@@ -39,12 +43,17 @@ pub async fn run(broker: Arc<Broker>, interval: Duration, cancel: CancellationTo
             tracing::warn!(error = %e, "lag pass failed; retrying next interval");
             continue;
         }
+        // The board now holds this pass's lag: step the alert rules on it.
+        if let Err(e) = super::alerts::evaluate(&broker, now, &notifier).await {
+            tracing::warn!(error = %e, "lag alert evaluation failed; retrying next pass");
+        }
         if passes % MAINTENANCE_EVERY == 1 {
             if let Err(e) = maintain(&broker, now).await {
                 tracing::warn!(error = %e, "timestamp index maintenance failed");
             }
         }
     }
+    notifier.shutdown().await;
 }
 
 /// Computes, publishes and records every group's lag at `now`.

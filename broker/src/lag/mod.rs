@@ -3,8 +3,10 @@
 //! Time lag = now − (when the first unconsumed record was produced), dated from Sluice's own
 //! timestamp index ([`index`]). It keeps growing while a consumer is stuck, even after
 //! producers stop, and is 0 when the group has consumed everything. [`compute`] is pure;
-//! [`job`] runs it periodically, keeps a bounded history and feeds `/metrics`.
+//! [`job`] runs it periodically, keeps a bounded history and feeds `/metrics`; after each
+//! pass it evaluates the lag alert rules of [`alerts`] (webhooks on firing and resolving).
 
+pub mod alerts;
 pub mod index;
 pub mod job;
 
@@ -65,6 +67,16 @@ impl LagBoard {
             .unwrap_or_else(|p| p.into_inner())
             .get(&(cluster.to_string(), group.to_string()))
             .cloned()
+    }
+
+    /// A group's max time lag as the last pass computed it (without copying its
+    /// partitions).
+    pub fn max_time_lag(&self, cluster: &str, group: &str) -> Option<f64> {
+        self.groups
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(&(cluster.to_string(), group.to_string()))
+            .map(|g| g.max_time_lag_seconds)
     }
 
     pub(crate) fn replace(&self, all: HashMap<(String, String), GroupLag>) {

@@ -162,7 +162,8 @@ impl Metadata {
 
     /// Deletes a virtual cluster with everything in it: topics (their batch rows; the
     /// segment objects go when the cleanup job finds them unreferenced), committed
-    /// offsets, lag history and API keys. Returns the names of the topics deleted.
+    /// offsets, lag history, lag alert rules and API keys. Returns the names of the
+    /// topics deleted.
     pub async fn delete_virtual_cluster(&self, id: &str) -> Result<Vec<String>, StoreError> {
         with_pool!(self, |pool, _lock, _db| {
             let mut tx = pool.begin().await?;
@@ -197,6 +198,7 @@ impl Metadata {
                 "DELETE FROM acls WHERE cluster = $1",
                 "DELETE FROM client_quotas WHERE cluster = $1",
                 "DELETE FROM producer_ids WHERE cluster = $1",
+                "DELETE FROM lag_alerts WHERE cluster = $1",
             ] {
                 sqlx::query(sql).bind(id).execute(&mut *tx).await?;
             }

@@ -1,6 +1,6 @@
 //! The cluster metadata store: topics, partitions, segment files, batch rows, producers,
-//! committed offsets, lag history, the virtual clusters with their API keys, and the agent
-//! registry and job leases. Nothing
+//! committed offsets, lag history and lag alert rules, the virtual clusters with their API
+//! keys, and the agent registry and job leases. Nothing
 //! here knows about console users: their accounts live in the console's own store.
 //!
 //! One API over two SQL backends (SQLite embedded, Postgres shared). Each query is written
@@ -72,6 +72,7 @@ macro_rules! begin_write {
 
 mod acls;
 mod agents;
+mod alerts;
 mod clusters;
 mod commit;
 mod compaction;

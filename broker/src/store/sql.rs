@@ -597,6 +597,54 @@ impl Metadata {
             .collect())
     }
 
+    /// At most `limit` batches that start before `before`, the newest of them, in offset
+    /// order: for reading a partition backwards (the message browser's older pages).
+    pub async fn batches_before(
+        &self,
+        topic_id: i64,
+        partition: i32,
+        before: i64,
+        limit: i64,
+    ) -> Result<Vec<BatchLocation>, StoreError> {
+        let mut rows: Vec<BatchRow> = with_pool!(self, |pool, _lock, _db| {
+            sqlx::query_as(
+                "SELECT b.base_offset, b.last_offset, f.object_key, b.byte_offset, \
+                        b.byte_len, b.max_timestamp, f.size_bytes \
+                 FROM batches b JOIN segment_files f ON f.id = b.file_id \
+                 WHERE b.topic_id = $1 AND b.partition = $2 AND b.base_offset < $3 \
+                 ORDER BY b.base_offset DESC LIMIT $4",
+            )
+            .bind(topic_id)
+            .bind(partition as i64)
+            .bind(before)
+            .bind(limit)
+            .fetch_all(pool)
+            .await?
+        });
+        rows.reverse();
+        let mut keys: HashMap<String, Arc<str>> = HashMap::new();
+        Ok(rows
+            .into_iter()
+            .map(
+                |(base_offset, last_offset, key, byte_offset, byte_len, max_timestamp, size)| {
+                    let object_key = keys
+                        .entry(key)
+                        .or_insert_with_key(|k| Arc::from(k.as_str()))
+                        .clone();
+                    BatchLocation {
+                        base_offset,
+                        last_offset,
+                        object_key,
+                        object_size: size as u64,
+                        byte_offset: byte_offset as u64,
+                        byte_len: byte_len as u32,
+                        max_timestamp,
+                    }
+                },
+            )
+            .collect())
+    }
+
     /// The first batch whose max timestamp is at or after `timestamp`: (base offset, max
     /// timestamp). Exact to the batch, as Kafka's own index is.
     pub async fn offset_for_timestamp(
