@@ -80,3 +80,25 @@
     }
   });
 })();
+
+// Copy buttons (<button data-copy="ID" hidden>): shown only here, they copy the text of
+// the element with that id (a new secret, a client snippet).
+(function () {
+  "use strict";
+  document.addEventListener("DOMContentLoaded", function () {
+    var buttons = document.querySelectorAll("button[data-copy]");
+    for (var i = 0; i < buttons.length; i++) {
+      (function (b) {
+        var target = document.getElementById(b.getAttribute("data-copy"));
+        if (!target || !navigator.clipboard) return;
+        b.hidden = false;
+        b.addEventListener("click", function () {
+          navigator.clipboard.writeText(target.textContent).then(function () {
+            b.textContent = "Copied";
+            setTimeout(function () { b.textContent = "Copy"; }, 1500);
+          });
+        });
+      })(buttons[i]);
+    }
+  });
+})();

@@ -110,6 +110,9 @@ pub struct Flash {
     pub text: String,
     /// A secret to show exactly once (a new API key or invite link).
     pub secret: Option<(String, String)>,
+    /// With a new API key's secret: its id, so the page fills the connect snippets in.
+    #[serde(default)]
+    pub key_id: Option<String>,
 }
 
 pub fn normalise_email(email: &str) -> String {
@@ -434,6 +437,7 @@ pub async fn flash(session: &Session, ok: bool, text: impl Into<String>) -> Resu
             ok,
             text: text.into(),
             secret: None,
+            key_id: None,
         },
     )
     .await

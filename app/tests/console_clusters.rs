@@ -298,11 +298,29 @@ async fn pages_render_for_a_cluster() {
     assert_eq!(key.status, StatusCode::SEE_OTHER);
     let keys = b.get(&format!("{cluster}/keys")).await;
     assert!(keys.body.contains("secret-value"), "secret shown once");
-    assert!(!b
-        .get(&format!("{cluster}/keys"))
-        .await
+    // The connect snippets carry the new key, with copy buttons.
+    let secret = keys
         .body
-        .contains("secret-value"));
+        .split("class=\"secret-value\">")
+        .nth(1)
+        .and_then(|r| r.split('<').next())
+        .unwrap_or_else(|| panic!("no secret in {}", keys.body))
+        .to_string();
+    assert!(
+        keys.body.contains("id=\"connect-new-key\""),
+        "{}",
+        keys.body
+    );
+    assert!(
+        keys.body.contains(&format!("sasl.password={secret}")),
+        "snippets filled in: {}",
+        keys.body
+    );
+    assert!(!keys.body.contains("KEY_SECRET"));
+    assert!(keys.body.contains("data-copy=\"snippet-kcat\""));
+    let again = b.get(&format!("{cluster}/keys")).await;
+    assert!(!again.body.contains("secret-value"));
+    assert!(!again.body.contains(&secret) && !again.body.contains("connect-new-key"));
 
     let t = b
         .submit(

@@ -140,7 +140,10 @@ pub async fn create(
     )
 }
 
-fn client_configs(bootstrap: &str, c: &ClusterRef) -> AnyView {
+/// Connection settings for the usual clients. With `key` (a key id and its secret, right
+/// after the key was made) they are filled in; otherwise they name KEY_ID and KEY_SECRET.
+fn client_configs(bootstrap: &str, c: &ClusterRef, key: Option<(&str, &str)>) -> AnyView {
+    let (key_id, key_secret) = key.unwrap_or(("KEY_ID", "KEY_SECRET"));
     let (kcat, java, rdkafka, python) = if c.builtin {
         (
             format!("kcat -b {bootstrap} -L"),
@@ -151,28 +154,35 @@ fn client_configs(bootstrap: &str, c: &ClusterRef) -> AnyView {
     } else {
         (
             format!(
-                "kcat -b {bootstrap} \\\n  -X security.protocol=SASL_PLAINTEXT -X sasl.mechanisms=SCRAM-SHA-256 \\\n  -X sasl.username=$KEY_ID -X sasl.password=$KEY_SECRET -L"
+                "kcat -b {bootstrap} \\\n  -X security.protocol=SASL_PLAINTEXT -X sasl.mechanisms=SCRAM-SHA-256 \\\n  -X sasl.username={key_id} -X sasl.password={key_secret} -L"
             ),
             format!(
-                "bootstrap.servers={bootstrap}\nsecurity.protocol=SASL_PLAINTEXT\nsasl.mechanism=SCRAM-SHA-256\nsasl.jaas.config=org.apache.kafka.common.security.scram.ScramLoginModule required \\\n  username=\"KEY_ID\" password=\"KEY_SECRET\";\n"
+                "bootstrap.servers={bootstrap}\nsecurity.protocol=SASL_PLAINTEXT\nsasl.mechanism=SCRAM-SHA-256\nsasl.jaas.config=org.apache.kafka.common.security.scram.ScramLoginModule required \\\n  username=\"{key_id}\" password=\"{key_secret}\";\n"
             ),
             format!(
-                "bootstrap.servers={bootstrap}\nsecurity.protocol=SASL_PLAINTEXT\nsasl.mechanisms=SCRAM-SHA-256\nsasl.username=KEY_ID\nsasl.password=KEY_SECRET\n"
+                "bootstrap.servers={bootstrap}\nsecurity.protocol=SASL_PLAINTEXT\nsasl.mechanisms=SCRAM-SHA-256\nsasl.username={key_id}\nsasl.password={key_secret}\n"
             ),
             format!(
-                "from kafka import KafkaProducer\n\nproducer = KafkaProducer(\n    bootstrap_servers=\"{bootstrap}\",\n    security_protocol=\"SASL_PLAINTEXT\",\n    sasl_mechanism=\"SCRAM-SHA-256\",\n    sasl_plain_username=\"KEY_ID\",\n    sasl_plain_password=\"KEY_SECRET\",\n)\n"
+                "from kafka import KafkaProducer\n\nproducer = KafkaProducer(\n    bootstrap_servers=\"{bootstrap}\",\n    security_protocol=\"SASL_PLAINTEXT\",\n    sasl_mechanism=\"SCRAM-SHA-256\",\n    sasl_plain_username=\"{key_id}\",\n    sasl_plain_password=\"{key_secret}\",\n)\n"
             ),
         )
     };
     view! {
         <div class="configs">
-            <details open=true><summary>"kcat"</summary><pre>{kcat}</pre></details>
-            <details><summary>"Java (client.properties)"</summary><pre>{java}</pre></details>
-            <details><summary>"librdkafka (C, Go, .NET, confluent-kafka-python)"</summary><pre>{rdkafka}</pre></details>
-            <details><summary>"Python (kafka-python)"</summary><pre>{python}</pre></details>
+            <details open=true><summary>"kcat"</summary><pre id="snippet-kcat">{kcat}</pre>{copy_button("snippet-kcat")}</details>
+            <details><summary>"Java (client.properties)"</summary><pre id="snippet-java">{java}</pre>{copy_button("snippet-java")}</details>
+            <details><summary>"librdkafka (C, Go, .NET, confluent-kafka-python)"</summary><pre id="snippet-rdkafka">{rdkafka}</pre>{copy_button("snippet-rdkafka")}</details>
+            <details><summary>"Python (kafka-python)"</summary><pre id="snippet-python">{python}</pre>{copy_button("snippet-python")}</details>
         </div>
     }
     .into_any()
+}
+
+/// A "Copy" button for the text of element `target` (hidden until the script shows it:
+/// without JavaScript there is nothing it could do).
+pub fn copy_button(target: &'static str) -> AnyView {
+    view! { <button type="button" class="copy small" data-copy=target hidden=true>"Copy"</button> }
+        .into_any()
 }
 
 pub async fn show(
@@ -229,7 +239,7 @@ pub async fn show(
                     <h2>"Connect"</h2>
                     <p>"Bootstrap address: "<code id="bootstrap">{bootstrap.clone()}</code>" · cluster id "<code>{id_text}</code></p>
                     <p class="hint">{auth_note}</p>
-                    {client_configs(&bootstrap, &cl)}
+                    {client_configs(&bootstrap, &cl, None)}
                 </section>
                 {manage}
             }
@@ -433,8 +443,24 @@ pub async fn keys(
                     </form>
                 }
             });
+            let flash = take_flash(&session).await;
+            // Right after a key was made: the snippets with its id and secret filled in.
+            let connect = flash.as_ref().and_then(|f| {
+                let id = f.key_id.as_deref()?;
+                let secret = f.secret.as_ref()?.1.as_str();
+                let bootstrap = c.view.bootstrap();
+                let title = format!("Connect with key {id}");
+                Some(view! {
+                    <section class="card" id="connect-new-key">
+                        <h2>{title}</h2>
+                        <p class="hint">"These settings carry the new secret: copy what you need now, it is not shown again."</p>
+                        {client_configs(&bootstrap, &cl, Some((id, secret)))}
+                    </section>
+                })
+            });
             let body = view! {
                 {tabs(&cl, Tab::Keys, &viewer)}
+                {connect}
                 <section class="card">
                     <p class="hint">"Use the key id as SASL user name and the secret as password (PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512). A revoked key stops working for new connections within seconds. Last use is recorded at most once a minute."</p>
                     {create}
@@ -447,7 +473,7 @@ pub async fn keys(
             }
             .into_any();
             let title = format!("API keys of {}", cl.name);
-            Ok(html(page(&viewer, Nav::Clusters, &title, take_flash(&session).await, body)))
+            Ok(html(page(&viewer, Nav::Clusters, &title, flash, body)))
         }
         .await,
     )
@@ -475,6 +501,7 @@ pub async fn create_key(
                             ok: true,
                             text: format!("API key '{}' created. Key id: {}", info.name, info.id),
                             secret: Some(("Secret".to_string(), secret)),
+                            key_id: Some(info.id.clone()),
                         },
                     )
                     .await?;

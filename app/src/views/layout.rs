@@ -49,6 +49,7 @@ fn flash_view(flash: Option<Flash>) -> AnyView {
                     <div class="secret">
                         <span class="secret-label">{label}</span>
                         <code class="secret-value" id="secret-value">{value}</code>
+                        {super::clusters::copy_button("secret-value")}
                         <p class="hint">"Copy it now: it will not be shown again."</p>
                     </div>
                 }

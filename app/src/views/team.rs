@@ -158,6 +158,7 @@ pub async fn invite(
                                 "Invite link".to_string(),
                                 invite_url(&c, &headers, &token),
                             )),
+                            key_id: None,
                         },
                     )
                     .await?;
