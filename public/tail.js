@@ -4,8 +4,9 @@
 (function () {
   "use strict";
   var MAX_ROWS = 500;
-  function cell(text, pre) {
+  function cell(text, pre, cls) {
     var td = document.createElement("td");
+    if (cls) td.className = cls;
     if (pre) {
       var p = document.createElement("pre");
       p.className = "cell";
@@ -37,9 +38,9 @@
             var r = records[i];
             var tr = document.createElement("tr");
             tr.className = "new";
-            tr.appendChild(cell(String(r.partition)));
-            tr.appendChild(cell(String(r.offset)));
-            tr.appendChild(cell(time(r.timestamp_ms)));
+            tr.appendChild(cell(String(r.partition), false, "num"));
+            tr.appendChild(cell(String(r.offset), false, "num"));
+            tr.appendChild(cell(time(r.timestamp_ms), false, "nowrap"));
             if (r.error) {
               tr.appendChild(cell(r.error, true));
             } else {
@@ -53,6 +54,8 @@
             body.insertBefore(tr, body.firstChild);
           }
           while (body.rows.length > MAX_ROWS) body.deleteRow(body.rows.length - 1);
+          var count = document.getElementById("count");
+          if (count && records.length) count.textContent = body.rows.length + " records · newest first · live";
           if (page.newer) url = url.replace(/cursor=[^&]*/, "cursor=" + page.newer);
         })
         .catch(function () { busy = false; });

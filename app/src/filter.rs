@@ -11,8 +11,15 @@
 //! fault is that it may fail at run time (`parse_json!(string!(.value)).total > 5`) is
 //! accepted: a record it fails on does not match. At run time a record on which the program
 //! fails otherwise (an `assert!`, a value that is not a boolean) does not match either, and
-//! the first such error is shown with the page. Each evaluation is bounded
-//! ([`MAX_STEPS`] expression steps), so no program can stall the scan.
+//! the first such error is shown with the page.
+//!
+//! # Bounds
+//! Each evaluation is bounded: at most [`MAX_STEPS`] expression steps, and at most
+//! [`MAX_EVAL_BYTES`] more memory held by the evaluating thread (read from jemalloc's
+//! per-thread counters at every step, so `x = x + x` repeated stops at the bound, not when
+//! the machine runs out). A page's evaluations together get [`PAGE_TIME`]; past it every
+//! record is refused at once, and the page says so. The scan runs the predicate on the
+//! blocking pool, never on the threads that serve Kafka.
 
 use std::ops::ControlFlow;
 use std::sync::{Arc, Mutex};
@@ -31,6 +38,10 @@ pub const MAX_FILTER_LEN: usize = 4096;
 pub const MAX_NEEDLE_LEN: usize = 1024;
 /// Expression steps one evaluation of a VRL filter may take.
 pub const MAX_STEPS: u32 = 100_000;
+/// More memory than at its start one evaluation may hold.
+pub const MAX_EVAL_BYTES: u64 = 64 << 20;
+/// The time all evaluations of one page may take together.
+pub const PAGE_TIME: std::time::Duration = std::time::Duration::from_secs(5);
 
 /// The filters of one browse request, as the query string gives them.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -118,6 +129,7 @@ pub fn compile(filters: &Filters) -> Result<Option<Compiled>, Refusal> {
     };
     let errors = Arc::new(Mutex::new(FilterErrors::default()));
     let tally = errors.clone();
+    let deadline = std::time::Instant::now() + PAGE_TIME;
     let predicate = move |r: &RecordView| -> bool {
         if !key_needle.is_empty() && !contains(r.key.as_deref(), &key_needle) {
             return false;
@@ -138,7 +150,7 @@ pub fn compile(filters: &Filters) -> Result<Option<Compiled>, Refusal> {
         }
         match &program {
             None => true,
-            Some(p) => match evaluate(p, r) {
+            Some(p) => match evaluate(p, r, deadline) {
                 Ok(b) => b,
                 Err(e) => {
                     let mut t = tally.lock().unwrap_or_else(|p| p.into_inner());
@@ -252,25 +264,87 @@ fn chrono_ts(ms: i64) -> Value {
     }
 }
 
+/// The bytes the current thread holds, as jemalloc counts them (None where jemalloc is not
+/// the allocator that counts: then only the step bound applies).
+fn thread_held() -> Option<u64> {
+    use tikv_jemalloc_ctl::thread::{allocatedp, deallocatedp};
+    let a = allocatedp::read().ok()?.get();
+    let d = deallocatedp::read().ok()?.get();
+    Some(a.wrapping_sub(d))
+}
+
+/// Why an evaluation was stopped.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Stopped {
+    Steps,
+    Memory,
+    Time,
+}
+
 /// Runs the program on one record: true only when it gives the boolean `true`.
-fn evaluate(program: &Program, r: &RecordView) -> Result<bool, String> {
+fn evaluate(
+    program: &Program,
+    r: &RecordView,
+    deadline: std::time::Instant,
+) -> Result<bool, String> {
+    if std::time::Instant::now() >= deadline {
+        return Err(format!(
+            "the filter ran out of time ({} s per page); narrow the search (a partition, a start offset or time, a key or value filter first)",
+            PAGE_TIME.as_secs()
+        ));
+    }
     let mut target = TargetValue {
         value: record_value(r),
         metadata: Value::Object(Default::default()),
         secrets: Secrets::default(),
     };
     let mut steps = 0u32;
+    let start = thread_held();
+    let mut stopped = None;
     let mut control = || {
         steps += 1;
-        if steps > MAX_STEPS {
-            ControlFlow::Break(())
+        let why = if steps > MAX_STEPS {
+            Some(Stopped::Steps)
+        } else if let (Some(s), Some(now)) = (start, thread_held()) {
+            (now.saturating_sub(s) > MAX_EVAL_BYTES).then_some(Stopped::Memory)
         } else {
-            ControlFlow::Continue(())
+            None
+        };
+        let why = why.or_else(|| {
+            (steps % 64 == 0 && std::time::Instant::now() >= deadline).then_some(Stopped::Time)
+        });
+        match why {
+            Some(w) => {
+                stopped = Some(w);
+                ControlFlow::Break(())
+            }
+            None => ControlFlow::Continue(()),
         }
     };
     let mut runtime = Runtime::default();
     let utc = TimeZone::parse("UTC").unwrap_or_default();
-    match runtime.resolve_with_control(&mut target, program, &utc, &mut control) {
+    let result = runtime.resolve_with_control(&mut target, program, &utc, &mut control);
+    match stopped {
+        Some(Stopped::Steps) => {
+            return Err(format!(
+                "the filter took more than {MAX_STEPS} steps on one record"
+            ))
+        }
+        Some(Stopped::Memory) => {
+            return Err(format!(
+                "the filter needed more than {} MiB on one record",
+                MAX_EVAL_BYTES >> 20
+            ))
+        }
+        Some(Stopped::Time) => {
+            return Err(format!(
+                "the filter ran out of time ({} s per page)",
+                PAGE_TIME.as_secs()
+            ))
+        }
+        None => {}
+    }
+    match result {
         Ok(Value::Boolean(b)) => Ok(b),
         Ok(other) => Err(format!(
             "the filter gave {} instead of true or false",

@@ -850,7 +850,7 @@ pub async fn browse(
             q.partition,
             q.start.clone(),
             q.limit,
-            compiled.as_ref().map(|f| &*f.predicate),
+            compiled.as_ref().map(|f| f.predicate.clone()),
         )
         .await?;
     let filter_errors = compiled.and_then(|f| {

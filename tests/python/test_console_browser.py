@@ -38,10 +38,13 @@ ORG = "Acme data team"
 CLUSTER = "prod"
 TOPIC = "orders"
 GROUP = "browser-group"
-# Series colours of the lag charts (app/src/chart.rs). The axes are <polyline>s too, so
-# "a line was drawn" means a polyline in the series colour.
-TIME_LAG_STROKE = "#2563EB"
+# Series colours of the lag charts (app/src/chart.rs: TIME_COLOUR, OFFSET_COLOUR). The axes
+# are <polyline>s too, so "a line was drawn" means a polyline in the series colour.
+TIME_LAG_STROKE = "#3B82F6"
 OFFSET_LAG_STROKE = "#D97706"
+# public/console.js replaces each <img class="chart"> by the same SVG inlined into the page
+# (<svg class="chart lag-chart">); without scripts, or when the fetch fails, the img stays.
+CHART_CSS = "img.chart, svg.lag-chart"
 
 
 def _required() -> bool:
@@ -319,21 +322,60 @@ def has_series_line(svg: str, stroke: str) -> bool:
     return re.search(rf'<polyline[^>]*stroke="{re.escape(stroke)}"', svg, re.I) is not None
 
 
-def latest_point_tick(svg: str, stroke: str) -> str | None:
-    """The y-axis label at the height of the series' last point (None: no such tick).
+def latest_point_value(svg: str, stroke: str) -> float | None:
+    """The value at the height of the series' last point, read off the y axis (None: no
+    line, or fewer than two numeric y-axis labels).
 
     Reads plotters' SVG: the series is a <polyline stroke=COLOUR points="x,y ...">, the
-    y-axis labels are <text y=".." text-anchor="end">LABEL</text>."""
+    y-axis labels are <text y=".." text-anchor="end">LABEL</text> (plotters picks round
+    ticks, e.g. 0, 2, 4, so a point may sit between two labels: the value is interpolated
+    linearly between the lowest and the highest tick)."""
     lines = re.findall(rf'<polyline[^>]*stroke="{re.escape(stroke)}"[^>]*points="([^"]*)"',
                        svg, re.I)
     if not lines or not lines[-1].split():
         return None
     y = float(lines[-1].split()[-1].split(",")[1])
+    ticks = []
     for ty, label in re.findall(
             r'<text[^>]*\sy="([-\d.]+)"[^>]*text-anchor="end"[^>]*>\s*([^<]*?)\s*</text>', svg):
-        if abs(float(ty) - y) <= 1.0:
-            return label
-    return None
+        try:
+            ticks.append((float(ty), float(label)))
+        except ValueError:  # a label with a unit ("2 s") or a suffix ("1.2k")
+            continue
+    if len(ticks) < 2:
+        return None
+    (y0, v0), (y1, v1) = max(ticks), min(ticks)  # bottom (largest y) and top
+    if y0 == y1:
+        return None
+    return round(v0 + (y - y0) * (v1 - v0) / (y1 - y0), 1)
+
+
+def chart_sources(b: Browser, group_path: str) -> tuple[str, str]:
+    """The time-lag and offset-lag chart addresses of a group page, read from the page as
+    the server sends it (console.js may already have replaced the <img>s)."""
+    status, _, html = b.fetch(group_path)
+    b.check(status == 200, f"GET {group_path} answered {status}")
+    srcs = [s.replace("&amp;", "&") for s in
+            re.findall(r'<img[^>]*class="chart"[^>]*src="([^"]+)"', html)
+            + re.findall(r'<img[^>]*src="([^"]+)"[^>]*class="chart"', html)]
+    time_src = next((s for s in srcs if "metric=time" in s), None)
+    offset_src = next((s for s in srcs if "metric=offset" in s), None)
+    b.check(time_src and offset_src, f"chart sources in the group page's HTML: {srcs}")
+    return time_src, offset_src
+
+
+def wait_charts_shown(b: Browser, want: int = 2):
+    """Waits until the page shows `want` charts: inline <svg class="lag-chart"> with a
+    drawing in it (console.js), or loaded <img class="chart">. Returns what was seen."""
+    def shown():
+        found = b.d.execute_script(
+            "return Array.from(document.querySelectorAll('img.chart, svg.lag-chart')).map(e =>"
+            " e.localName === 'svg' ? ['svg', e.querySelectorAll('polyline').length > 0]"
+            " : ['img', e.complete && e.naturalWidth > 0]);")
+        return found if len(found) == want and all(ok for _, ok in found) else None
+
+    return b.wait_for(shown, f"{want} lag charts should show in the browser (inline SVG with "
+                             f"lines drawn, or loaded images)")
 
 
 # -- the walk ---------------------------------------------------------------------------
@@ -472,13 +514,10 @@ def test_console_newcomer_walkthrough(start_sluice, browser_factory, kcat):
     b.click_and_load(group_links[0])
     b.expect_h1(f"Group {GROUP}", exact=True)
     group_path = b.path()
-    charts = b.all("img.chart")
-    b.check(len(charts) == 2, f"the group page should show two img.chart lag charts, found {len(charts)}")
-    time_src = next((c.get_attribute("src") for c in charts if "metric=time" in c.get_attribute("src")),
-                    None)
-    offset_src = next((c.get_attribute("src") for c in charts
-                       if "metric=offset" in c.get_attribute("src")), None)
-    b.check(time_src and offset_src, f"chart sources: {[c.get_attribute('src') for c in charts]}")
+    charts = b.all(CHART_CSS)
+    b.check(len(charts) == 2, f"the group page should show two lag charts ({CHART_CSS}), "
+                              f"found {len(charts)}")
+    time_src, offset_src = chart_sources(b, group_path)
 
     deadline = time.monotonic() + 25
     state = {}
@@ -489,12 +528,12 @@ def test_console_newcomer_walkthrough(start_sluice, browser_factory, kcat):
         state = dict(status=status, ctype=ctype, summary=summary,
                      time_line=has_series_line(svg, TIME_LAG_STROKE),
                      offset_line=has_series_line(offset_svg, OFFSET_LAG_STROKE),
-                     offset_chart_latest=latest_point_tick(offset_svg, OFFSET_LAG_STROKE),
+                     offset_chart_latest=latest_point_value(offset_svg, OFFSET_LAG_STROKE),
                      time_empty="no lag recorded" in svg)
         # Done when both charts draw a line, the offset-lag line ends at 3 (the lag job's
         # latest pass saw all three new records) and the summary has a computed time lag.
         if (status == 200 and state["time_line"] and state["offset_line"]
-                and state["offset_chart_latest"] == "3"
+                and state["offset_chart_latest"] == 3.0
                 and "offset lag 3" in summary and "time lag —" not in summary):
             break
         if time.monotonic() > deadline:
@@ -507,14 +546,8 @@ def test_console_newcomer_walkthrough(start_sluice, browser_factory, kcat):
     b.check(not state["time_empty"], "the time-lag chart still says 'no lag recorded'")
     b.go(group_path)
 
-    def charts_loaded():
-        images = b.d.execute_script("return Array.from(document.querySelectorAll('img.chart'))"
-                                    ".map(i => [i.complete, i.naturalWidth]);")
-        return images if images and all(done and width > 0 for done, width in images) else None
-
-    loaded = b.wait_for(charts_loaded, "both lag chart images should load in the browser "
-                                       "(complete, naturalWidth > 0)")
-    b.check(len(loaded) == 2, f"chart images: {loaded}")
+    loaded = wait_charts_shown(b)
+    b.check(len(loaded) == 2, f"charts shown: {loaded}")
     summary = b.text("#group-summary")
     b.check("offset lag 3" in summary, f"#group-summary should report offset lag 3: {summary!r}")
     prow = [[c.text.strip() for c in r.find_elements("css selector", "td")]

@@ -495,7 +495,7 @@ fn danger_zone(here: &str, csrf: &str, group: &str, committed: &[(String, usize)
             {per_topic}
             <form method="post" action=action class="row" id="delete-group">
                 {csrf_field(csrf)}
-                <label>"Type the group's id, "<code>{group}</code>", to delete it with all its offsets"<input name="confirm" required=true autocomplete="off"/></label>
+                <label><span>"Type the group's id, "<code>{group}</code>", to delete it with all its offsets"</span><input name="confirm" required=true autocomplete="off"/></label>
                 <button type="submit" class="danger">"Delete group"</button>
             </form>
         </section>

@@ -384,6 +384,10 @@ pub async fn messages(
             let tail = q.get("tail").is_some_and(|v| v == "1");
             let can_write = viewer.role.can_admin();
             let settings = settings_query(&q);
+            // The newest records, not a page reached by a cursor: nothing newer to link to
+            // (the live tail shows what comes).
+            let first_newest = q.get("cursor").is_none_or(|c| c.is_empty())
+                && matches!(q.get("from").map(String::as_str), None | Some("") | Some("newest"));
             let (browsed, error) = match parse_browse(&q) {
                 Ok(bq) => {
                     let filtered = !bq.filters.is_empty();
@@ -437,7 +441,7 @@ pub async fn messages(
                 let next_label = if b.page.stopped_by_bytes && filtered { "Continue scanning" } else if b.page.newest_first { "Older →" } else { "Newer →" };
                 let paging = view! {
                     <p class="row paging">
-                        {link(&b.page.newer, "← Newer", "newer")}
+                        {(!first_newest).then(|| link(&b.page.newer, "← Newer", "newer"))}
                         {link(&b.page.next, next_label, "next")}
                         {(!b.page.newest_first).then(|| link(&b.page.older, "Older", "older"))}
                         <a class="button" id="download" href=format!("{here}.jsonl?{}", raw_query(&q))>"Download as JSON lines"</a>

@@ -16,6 +16,8 @@
 //! that direction has nothing more (older: every partition scanned to its log start;
 //! newer: to its log end when it was read).
 
+use std::sync::Arc;
+
 use futures::stream::{self, StreamExt, TryStreamExt};
 
 use super::records::{decode_batch, find_topic, Budget};
@@ -146,7 +148,7 @@ pub async fn scan(
     partition: Option<i32>,
     start: ScanStart,
     limit: usize,
-    filter: Option<&RecordFilter>,
+    filter: Option<Arc<RecordFilter>>,
 ) -> Result<ScanPage, InspectError> {
     let topic = find_topic(broker, cluster, topic).await?;
     if let Some(p) = partition {
@@ -222,7 +224,9 @@ pub async fn scan(
     let parts: Vec<Part> = stream::iter(starts)
         .map(|(p, pos, min_ts)| {
             let (s, e) = bounds(p);
+            let filter = filter.clone();
             async move {
+                let filter = filter.as_ref();
                 let mut part = Part {
                     partition: p,
                     records: Vec::new(),
@@ -342,9 +346,27 @@ fn merge(mut parts: Vec<Part>, newer: bool, limit: usize) -> ScanPage {
     }
 }
 
-fn accepts(filter: Option<&RecordFilter>, r: &RecordView) -> bool {
-    // A batch that cannot be shown is always listed: the person browsing must know.
-    r.error.is_some() || filter.is_none_or(|f| f(r))
+/// Which of `records` the filter accepts, worked out on the blocking pool (a VRL program
+/// is CPU work of unknown cost). A batch that cannot be shown is always listed: the person
+/// browsing must know.
+async fn accepted(
+    filter: Option<&Arc<RecordFilter>>,
+    records: Vec<RecordView>,
+) -> Result<(Vec<RecordView>, Vec<bool>), InspectError> {
+    let Some(f) = filter else {
+        let all = vec![true; records.len()];
+        return Ok((records, all));
+    };
+    let f = f.clone();
+    tokio::task::spawn_blocking(move || {
+        let flags = records
+            .iter()
+            .map(|r| r.error.is_some() || f(r))
+            .collect::<Vec<bool>>();
+        (records, flags)
+    })
+    .await
+    .map_err(|e| InspectError::Storage(format!("the filter could not run: {e}")))
 }
 
 /// Reads `part` forwards from `part.lo` to its log end.
@@ -355,7 +377,7 @@ async fn forwards(
     part: &mut Part,
     limit: usize,
     byte_cap: usize,
-    filter: Option<&RecordFilter>,
+    filter: Option<&Arc<RecordFilter>>,
     mut min_ts: Option<i64>,
     budget: &Budget,
 ) -> Result<(), InspectError> {
@@ -383,6 +405,7 @@ async fn forwards(
                 part.stopped_by_bytes = true;
                 break 'rows;
             };
+            let mut wanted = Vec::with_capacity(records.len());
             for r in records {
                 if r.offset < next && r.error.is_none() {
                     continue;
@@ -394,8 +417,12 @@ async fn forwards(
                     }
                     min_ts = None;
                 }
+                wanted.push(r);
+            }
+            let (records, flags) = accepted(filter, wanted).await?;
+            for (r, ok) in records.into_iter().zip(flags) {
                 part.scanned += 1;
-                if accepts(filter, &r) {
+                if ok {
                     kept_bytes += r.decoded_len();
                     let offset = r.offset;
                     part.records.push(r);
@@ -420,7 +447,7 @@ async fn backwards(
     part: &mut Part,
     limit: usize,
     byte_cap: usize,
-    filter: Option<&RecordFilter>,
+    filter: Option<&Arc<RecordFilter>>,
     budget: &Budget,
 ) -> Result<(), InspectError> {
     let mut below = part.hi;
@@ -448,9 +475,10 @@ async fn backwards(
                 break 'rows;
             };
             records.retain(|r| r.offset < below || r.error.is_some());
-            for r in records.into_iter().rev() {
+            let (records, flags) = accepted(filter, records).await?;
+            for (r, ok) in records.into_iter().zip(flags).rev() {
                 part.scanned += 1;
-                if accepts(filter, &r) {
+                if ok {
                     kept_bytes += r.decoded_len();
                     let offset = r.offset;
                     found.push(r);

@@ -353,7 +353,7 @@ impl ClusterView {
         partition: Option<i32>,
         start: super::ScanStart,
         limit: usize,
-        filter: Option<&super::RecordFilter>,
+        filter: Option<Arc<super::RecordFilter>>,
     ) -> Result<super::ScanPage, InspectError> {
         super::scan(
             &self.broker,
