@@ -311,7 +311,8 @@ fn evaluate(
             None
         };
         let why = why.or_else(|| {
-            (steps % 64 == 0 && std::time::Instant::now() >= deadline).then_some(Stopped::Time)
+            (steps.is_multiple_of(64) && std::time::Instant::now() >= deadline)
+                .then_some(Stopped::Time)
         });
         match why {
             Some(w) => {
