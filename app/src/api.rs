@@ -455,7 +455,7 @@ async fn messages(
 ) -> Api {
     Api(async {
         let bq = parse_browse(&q)?;
-        let b = ops::browse(&c, &cluster, &t, &bq).await?;
+        let b = ops::browse(&c, &cluster, &t, bq.partition, bq.start.clone(), bq.limit, &bq.filters).await?;
         // Bytes as text (lossy UTF-8) by default, or hex; JSON values stay strings.
         let format = if bq.format == Format::Hex {
             Format::Hex

@@ -839,17 +839,20 @@ pub async fn browse(
     console: &Console,
     c: &ClusterRef,
     topic: &str,
-    q: &crate::views::messages::BrowseQuery,
+    partition: Option<i32>,
+    start: broker::inspect::ScanStart,
+    limit: usize,
+    filters: &crate::filter::Filters,
 ) -> Result<Browsed, Refusal> {
-    let compiled = crate::filter::compile(&q.filters)?;
+    let compiled = crate::filter::compile(filters)?;
     let page = console
         .view
         .scan_records(
             &c.id,
             topic,
-            q.partition,
-            q.start.clone(),
-            q.limit,
+            partition,
+            start,
+            limit,
             compiled.as_ref().map(|f| f.predicate.clone()),
         )
         .await?;

@@ -169,20 +169,13 @@ fn client_configs(bootstrap: &str, c: &ClusterRef, key: Option<(&str, &str)>) ->
     };
     view! {
         <div class="configs">
-            <details open=true><summary>"kcat"</summary><pre id="snippet-kcat">{kcat}</pre>{copy_button("snippet-kcat")}</details>
-            <details><summary>"Java (client.properties)"</summary><pre id="snippet-java">{java}</pre>{copy_button("snippet-java")}</details>
-            <details><summary>"librdkafka (C, Go, .NET, confluent-kafka-python)"</summary><pre id="snippet-rdkafka">{rdkafka}</pre>{copy_button("snippet-rdkafka")}</details>
-            <details><summary>"Python (kafka-python)"</summary><pre id="snippet-python">{python}</pre>{copy_button("snippet-python")}</details>
+            <details open=true><summary>"kcat"</summary><pre id="snippet-kcat">{kcat}</pre>{super::layout::copy_button("snippet-kcat")}</details>
+            <details><summary>"Java (client.properties)"</summary><pre id="snippet-java">{java}</pre>{super::layout::copy_button("snippet-java")}</details>
+            <details><summary>"librdkafka (C, Go, .NET, confluent-kafka-python)"</summary><pre id="snippet-rdkafka">{rdkafka}</pre>{super::layout::copy_button("snippet-rdkafka")}</details>
+            <details><summary>"Python (kafka-python)"</summary><pre id="snippet-python">{python}</pre>{super::layout::copy_button("snippet-python")}</details>
         </div>
     }
     .into_any()
-}
-
-/// A "Copy" button for the text of element `target` (hidden until the script shows it:
-/// without JavaScript there is nothing it could do).
-pub fn copy_button(target: &'static str) -> AnyView {
-    view! { <button type="button" class="copy small" data-copy=target hidden=true>"Copy"</button> }
-        .into_any()
 }
 
 pub async fn show(

@@ -33,6 +33,13 @@ fn document(title: &str, body: AnyView) -> String {
     format!("<!DOCTYPE html>{html}")
 }
 
+/// A "Copy" button for the text of element `target` (hidden until the script shows it:
+/// without JavaScript there is nothing it could do).
+pub fn copy_button(target: &'static str) -> AnyView {
+    view! { <button type="button" class="copy small" data-copy=target hidden=true>"Copy"</button> }
+        .into_any()
+}
+
 /// A hidden CSRF field for a form.
 pub fn csrf_field(token: &str) -> impl IntoView {
     let token = token.to_string();
@@ -49,7 +56,7 @@ fn flash_view(flash: Option<Flash>) -> AnyView {
                     <div class="secret">
                         <span class="secret-label">{label}</span>
                         <code class="secret-value" id="secret-value">{value}</code>
-                        {super::clusters::copy_button("secret-value")}
+                        {copy_button("secret-value")}
                         <p class="hint">"Copy it now: it will not be shown again."</p>
                     </div>
                 }

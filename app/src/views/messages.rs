@@ -391,7 +391,7 @@ pub async fn messages(
             let (browsed, error) = match parse_browse(&q) {
                 Ok(bq) => {
                     let filtered = !bq.filters.is_empty();
-                    match ops::browse(&c, &cl, &topic, &bq).await {
+                    match ops::browse(&c, &cl, &topic, bq.partition, bq.start.clone(), bq.limit, &bq.filters).await {
                         Ok(b) => (Some((b, bq.format, bq.limit, filtered)), None),
                         Err(e) => (None, Some(e.message)),
                     }
@@ -640,7 +640,16 @@ pub async fn download(
     Page(
         async {
             let bq = parse_browse(&q)?;
-            let b = ops::browse(&c, &cl, &topic, &bq).await?;
+            let b = ops::browse(
+                &c,
+                &cl,
+                &topic,
+                bq.partition,
+                bq.start.clone(),
+                bq.limit,
+                &bq.filters,
+            )
+            .await?;
             let mut out = String::new();
             for r in &b.page.records {
                 out.push_str(&serde_json::to_string(&jsonl_record(r)).unwrap_or_default());
