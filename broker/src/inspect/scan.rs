@@ -174,7 +174,13 @@ pub async fn scan(
     // Each partition's start: its position, and for a read by time the time to reach.
     let (newer, starts): (bool, Vec<(i32, i64, Option<i64>)>) = match &start {
         ScanStart::Cursor(c) => {
-            let at = |p: i32| c.positions.iter().find(|x| x.0 == p).map(|x| x.1);
+            // Positions are sorted by partition (Cursor::decode).
+            let at = |p: i32| {
+                c.positions
+                    .binary_search_by_key(&p, |x| x.0)
+                    .ok()
+                    .map(|i| c.positions[i].1)
+            };
             let starts = partitions
                 .iter()
                 .map(|&p| {
@@ -218,7 +224,8 @@ pub async fn scan(
     } else {
         MAX_READ_BYTES
     };
-    let byte_cap = (total_bytes / partitions.len().max(1)).max(64 << 10);
+    // Shared by the partitions (each still reads at least one batch, as Fetch does).
+    let byte_cap = total_bytes / partitions.len().max(1);
     let budget = &Budget::new();
     let topic = &topic;
     let parts: Vec<Part> = stream::iter(starts)
