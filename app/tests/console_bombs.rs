@@ -13,17 +13,15 @@
 
 mod common;
 
-use std::io::{Read, Write};
-use std::net::TcpStream;
+use std::io::Write;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 
 use axum::http::StatusCode;
-use bytes::BytesMut;
 use common::{app, Browser};
 use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
-use kafka_protocol::messages::{ApiKey, ProduceRequest, RequestHeader, TopicName};
-use kafka_protocol::protocol::{Encodable, StrBytes};
+use kafka_protocol::messages::{ApiKey, ProduceRequest, ProduceResponse, TopicName};
+use kafka_protocol::protocol::StrBytes;
 
 // The binary's allocator (jemalloc, with the mmap path for huge reservations), so resident
 // size is measured as `sluice serve` would show it.
@@ -160,31 +158,7 @@ fn produce(addr: std::net::SocketAddr, topic: &str, batch: Vec<u8>) -> i16 {
             .with_partition_data(vec![PartitionProduceData::default()
                 .with_index(0)
                 .with_records(Some(batch.into()))])]);
-    let mut buf = BytesMut::new();
-    buf.extend_from_slice(&[0; 4]);
-    RequestHeader::default()
-        .with_request_api_key(ApiKey::Produce as i16)
-        .with_request_api_version(9)
-        .with_correlation_id(7)
-        .encode(&mut buf, ApiKey::Produce.request_header_version(9))
-        .unwrap();
-    req.encode(&mut buf, 9).unwrap();
-    let len = (buf.len() - 4) as i32;
-    buf[..4].copy_from_slice(&len.to_be_bytes());
-    let mut s = TcpStream::connect(addr).unwrap();
-    s.write_all(&buf).unwrap();
-    let mut len = [0u8; 4];
-    s.read_exact(&mut len).unwrap();
-    let mut body = vec![0u8; i32::from_be_bytes(len) as usize];
-    s.read_exact(&mut body).unwrap();
-    use kafka_protocol::protocol::Decodable;
-    let mut b = bytes::Bytes::from(body);
-    kafka_protocol::messages::ResponseHeader::decode(
-        &mut b,
-        ApiKey::Produce.response_header_version(9),
-    )
-    .unwrap();
-    let resp = kafka_protocol::messages::ProduceResponse::decode(&mut b, 9).unwrap();
+    let resp: ProduceResponse = common::kafka_call(addr, ApiKey::Produce, 9, &req);
     resp.responses[0].partition_responses[0].error_code
 }
 

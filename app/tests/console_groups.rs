@@ -9,8 +9,7 @@
 
 mod common;
 
-use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpStream};
+use std::net::SocketAddr;
 
 use axum::http::StatusCode;
 use broker::groups::state::Join;
@@ -19,10 +18,9 @@ use bytes::{BufMut, Bytes, BytesMut};
 use common::{app, App, Browser};
 use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
 use kafka_protocol::messages::{
-    ApiKey, ConsumerProtocolSubscription, ProduceRequest, ProduceResponse, RequestHeader,
-    ResponseHeader, TopicName,
+    ApiKey, ConsumerProtocolSubscription, ProduceRequest, ProduceResponse, TopicName,
 };
-use kafka_protocol::protocol::{Decodable, Encodable, StrBytes};
+use kafka_protocol::protocol::{Encodable, StrBytes};
 use serde_json::{json, Value};
 
 const GROUPS: &str = "/api/v1/clusters/default/consumer-groups";
@@ -85,26 +83,7 @@ fn produce_blocking(addr: SocketAddr, topic: &str, partition: i32, count: i32) -
             .with_partition_data(vec![PartitionProduceData::default()
                 .with_index(partition)
                 .with_records(Some(batch_of(count).into()))])]);
-    let mut buf = BytesMut::new();
-    buf.extend_from_slice(&[0; 4]);
-    RequestHeader::default()
-        .with_request_api_key(ApiKey::Produce as i16)
-        .with_request_api_version(VERSION)
-        .with_correlation_id(1)
-        .encode(&mut buf, ApiKey::Produce.request_header_version(VERSION))
-        .unwrap();
-    req.encode(&mut buf, VERSION).unwrap();
-    let len = (buf.len() - 4) as i32;
-    buf[..4].copy_from_slice(&len.to_be_bytes());
-    let mut s = TcpStream::connect(addr).unwrap();
-    s.write_all(&buf).unwrap();
-    let mut len = [0u8; 4];
-    s.read_exact(&mut len).unwrap();
-    let mut body = vec![0u8; i32::from_be_bytes(len) as usize];
-    s.read_exact(&mut body).unwrap();
-    let mut b = Bytes::from(body);
-    ResponseHeader::decode(&mut b, ApiKey::Produce.response_header_version(VERSION)).unwrap();
-    let resp = ProduceResponse::decode(&mut b, VERSION).unwrap();
+    let resp: ProduceResponse = common::kafka_call(addr, ApiKey::Produce, VERSION, &req);
     resp.responses[0].partition_responses[0].error_code
 }
 

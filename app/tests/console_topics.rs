@@ -6,17 +6,13 @@
 
 mod common;
 
-use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpStream};
+use std::net::SocketAddr;
 
 use axum::http::StatusCode;
-use bytes::BytesMut;
 use common::{app, Browser};
 use kafka_protocol::messages::metadata_request::MetadataRequestTopic;
-use kafka_protocol::messages::{
-    ApiKey, MetadataRequest, MetadataResponse, RequestHeader, ResponseHeader, TopicName,
-};
-use kafka_protocol::protocol::{Decodable, Encodable, StrBytes};
+use kafka_protocol::messages::{ApiKey, MetadataRequest, MetadataResponse, TopicName};
+use kafka_protocol::protocol::StrBytes;
 use serde_json::json;
 
 const TOPICS: &str = "/clusters/default/topics";
@@ -29,26 +25,7 @@ fn kafka_partitions(addr: SocketAddr, topic: &str) -> usize {
         .with_topics(Some(vec![MetadataRequestTopic::default().with_name(Some(
             TopicName(StrBytes::from_string(topic.to_string())),
         ))]));
-    let mut buf = BytesMut::new();
-    buf.extend_from_slice(&[0; 4]);
-    RequestHeader::default()
-        .with_request_api_key(ApiKey::Metadata as i16)
-        .with_request_api_version(VERSION)
-        .with_correlation_id(3)
-        .encode(&mut buf, ApiKey::Metadata.request_header_version(VERSION))
-        .unwrap();
-    req.encode(&mut buf, VERSION).unwrap();
-    let len = (buf.len() - 4) as i32;
-    buf[..4].copy_from_slice(&len.to_be_bytes());
-    let mut s = TcpStream::connect(addr).unwrap();
-    s.write_all(&buf).unwrap();
-    let mut len = [0u8; 4];
-    s.read_exact(&mut len).unwrap();
-    let mut body = vec![0u8; i32::from_be_bytes(len) as usize];
-    s.read_exact(&mut body).unwrap();
-    let mut b = bytes::Bytes::from(body);
-    ResponseHeader::decode(&mut b, ApiKey::Metadata.response_header_version(VERSION)).unwrap();
-    let resp = MetadataResponse::decode(&mut b, VERSION).unwrap();
+    let resp: MetadataResponse = common::kafka_call(addr, ApiKey::Metadata, VERSION, &req);
     let t = resp
         .topics
         .iter()

@@ -227,3 +227,42 @@ pub async fn key_call(
         serde_json::from_slice(&body).unwrap_or(serde_json::Value::Null),
     )
 }
+
+/// Sends one Kafka request over a fresh connection to `addr` and decodes the answer, the
+/// way a client of that API version would (blocking: call it from `spawn_blocking`).
+pub fn kafka_call<Req, Resp>(
+    addr: std::net::SocketAddr,
+    key: kafka_protocol::messages::ApiKey,
+    version: i16,
+    req: &Req,
+) -> Resp
+where
+    Req: kafka_protocol::protocol::Encodable,
+    Resp: kafka_protocol::protocol::Decodable,
+{
+    use std::io::{Read, Write};
+
+    use kafka_protocol::messages::{RequestHeader, ResponseHeader};
+    use kafka_protocol::protocol::{Decodable, Encodable};
+
+    let mut buf = bytes::BytesMut::new();
+    buf.extend_from_slice(&[0; 4]);
+    RequestHeader::default()
+        .with_request_api_key(key as i16)
+        .with_request_api_version(version)
+        .with_correlation_id(1)
+        .encode(&mut buf, key.request_header_version(version))
+        .unwrap();
+    req.encode(&mut buf, version).unwrap();
+    let len = (buf.len() - 4) as i32;
+    buf[..4].copy_from_slice(&len.to_be_bytes());
+    let mut s = std::net::TcpStream::connect(addr).unwrap();
+    s.write_all(&buf).unwrap();
+    let mut len = [0u8; 4];
+    s.read_exact(&mut len).unwrap();
+    let mut body = vec![0u8; i32::from_be_bytes(len) as usize];
+    s.read_exact(&mut body).unwrap();
+    let mut b = bytes::Bytes::from(body);
+    ResponseHeader::decode(&mut b, key.response_header_version(version)).unwrap();
+    Resp::decode(&mut b, version).unwrap()
+}
