@@ -313,31 +313,38 @@ pub fn parse_browse(q: &HashMap<String, String>) -> Result<BrowseQuery, Refusal>
     })
 }
 
-/// The query string of the current browse settings without the cursor (for links that
-/// keep the filters and the view).
-fn settings_query(q: &HashMap<String, String>) -> String {
-    let mut pairs: Vec<(&String, &String)> = q
-        .iter()
-        .filter(|(k, v)| {
-            !v.is_empty()
-                && matches!(
-                    k.as_str(),
-                    "partition"
-                        | "limit"
-                        | "format"
-                        | "key_contains"
-                        | "value_contains"
-                        | "header"
-                        | "filter"
-                )
-        })
-        .collect();
+/// The query string of `q`, sorted, with only the keys `keep` accepts (for links that keep
+/// the filters and the view).
+fn query_of(q: &HashMap<String, String>, keep: impl Fn(&str) -> bool) -> String {
+    let mut pairs: Vec<(&String, &String)> =
+        q.iter().filter(|(k, v)| !v.is_empty() && keep(k)).collect();
     pairs.sort();
     pairs
         .into_iter()
         .map(|(k, v)| format!("{k}={}", enc(v)))
         .collect::<Vec<_>>()
         .join("&")
+}
+
+/// The browse settings without the start and the cursor: filters, partition, limit, format.
+fn settings_query(q: &HashMap<String, String>) -> String {
+    query_of(q, |k| {
+        matches!(
+            k,
+            "partition"
+                | "limit"
+                | "format"
+                | "key_contains"
+                | "value_contains"
+                | "header"
+                | "filter"
+        )
+    })
+}
+
+/// The query as given, for the download link of the same records.
+fn raw_query(q: &HashMap<String, String>) -> String {
+    query_of(q, |k| !matches!(k, "tail" | "full" | "duplicate"))
 }
 
 /// What a page says about how it ended, when it ended short: the byte cap, or the scan
@@ -533,20 +540,6 @@ pub async fn messages(
         }
         .await,
     )
-}
-
-/// The query string as given (for the download link of the same records).
-fn raw_query(q: &HashMap<String, String>) -> String {
-    let mut pairs: Vec<(&String, &String)> = q
-        .iter()
-        .filter(|(k, v)| !v.is_empty() && !matches!(k.as_str(), "tail" | "full" | "duplicate"))
-        .collect();
-    pairs.sort();
-    pairs
-        .into_iter()
-        .map(|(k, v)| format!("{k}={}", enc(v)))
-        .collect::<Vec<_>>()
-        .join("&")
 }
 
 fn produce_form(

@@ -9,6 +9,7 @@
 pub mod alerts;
 pub mod index;
 pub mod job;
+mod webhook;
 
 use std::collections::HashMap;
 use std::sync::RwLock;
