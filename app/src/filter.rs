@@ -264,13 +264,22 @@ fn chrono_ts(ms: i64) -> Value {
     }
 }
 
-/// The bytes the current thread holds, as jemalloc counts them (None where jemalloc is not
-/// the allocator that counts: then only the step bound applies).
-fn thread_held() -> Option<u64> {
+/// The current thread's jemalloc counters (bytes allocated, bytes freed), looked up once per
+/// evaluation: each read after that is a plain load, not a `mallctl` call. None where
+/// jemalloc cannot say: then only the step bound applies.
+type Counters = (
+    tikv_jemalloc_ctl::thread::ThreadLocal<u64>,
+    tikv_jemalloc_ctl::thread::ThreadLocal<u64>,
+);
+
+fn thread_counters() -> Option<Counters> {
     use tikv_jemalloc_ctl::thread::{allocatedp, deallocatedp};
-    let a = allocatedp::read().ok()?.get();
-    let d = deallocatedp::read().ok()?.get();
-    Some(a.wrapping_sub(d))
+    Some((allocatedp::read().ok()?, deallocatedp::read().ok()?))
+}
+
+/// The bytes the current thread holds.
+fn held((allocated, freed): Counters) -> u64 {
+    allocated.get().wrapping_sub(freed.get())
 }
 
 /// Why an evaluation was stopped.
@@ -299,13 +308,15 @@ fn evaluate(
         secrets: Secrets::default(),
     };
     let mut steps = 0u32;
-    let start = thread_held();
+    let counters = thread_counters();
+    let start = counters.map(held);
     let mut stopped = None;
     let mut control = || {
         steps += 1;
         let why = if steps > MAX_STEPS {
             Some(Stopped::Steps)
-        } else if let (Some(s), Some(now)) = (start, thread_held()) {
+        } else if let (Some(s), Some(c)) = (start, counters) {
+            let now = held(c);
             (now.saturating_sub(s) > MAX_EVAL_BYTES).then_some(Stopped::Memory)
         } else {
             None
