@@ -352,6 +352,11 @@ pub async fn start(
         );
         spawn_named(
             &jobs,
+            "transaction timeouts",
+            crate::txn::run_timeouts(broker.clone(), jobs_cancel.child_token()),
+        );
+        spawn_named(
+            &jobs,
             "compaction",
             crate::compaction::run(broker.clone(), jobs_cancel.child_token()),
         );

@@ -30,7 +30,14 @@ pub const INVALID_CONFIG: i16 = 40;
 pub const INVALID_REQUEST: i16 = 42;
 pub const OUT_OF_ORDER_SEQUENCE_NUMBER: i16 = 45;
 pub const INVALID_PRODUCER_EPOCH: i16 = 47;
+pub const INVALID_TXN_STATE: i16 = 48;
+pub const INVALID_PRODUCER_ID_MAPPING: i16 = 49;
+pub const INVALID_TRANSACTION_TIMEOUT: i16 = 50;
+/// Retriable: another operation on the transaction is completing.
+pub const CONCURRENT_TRANSACTIONS: i16 = 51;
 pub const TRANSACTIONAL_ID_AUTHORIZATION_FAILED: i16 = 53;
+/// Not tried because another part of the request was refused.
+pub const OPERATION_NOT_ATTEMPTED: i16 = 55;
 /// Retriable: the data was not stored.
 pub const KAFKA_STORAGE_ERROR: i16 = 56;
 pub const SASL_AUTHENTICATION_FAILED: i16 = 58;
@@ -39,4 +46,10 @@ pub const MEMBER_ID_REQUIRED: i16 = 79;
 pub const GROUP_MAX_SIZE_REACHED: i16 = 81;
 pub const FENCED_INSTANCE_ID: i16 = 82;
 pub const GROUP_SUBSCRIBED_TO_TOPIC: i16 = 86;
+pub const INVALID_RECORD: i16 = 87;
+/// Retriable: a transaction holds offsets of the partition that are not committed yet.
+pub const UNSTABLE_OFFSET_COMMIT: i16 = 88;
+/// A newer producer with the same transactional id took over (KIP-588).
+pub const PRODUCER_FENCED: i16 = 90;
 pub const UNKNOWN_TOPIC_ID: i16 = 100;
+pub const TRANSACTIONAL_ID_NOT_FOUND: i16 = 105;

@@ -141,6 +141,11 @@ pub struct BrokerConfig {
     pub compaction_target_size: u64,
     /// How often compaction runs.
     pub compaction_interval: Duration,
+    /// The longest `transaction.timeout.ms` a producer may ask for (Kafka's
+    /// `transaction.max.timeout.ms`).
+    pub transaction_max_timeout: Duration,
+    /// How often open transactions past their timeout are looked for and aborted.
+    pub transaction_abort_interval: Duration,
 }
 
 impl BrokerConfig {
@@ -182,6 +187,8 @@ impl BrokerConfig {
             segment_delete_grace: Duration::from_secs(30),
             compaction_target_size: 64 << 20,
             compaction_interval: Duration::from_secs(60),
+            transaction_max_timeout: Duration::from_secs(900),
+            transaction_abort_interval: Duration::from_secs(1),
         }
     }
 }

@@ -77,6 +77,7 @@ pub mod store;
 pub mod tls;
 pub mod topic_config;
 pub mod topics;
+pub mod txn;
 pub mod wakeups;
 pub mod writer;
 

@@ -30,6 +30,8 @@ pub struct Metrics {
     pub read_cache_misses: IntCounter,
     pub open_connections: IntGauge,
     pub requests: IntCounterVec,
+    /// Transactions ended, by result (commit, abort).
+    pub transactions: IntCounterVec,
     pub request_seconds: HistogramVec,
     pub protocol_errors: IntCounter,
     pub idle_connections_closed: IntCounter,
@@ -128,6 +130,17 @@ impl Metrics {
                 IntCounterVec::new(
                     Opts::new("sluice_kafka_requests_total", "Kafka requests by API"),
                     &["api"],
+                )
+                .expect("valid counter vec"),
+            ),
+            transactions: reg(
+                &r,
+                IntCounterVec::new(
+                    Opts::new(
+                        "sluice_transactions_total",
+                        "Transactions ended, by result (commit or abort, timeouts included)",
+                    ),
+                    &["result"],
                 )
                 .expect("valid counter vec"),
             ),
@@ -294,6 +307,12 @@ impl Metrics {
     }
 
     /// Gauges for one gate.
+    /// Counts one ended transaction.
+    pub fn transactions_ended(&self, commit: bool) {
+        let result = if commit { "commit" } else { "abort" };
+        self.transactions.with_label_values(&[result]).inc();
+    }
+
     pub fn gate_gauges(&self, gate: &str, limit: u64) -> crate::gate::GateGauges {
         self.gate_limit.with_label_values(&[gate]).set(limit as i64);
         crate::gate::GateGauges {

@@ -104,6 +104,24 @@ fn record(
     }
 }
 
+/// Produces one batch through the Kafka port; returns the partition's error code.
+async fn produce_code(
+    addr: SocketAddr,
+    topic: &str,
+    partition: i32,
+    records: Vec<Record>,
+    compression: Compression,
+) -> i16 {
+    let frame = records_frame(topic, partition, &records, compression);
+    tokio::task::spawn_blocking(move || {
+        let mut s = TcpStream::connect(addr).unwrap();
+        s.write_all(&frame).unwrap();
+        read_produce_response(&mut s).responses[0].partition_responses[0].error_code
+    })
+    .await
+    .unwrap()
+}
+
 /// Produces one batch through the Kafka port; returns its base offset.
 async fn produce(
     addr: SocketAddr,
@@ -356,13 +374,26 @@ async fn read_records(a: &Agent) {
         produce(a.addr(), &topic, 0, zipped, Compression::Zstd).await,
         3
     );
-    let mut marker = record(0, t0 + 15, "", "", &[]);
-    marker.control = true;
-    marker.transactional = true;
+    // A client may not write a marker; an empty committed transaction writes one (6).
+    let mut forged = record(0, t0 + 15, "", "", &[]);
+    forged.control = true;
+    forged.transactional = true;
     assert_eq!(
-        produce(a.addr(), &topic, 0, vec![marker], Compression::None).await,
-        6
+        produce_code(a.addr(), &topic, 0, vec![forged], Compression::None).await,
+        87 // INVALID_RECORD
     );
+    let txn_id = unique("txn");
+    let (pid, epoch) = broker::txn::init(&b, DEFAULT, &txn_id, 60_000, None)
+        .await
+        .unwrap();
+    let topic_id = b.meta().topic(DEFAULT, &topic).await.unwrap().unwrap().id;
+    b.meta()
+        .add_txn_partitions(DEFAULT, &txn_id, pid, epoch, &[(topic_id, 0)], t0)
+        .await
+        .unwrap()
+        .unwrap();
+    let open = b.meta().txn(DEFAULT, &txn_id).await.unwrap().unwrap();
+    broker::txn::end(&b, &open, true, epoch).await.unwrap();
     let last: Vec<Record> = (0..2)
         .map(|i| {
             record(

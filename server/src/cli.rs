@@ -290,6 +290,16 @@ pub struct ServeArgs {
     #[arg(long, env = "SLUICE_COMPACTION_INTERVAL", default_value = "60s", value_parser = parse_duration)]
     pub compaction_interval: Duration,
 
+    /// The longest transaction timeout a producer may ask for (`transaction.timeout.ms`;
+    /// Kafka's `transaction.max.timeout.ms`): InitProducerId with a longer one is refused
+    /// with INVALID_TRANSACTION_TIMEOUT.
+    #[arg(long, env = "SLUICE_TRANSACTION_MAX_TIMEOUT", default_value = "15m", value_parser = parse_duration)]
+    pub transaction_max_timeout: Duration,
+
+    /// How often open transactions past their timeout are aborted (once per cluster).
+    #[arg(long, env = "SLUICE_TRANSACTION_ABORT_INTERVAL", default_value = "2s", value_parser = parse_duration)]
+    pub transaction_abort_interval: Duration,
+
     /// How often consumer-group lag (offset and time lag) is computed.
     #[arg(long, env = "SLUICE_LAG_INTERVAL", default_value = "15s", value_parser = parse_duration)]
     pub lag_interval: Duration,

@@ -124,6 +124,8 @@ fn broker_config(args: &ServeArgs) -> anyhow::Result<broker::BrokerConfig> {
         segment_delete_grace: args.segment_delete_grace,
         compaction_target_size: args.compaction_target_size,
         compaction_interval: args.compaction_interval,
+        transaction_max_timeout: args.transaction_max_timeout,
+        transaction_abort_interval: args.transaction_abort_interval,
     })
 }
 

@@ -8,7 +8,9 @@ use std::time::{Duration, Instant};
 use futures::StreamExt;
 
 use kafka_protocol::messages::fetch_request::FetchTopic;
-use kafka_protocol::messages::fetch_response::{FetchableTopicResponse, PartitionData};
+use kafka_protocol::messages::fetch_response::{
+    AbortedTransaction, FetchableTopicResponse, PartitionData,
+};
 use kafka_protocol::messages::{FetchRequest, FetchResponse};
 
 use super::store_error_code;
@@ -65,11 +67,13 @@ pub async fn fetch(
         .iter()
         .filter_map(|t| t.as_ref().ok().and_then(|t| t.as_ref()).map(|t| t.id))
         .collect();
+    // read_committed: records only below the last stable offset (KIP-98).
+    let committed = req.isolation_level == 1;
     let mut commits = broker.commits().subscribe();
     loop {
         let mut seen = *commits.borrow_and_update();
         let heads = heads(broker, &topics).await;
-        if Instant::now() >= deadline || anything_to_read(&req.topics, &heads) {
+        if Instant::now() >= deadline || anything_to_read(&req.topics, &heads, committed) {
             // Reserve for twice what is read: records gathered in pieces are not copied, but
             // small or oversized record sets are, into one buffer, while being encoded.
             let reserve = (max_bytes as u64).saturating_mul(2).min(cap);
@@ -82,6 +86,7 @@ pub async fn fetch(
             let (responses, splices, bytes) = read_all(
                 broker,
                 version,
+                committed,
                 &req.topics,
                 &topics,
                 &heads,
@@ -146,8 +151,9 @@ async fn heads(broker: &Broker, topics: &[Resolved]) -> Heads {
     out
 }
 
-/// Whether any requested partition has records past its fetch offset or an error to report.
-fn anything_to_read(requested: &[FetchTopic], heads: &Heads) -> bool {
+/// Whether any requested partition has records past its fetch offset (below the last
+/// stable offset for `committed` reads) or an error to report.
+fn anything_to_read(requested: &[FetchTopic], heads: &Heads, committed: bool) -> bool {
     for (t, states) in requested.iter().zip(heads) {
         let Ok(states) = states else {
             return true;
@@ -155,6 +161,11 @@ fn anything_to_read(requested: &[FetchTopic], heads: &Heads) -> bool {
         for p in &t.partitions {
             match states.get(&p.partition) {
                 Some(state) if state.next_offset == p.fetch_offset => {}
+                // Waiting for an open transaction to end.
+                Some(state)
+                    if committed
+                        && p.fetch_offset >= state.last_stable_offset
+                        && p.fetch_offset <= state.next_offset => {}
                 _ => return true,
             }
         }
@@ -194,6 +205,7 @@ struct Job<'a> {
 
 struct Read<'a> {
     topic: &'a TopicMeta,
+    committed: bool,
     state: Result<Option<PartitionState>, i16>,
     partition: i32,
     offset: i64,
@@ -211,6 +223,7 @@ impl Read<'_> {
         read_partition(
             broker,
             self.topic,
+            self.committed,
             self.state,
             self.partition,
             self.offset,
@@ -224,7 +237,14 @@ impl Read<'_> {
 
     /// Whether the partition has records past the fetch offset.
     fn has_records(&self) -> bool {
-        matches!(self.state, Ok(Some(s)) if self.offset >= s.log_start_offset && self.offset < s.next_offset)
+        let end = |s: &PartitionState| {
+            if self.committed {
+                s.last_stable_offset
+            } else {
+                s.next_offset
+            }
+        };
+        matches!(self.state, Ok(Some(s)) if self.offset >= s.log_start_offset && self.offset < end(&s))
     }
 }
 
@@ -245,6 +265,7 @@ async fn read_alone(
 async fn read_all(
     broker: &Broker,
     version: i16,
+    committed: bool,
     requested: &[FetchTopic],
     topics: &[Resolved],
     heads: &Heads,
@@ -303,6 +324,7 @@ async fn read_all(
             };
             let read = Read {
                 topic,
+                committed,
                 state,
                 partition: p.partition,
                 offset: p.fetch_offset,
@@ -361,7 +383,11 @@ async fn read_all(
     // more than the gate granted (twice what may be read), the records are copied instead.
     let mut held = HashMap::new();
     for (read, _) in &results {
-        if let Some(Ok((_, _, Some(pieces)))) = read {
+        if let Some(Ok(PartitionOk {
+            records: Some(pieces),
+            ..
+        })) = read
+        {
             held.extend(pieces.held().iter().copied());
         }
     }
@@ -371,10 +397,17 @@ async fn read_all(
         // Registered in the order the encoder writes the partitions.
         out[job.topic].partitions.push(match read {
             None => base,
-            Some(Ok((hw, lso, records))) => base
+            Some(Ok(PartitionOk {
+                hw,
+                log_start,
+                stable,
+                aborted,
+                records,
+            })) => base
                 .with_high_watermark(hw)
-                .with_last_stable_offset(hw)
-                .with_log_start_offset(lso)
+                .with_last_stable_offset(stable)
+                .with_log_start_offset(log_start)
+                .with_aborted_transactions(Some(aborted))
                 .with_records(Some(
                     records
                         .map(|r| {
@@ -396,14 +429,26 @@ async fn read_all(
     (out, splices, total)
 }
 
-type PartitionRead = Result<(i64, i64, Option<Pieces>), (i16, i64, i64)>;
+/// What a partition read answers.
+struct PartitionOk {
+    hw: i64,
+    log_start: i64,
+    stable: i64,
+    /// For read_committed: the aborted transactions the records may hold.
+    aborted: Vec<AbortedTransaction>,
+    records: Option<Pieces>,
+}
 
-/// Reads one partition from `offset`: (high watermark, log start, records).
+type PartitionRead = Result<PartitionOk, (i16, i64, i64)>;
+
+/// Reads one partition from `offset`: below the high watermark, or below the last stable
+/// offset for `committed` reads (with the aborted transactions among those records).
 // The partition's place in the request and its limits are distinct inputs.
 #[allow(clippy::too_many_arguments)]
 async fn read_partition(
     broker: &Broker,
     topic: &TopicMeta,
+    committed: bool,
     state: Result<Option<PartitionState>, i16>,
     partition: i32,
     offset: i64,
@@ -421,8 +466,21 @@ async fn read_partition(
     if offset < lso || offset > hw {
         return Err((codes::OFFSET_OUT_OF_RANGE, hw, lso));
     }
-    if offset == hw {
-        return Ok((hw, lso, None));
+    // Where this read must stop.
+    let end = if committed {
+        state.last_stable_offset
+    } else {
+        hw
+    };
+    let done = |records: Option<Pieces>, aborted| PartitionOk {
+        hw,
+        log_start: lso,
+        stable: state.last_stable_offset,
+        aborted,
+        records,
+    };
+    if offset >= end {
+        return Ok(done(None, Vec::new()));
     }
     let mut buf = Pieces::default();
     let mut copied_rows = 0usize;
@@ -445,7 +503,7 @@ async fn read_partition(
         let full_page = rows.len() as i64 + 1 >= page;
         // The heads were read before the gate wait: what committed since stays for the next
         // fetch, so no record lies past the high watermark this response reports.
-        rows.retain(|r| r.base_offset < hw);
+        rows.retain(|r| r.base_offset < end);
         let Some(last) = rows.last().map(|r| r.last_offset) else {
             break;
         };
@@ -463,7 +521,7 @@ async fn read_partition(
         )
         .await
         {
-            Copied::All if full_page && last + 1 < hw => {
+            Copied::All if full_page && last + 1 < end => {
                 // As many rows as the room left takes at the batch size seen so far.
                 let room = partition_limit
                     .saturating_sub(buf.len())
@@ -476,7 +534,33 @@ async fn read_partition(
             Copied::Failed => break,
         }
     }
-    Ok((hw, lso, (!buf.is_empty()).then_some(buf)))
+    if buf.is_empty() {
+        return Ok(done(None, Vec::new()));
+    }
+    // Only when an aborted transaction ends at or after the fetch offset: one probe of
+    // the partition state told.
+    let mut aborted = Vec::new();
+    if committed && state.last_aborted >= offset {
+        match broker
+            .meta
+            .aborted_txns(topic.id, partition, offset, end - 1)
+            .await
+        {
+            Ok(list) => {
+                aborted = list
+                    .into_iter()
+                    .map(|(pid, first)| {
+                        AbortedTransaction::default()
+                            .with_producer_id(pid.into())
+                            .with_first_offset(first)
+                    })
+                    .collect()
+            }
+            // Without the list a read_committed client would keep aborted records.
+            Err(e) => return Err((store_error_code(&e), hw, lso)),
+        }
+    }
+    Ok(done(Some(buf), aborted))
 }
 
 /// Rows to read for `room` bytes of batches of `average` bytes (two more, as the first

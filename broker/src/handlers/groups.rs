@@ -346,13 +346,17 @@ pub async fn offset_commit(
     OffsetCommitResponse::default().with_topics(topics)
 }
 
+/// One partition's answer: partition, offset, leader epoch, metadata, error code.
+type FetchedOffset = (i32, i64, i32, Option<String>, i16);
+
 /// Committed offsets of one group, for the requested partitions (None = all).
 async fn fetch_group(
     broker: &Broker,
     session: &Session,
     group: &str,
     wanted: Option<Vec<(TopicName, Vec<i32>)>>,
-) -> Result<Vec<(TopicName, Vec<(i32, i64, i32, Option<String>)>)>, i16> {
+    require_stable: bool,
+) -> Result<Vec<(TopicName, Vec<FetchedOffset>)>, i16> {
     let authz = broker.acls.authz(session).await;
     check_group(&authz, Operation::Describe, group)?;
     if !coordinated_here(broker, session, group) {
@@ -363,6 +367,26 @@ async fn fetch_group(
         .group_offsets(&session.cluster, group)
         .await
         .map_err(|e| store_error_code(&e))?;
+    // With require_stable (read_committed consumers, KIP-447), offsets an open
+    // transaction holds are answered UNSTABLE_OFFSET_COMMIT: the client retries.
+    let pending: std::collections::HashSet<(String, i32)> = if require_stable {
+        broker
+            .meta
+            .pending_txn_offsets(&session.cluster, group)
+            .await
+            .map_err(|e| store_error_code(&e))?
+            .into_iter()
+            .collect()
+    } else {
+        Default::default()
+    };
+    let code_of = |topic: &str, p: i32| {
+        if pending.contains(&(topic.to_string(), p)) {
+            codes::UNSTABLE_OFFSET_COMMIT
+        } else {
+            codes::NONE
+        }
+    };
     let mut by_topic: BTreeMap<String, HashMap<i32, CommittedOffset>> = BTreeMap::new();
     // Offsets of topics the key may not describe are left out: asked for, they read as
     // not committed (-1).
@@ -382,10 +406,14 @@ async fn fetch_group(
                 let known = by_topic.get(name.as_str());
                 let rows = parts
                     .into_iter()
-                    .map(|p| match known.and_then(|k| k.get(&p)) {
-                        Some(o) => (p, o.offset, o.leader_epoch, o.metadata.clone()),
-                        None => (p, -1, -1, Some(String::new())),
-                    })
+                    .map(
+                        |p| match (code_of(name.as_str(), p), known.and_then(|k| k.get(&p))) {
+                            (codes::NONE, Some(o)) => {
+                                (p, o.offset, o.leader_epoch, o.metadata.clone(), codes::NONE)
+                            }
+                            (code, _) => (p, -1, -1, Some(String::new()), code),
+                        },
+                    )
                     .collect();
                 (name, rows)
             })
@@ -395,7 +423,16 @@ async fn fetch_group(
             .map(|(topic, parts)| {
                 let mut rows: Vec<_> = parts
                     .into_values()
-                    .map(|o| (o.partition, o.offset, o.leader_epoch, o.metadata))
+                    .map(|o| match code_of(&topic, o.partition) {
+                        codes::NONE => (
+                            o.partition,
+                            o.offset,
+                            o.leader_epoch,
+                            o.metadata,
+                            codes::NONE,
+                        ),
+                        code => (o.partition, -1, -1, Some(String::new()), code),
+                    })
                     .collect();
                 rows.sort_by_key(|r| r.0);
                 (TopicName(s(topic)), rows)
@@ -420,7 +457,7 @@ pub async fn offset_fetch(
                     .collect()
             });
             let mut out = OffsetFetchResponseGroup::default().with_group_id(g.group_id.clone());
-            match fetch_group(broker, session, &g.group_id, wanted).await {
+            match fetch_group(broker, session, &g.group_id, wanted, req.require_stable).await {
                 Ok(topics) => {
                     out.topics = topics
                         .into_iter()
@@ -429,9 +466,10 @@ pub async fn offset_fetch(
                                 .with_name(name)
                                 .with_partitions(
                                     rows.into_iter()
-                                        .map(|(p, offset, epoch, md)| {
+                                        .map(|(p, offset, epoch, md, code)| {
                                             OffsetFetchResponsePartitions::default()
                                                 .with_partition_index(p)
+                                                .with_error_code(code)
                                                 .with_committed_offset(offset)
                                                 .with_committed_leader_epoch(epoch)
                                                 .with_metadata(md.map(s))
@@ -452,7 +490,7 @@ pub async fn offset_fetch(
             .map(|t| (t.name, t.partition_indexes))
             .collect()
     });
-    match fetch_group(broker, session, &req.group_id, wanted).await {
+    match fetch_group(broker, session, &req.group_id, wanted, req.require_stable).await {
         Ok(topics) => OffsetFetchResponse::default().with_topics(
             topics
                 .into_iter()
@@ -461,9 +499,10 @@ pub async fn offset_fetch(
                         .with_name(name)
                         .with_partitions(
                             rows.into_iter()
-                                .map(|(p, offset, epoch, md)| {
+                                .map(|(p, offset, epoch, md, code)| {
                                     OffsetFetchResponsePartition::default()
                                         .with_partition_index(p)
+                                        .with_error_code(code)
                                         .with_committed_offset(offset)
                                         .with_committed_leader_epoch(if version >= 5 {
                                             epoch

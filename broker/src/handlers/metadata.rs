@@ -228,10 +228,12 @@ pub fn describe_cluster(broker: &Broker, session: &Session) -> DescribeClusterRe
 
 /// FindCoordinator key types.
 const KEY_TYPE_GROUP: i8 = 0;
+const KEY_TYPE_TRANSACTION: i8 = 1;
 
 /// Names the coordinator of consumer groups: the live agent chosen by rendezvous hashing
 /// of the group over the agents of this agent group, the same from every agent.
-/// Transactions are not served yet, so their coordinator is reported unavailable.
+/// A transactional id's coordinator is chosen the same way (any agent could serve it:
+/// its state is in the database).
 pub fn find_coordinator(
     broker: &Broker,
     session: &Session,
@@ -239,27 +241,37 @@ pub fn find_coordinator(
     version: i16,
     req: FindCoordinatorRequest,
 ) -> FindCoordinatorResponse {
-    let refusal = (req.key_type != KEY_TYPE_GROUP).then(|| {
-        (
-            codes::COORDINATOR_NOT_AVAILABLE,
-            StrBytes::from_static_str(
-                "only consumer-group coordinators are served; transactions are not supported yet",
-            ),
-        )
-    });
+    // What a key may not learn, by key type: groups and transactional ids are described
+    // under their own ACL resources.
+    let refusal = |key: &str| -> Option<(i16, &'static str)> {
+        match req.key_type {
+            KEY_TYPE_GROUP if !authz.allows(Operation::Describe, ResourceType::Group, key) => {
+                Some((
+                    codes::GROUP_AUTHORIZATION_FAILED,
+                    "this key may not describe the group",
+                ))
+            }
+            KEY_TYPE_TRANSACTION
+                if !authz.allows(Operation::Describe, ResourceType::TransactionalId, key) =>
+            {
+                Some((
+                    codes::TRANSACTIONAL_ID_AUTHORIZATION_FAILED,
+                    "this key may not describe the transactional id",
+                ))
+            }
+            KEY_TYPE_GROUP | KEY_TYPE_TRANSACTION => None,
+            _ => Some((
+                codes::INVALID_REQUEST,
+                "unknown coordinator key type: 0 is a group, 1 a transactional id",
+            )),
+        }
+    };
     if version < 4 {
         let resp = FindCoordinatorResponse::default();
-        return match refusal {
+        return match refusal(&req.key) {
             Some((code, message)) => resp
                 .with_error_code(code)
-                .with_error_message((version >= 1).then_some(message))
-                .with_node_id((-1).into())
-                .with_port(-1),
-            None if !authz.allows(Operation::Describe, ResourceType::Group, &req.key) => resp
-                .with_error_code(codes::GROUP_AUTHORIZATION_FAILED)
-                .with_error_message((version >= 1).then_some(StrBytes::from_static_str(
-                    "this key may not describe the group",
-                )))
+                .with_error_message((version >= 1).then_some(StrBytes::from_static_str(message)))
                 .with_node_id((-1).into())
                 .with_port(-1),
             None => {
@@ -273,29 +285,22 @@ pub fn find_coordinator(
     }
     let coordinators = req
         .coordinator_keys
-        .into_iter()
+        .iter()
         .map(|key| {
-            let chosen = broker.membership.coordinator(&session.cluster, &key);
-            let described = authz.allows(Operation::Describe, ResourceType::Group, &key);
-            let c = Coordinator::default().with_key(key);
-            let (host, port) = address(&chosen, session.listener);
-            match &refusal {
+            let c = Coordinator::default().with_key(key.clone());
+            match refusal(key) {
                 Some((code, message)) => c
-                    .with_error_code(*code)
-                    .with_error_message(Some(message.clone()))
+                    .with_error_code(code)
+                    .with_error_message(Some(StrBytes::from_static_str(message)))
                     .with_node_id((-1).into())
                     .with_port(-1),
-                None if !described => c
-                    .with_error_code(codes::GROUP_AUTHORIZATION_FAILED)
-                    .with_error_message(Some(StrBytes::from_static_str(
-                        "this key may not describe the group",
-                    )))
-                    .with_node_id((-1).into())
-                    .with_port(-1),
-                None => c
-                    .with_node_id(chosen.node_id.into())
-                    .with_host(host)
-                    .with_port(port),
+                None => {
+                    let chosen = broker.membership.coordinator(&session.cluster, key);
+                    let (host, port) = address(&chosen, session.listener);
+                    c.with_node_id(chosen.node_id.into())
+                        .with_host(host)
+                        .with_port(port)
+                }
             }
         })
         .collect();

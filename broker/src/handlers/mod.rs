@@ -12,6 +12,7 @@ pub mod metadata;
 pub mod offsets;
 pub mod produce;
 pub mod quotas;
+pub mod txn;
 
 use std::sync::Arc;
 
@@ -213,7 +214,7 @@ async fn dispatch_plain(
         .boxed(),
         RequestKind::InitProducerId(req) => async move {
             Some(ResponseKind::InitProducerId(
-                produce::init_producer_id(&b, &s, req).await,
+                produce::init_producer_id(&b, &s, version, req).await,
             ))
         }
         .boxed(),
@@ -280,6 +281,48 @@ async fn dispatch_plain(
         RequestKind::AlterClientQuotas(req) => async move {
             Some(ResponseKind::AlterClientQuotas(
                 quotas::alter_client_quotas(&b, &s, req).await,
+            ))
+        }
+        .boxed(),
+        RequestKind::AddPartitionsToTxn(req) => async move {
+            Some(ResponseKind::AddPartitionsToTxn(
+                txn::add_partitions_to_txn(&b, &s, version, req).await,
+            ))
+        }
+        .boxed(),
+        RequestKind::AddOffsetsToTxn(req) => async move {
+            Some(ResponseKind::AddOffsetsToTxn(
+                txn::add_offsets_to_txn(&b, &s, version, req).await,
+            ))
+        }
+        .boxed(),
+        RequestKind::TxnOffsetCommit(req) => async move {
+            Some(ResponseKind::TxnOffsetCommit(
+                txn::txn_offset_commit(&b, &s, version, req).await,
+            ))
+        }
+        .boxed(),
+        RequestKind::EndTxn(req) => async move {
+            Some(ResponseKind::EndTxn(
+                txn::end_txn(&b, &s, version, req).await,
+            ))
+        }
+        .boxed(),
+        RequestKind::ListTransactions(req) => async move {
+            Some(ResponseKind::ListTransactions(
+                txn::list_transactions(&b, &s, req).await,
+            ))
+        }
+        .boxed(),
+        RequestKind::DescribeTransactions(req) => async move {
+            Some(ResponseKind::DescribeTransactions(
+                txn::describe_transactions(&b, &s, req).await,
+            ))
+        }
+        .boxed(),
+        RequestKind::DescribeProducers(req) => async move {
+            Some(ResponseKind::DescribeProducers(
+                txn::describe_producers(&b, &s, req).await,
             ))
         }
         .boxed(),

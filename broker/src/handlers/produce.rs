@@ -69,6 +69,12 @@ pub async fn produce(
         .quotas
         .record(session, Direction::Produce, bytes as u64)
         .await;
+    // A transactional producer writes under its transactional id's WRITE right.
+    let txn_refused = req.transactional_id.as_deref().and_then(|id| {
+        authz
+            .check(Operation::Write, ResourceType::TransactionalId, id)
+            .err()
+    });
     for td in req.topic_data {
         let mut slots = Vec::with_capacity(td.partition_data.len());
         // By name the check comes first, so a refused key learns nothing of the topic and
@@ -140,6 +146,10 @@ pub async fn produce(
                 slots.push(failed(pd.index, codes::INVALID_REQUIRED_ACKS, None));
                 continue;
             }
+            if let Some(code) = txn_refused {
+                slots.push(failed(pd.index, code, None));
+                continue;
+            }
             if pd.index < 0 || pd.index >= topic.partitions {
                 slots.push(failed(pd.index, codes::UNKNOWN_TOPIC_OR_PARTITION, None));
                 continue;
@@ -161,6 +171,14 @@ pub async fn produce(
                     continue;
                 }
             };
+            if batches.iter().any(|b| b.header.is_control()) {
+                slots.push(failed(
+                    pd.index,
+                    codes::INVALID_RECORD,
+                    Some("control batches (transaction markers) are written by the transaction coordinator, not by clients".into()),
+                ));
+                continue;
+            }
             let mut log_append_time = -1;
             if topic_config::log_append_time(&topic.configs) {
                 log_append_time = now_ms();
@@ -251,8 +269,15 @@ pub async fn produce(
 pub async fn init_producer_id(
     broker: &Broker,
     session: &Session,
+    version: i16,
     req: InitProducerIdRequest,
 ) -> InitProducerIdResponse {
+    let refused = |code: i16| {
+        InitProducerIdResponse::default()
+            .with_error_code(super::txn::fenced_code(code, version, 4))
+            .with_producer_id((-1).into())
+            .with_producer_epoch(-1)
+    };
     // A transactional producer needs WRITE on its transactional id; an idempotent one
     // IDEMPOTENT_WRITE on the cluster or WRITE on some topic (as Kafka 3.0+).
     let authz = broker.acls.authz(session).await;
@@ -262,27 +287,31 @@ pub async fn init_producer_id(
         None => authz.check_cluster(Operation::IdempotentWrite),
     };
     if let Err(code) = allowed {
-        return InitProducerIdResponse::default()
-            .with_error_code(code)
-            .with_producer_id((-1).into())
-            .with_producer_epoch(-1);
+        return refused(code);
     }
     let current = (req.producer_id.0 >= 0).then_some((req.producer_id.0, req.producer_epoch));
-    match broker
-        .meta
-        .init_producer_id(
-            &session.cluster,
-            req.transactional_id.as_deref().map(|s| s.as_str()),
-            current,
-        )
-        .await
-    {
+    let result = match req.transactional_id.as_deref().map(|s| s.as_str()) {
+        Some("") => Err(codes::INVALID_REQUEST),
+        Some(tid) => {
+            crate::txn::init(
+                broker,
+                &session.cluster,
+                tid,
+                req.transaction_timeout_ms,
+                current,
+            )
+            .await
+        }
+        None => broker
+            .meta
+            .init_producer_id(&session.cluster, None, current)
+            .await
+            .map_err(|e| store_error_code(&e)),
+    };
+    match result {
         Ok((id, epoch)) => InitProducerIdResponse::default()
             .with_producer_id(id.into())
             .with_producer_epoch(epoch),
-        Err(e) => InitProducerIdResponse::default()
-            .with_error_code(store_error_code(&e))
-            .with_producer_id((-1).into())
-            .with_producer_epoch(-1),
+        Err(code) => refused(code),
     }
 }

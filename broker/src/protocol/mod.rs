@@ -61,6 +61,15 @@ pub const SUPPORTED: &[(ApiKey, i16, i16)] = &[
     (ApiKey::AlterClientQuotas, 0, 1),
     // From v0 because old librdkafka enables SASL only when the range contains v0 (as Kafka
     // advertises it); clients then use v1, whose tokens travel in SaslAuthenticate.
+    // Transactions (KIP-98). EndTxn stops at v4: v5 means transaction version 2
+    // (KIP-890), which the broker does not advertise as a feature.
+    (ApiKey::AddPartitionsToTxn, 0, 5),
+    (ApiKey::AddOffsetsToTxn, 0, 4),
+    (ApiKey::TxnOffsetCommit, 0, 5),
+    (ApiKey::EndTxn, 0, 4),
+    (ApiKey::DescribeProducers, 0, 0),
+    (ApiKey::DescribeTransactions, 0, 0),
+    (ApiKey::ListTransactions, 0, 2),
     (ApiKey::SaslHandshake, 0, 1),
     (ApiKey::SaslAuthenticate, 0, 2),
 ];

@@ -75,6 +75,12 @@ impl Metadata {
             .collect();
         producer_keys.sort_unstable();
         producer_keys.dedup();
+        let mut txn_pids: Vec<i64> = groups
+            .iter()
+            .filter_map(|g| plan::txn_producer(g).map(|(pid, _)| pid))
+            .collect();
+        txn_pids.sort_unstable();
+        txn_pids.dedup();
 
         macro_rules! commit_body {
             ($tx:ident, $lock:ident, $db:ident, $one_query:expr) => {{
@@ -167,7 +173,51 @@ impl Metadata {
                         })
                     })
                     .collect::<Result<Vec<i64>, StoreError>>()?;
-                let planned = plan::plan(groups, heads, producers);
+                // Transactional batches: their producers' transactions, read after the
+                // partition locks, so a transaction that ended meanwhile is seen ended
+                // (its zombie batch is refused, never placed after the marker).
+                let mut refused = Vec::new();
+                if !txn_pids.is_empty() {
+                    let mut txns = HashMap::new();
+                    let mut enrolled = std::collections::HashSet::new();
+                    for chunk in txn_pids.chunks(500) {
+                        let mut qb = QueryBuilder::<$db>::new(
+                            "SELECT id, epoch, txn_state FROM producer_ids WHERE id IN (",
+                        );
+                        let mut list = qb.separated(", ");
+                        for pid in chunk {
+                            list.push_bind(*pid);
+                        }
+                        qb.push(")");
+                        for row in qb.build().fetch_all(&mut *$tx).await? {
+                            txns.insert(
+                                row.try_get::<i64, _>(0)?,
+                                (
+                                    row.try_get::<i64, _>(1)? as i16,
+                                    row.try_get::<String, _>(2)? == "Ongoing",
+                                ),
+                            );
+                        }
+                        let mut qb = QueryBuilder::<$db>::new(
+                            "SELECT producer_id, topic_id, partition FROM txn_partitions \
+                             WHERE producer_id IN (",
+                        );
+                        let mut list = qb.separated(", ");
+                        for pid in chunk {
+                            list.push_bind(*pid);
+                        }
+                        qb.push(")");
+                        for row in qb.build().fetch_all(&mut *$tx).await? {
+                            enrolled.insert((
+                                row.try_get::<i64, _>(0)?,
+                                row.try_get::<i64, _>(1)?,
+                                row.try_get::<i64, _>(2)? as i32,
+                            ));
+                        }
+                    }
+                    refused = plan::txn_refusals(groups, &txns, &enrolled);
+                }
+                let planned = plan::plan_checked(groups, heads, producers, &refused);
                 // Writes: heads, batch rows, the timestamp index and the producers' states.
                 let mut writes = Script::<$db>::new($one_query);
                 let mut heads: Vec<_> = planned.heads.iter().collect();
@@ -234,6 +284,32 @@ impl Metadata {
                         .push(
                             " ON CONFLICT (topic_id, partition, minute_start) DO UPDATE SET \
                              offset_count = timestamp_index.offset_count + excluded.offset_count",
+                        );
+                }
+                // A transaction's first offset in a partition holds its last stable offset.
+                let mut firsts: HashMap<(i64, i64, i32), i64> = HashMap::new();
+                for r in planned.rows.iter().filter(|r| r.batch.transactional) {
+                    let first = firsts
+                        .entry((r.batch.producer_id, r.topic_id, r.partition))
+                        .or_insert(r.base_offset);
+                    *first = (*first).min(r.base_offset);
+                }
+                let firsts: Vec<_> = firsts.into_iter().collect();
+                for chunk in firsts.chunks(500) {
+                    writes
+                        .statement("WITH v (producer_id, topic_id, partition, first_offset) AS (")
+                        .push_values(chunk, |mut row, ((pid, topic_id, partition), first)| {
+                            row.push_bind(*pid)
+                                .push_bind(*topic_id)
+                                .push_bind(*partition as i64)
+                                .push_bind(*first);
+                        })
+                        .push(
+                            ") UPDATE txn_partitions SET first_offset = v.first_offset FROM v \
+                             WHERE txn_partitions.producer_id = v.producer_id \
+                             AND txn_partitions.topic_id = v.topic_id \
+                             AND txn_partitions.partition = v.partition \
+                             AND txn_partitions.first_offset IS NULL",
                         );
                 }
                 let producers: Vec<_> = planned.producers.iter().collect();

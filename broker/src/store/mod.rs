@@ -85,6 +85,7 @@ pub mod plan;
 mod retention;
 mod snapshots;
 mod sql;
+mod txn;
 mod watch;
 
 pub use acls::ClientQuota;
@@ -100,5 +101,8 @@ pub use snapshots::{GroupSnapshot, PublishedGroup, SnapshotMember};
 pub use sql::{
     open_postgres, open_sqlite, BatchLocation, Metadata, PartitionState, SegmentCommit, StoreError,
     TopicMeta,
+};
+pub use txn::{
+    EndOutcome, EndTxn, InitTxn, MarkerFile, TxnInfo, TxnOffset, TxnPartition, TxnState,
 };
 pub use watch::{CommitListener, COMMIT_CHANNEL};

@@ -10,7 +10,8 @@
 use std::collections::{HashMap, VecDeque};
 
 use crate::codes::{
-    INVALID_PRODUCER_EPOCH, OUT_OF_ORDER_SEQUENCE_NUMBER, UNKNOWN_TOPIC_OR_PARTITION,
+    INVALID_PRODUCER_EPOCH, INVALID_TXN_STATE, OUT_OF_ORDER_SEQUENCE_NUMBER,
+    UNKNOWN_TOPIC_OR_PARTITION,
 };
 
 /// How many recent batches per producer and partition are remembered for deduplication
@@ -169,11 +170,26 @@ fn check_sequence(entry: Option<&ProducerEntry>, b: &PendingBatch) -> Result<Opt
 /// whole or leaves no trace.
 pub fn plan(
     groups: &[AppendGroup],
+    heads: HashMap<PartitionKey, PartitionHead>,
+    producers: HashMap<(i64, i32, i64), ProducerEntry>,
+) -> Plan {
+    plan_checked(groups, heads, producers, &[])
+}
+
+/// [`plan`], with some groups refused up front (`refused[i]`, e.g. by
+/// [`txn_refusals`]); a shorter slice refuses nothing past its end.
+pub fn plan_checked(
+    groups: &[AppendGroup],
     mut heads: HashMap<PartitionKey, PartitionHead>,
     mut producers: HashMap<(i64, i32, i64), ProducerEntry>,
+    refused: &[Option<i16>],
 ) -> Plan {
     let mut out = Plan::default();
     for (group_index, group) in groups.iter().enumerate() {
+        if let Some(Some(code)) = refused.get(group_index) {
+            out.outcomes.push(GroupOutcome::Failed(*code));
+            continue;
+        }
         let key = (group.topic_id, group.partition);
         let Some(head) = heads.get(&key).copied() else {
             out.outcomes
@@ -262,6 +278,42 @@ pub fn plan(
         out.rows.extend(rows);
     }
     out
+}
+
+/// The first transactional batch of each group: (producer id, epoch), if any.
+pub fn txn_producer(group: &AppendGroup) -> Option<(i64, i16)> {
+    group
+        .batches
+        .iter()
+        .find(|b| b.transactional)
+        .map(|b| (b.producer_id, b.producer_epoch))
+}
+
+/// Which groups with transactional batches a commit refuses: the producer's epoch must be
+/// its transaction's (INVALID_PRODUCER_EPOCH: a newer instance fenced it) and the
+/// partition must be in its open transaction (INVALID_TXN_STATE).
+/// `txns` holds (epoch, whether Ongoing) per producer id; `enrolled` the
+/// (producer id, topic id, partition) of open transactions.
+pub fn txn_refusals(
+    groups: &[AppendGroup],
+    txns: &HashMap<i64, (i16, bool)>,
+    enrolled: &std::collections::HashSet<(i64, i64, i32)>,
+) -> Vec<Option<i16>> {
+    groups
+        .iter()
+        .map(|g| {
+            let (pid, epoch) = txn_producer(g)?;
+            match txns.get(&pid) {
+                None => Some(INVALID_PRODUCER_EPOCH),
+                Some((e, _)) if *e != epoch => Some(INVALID_PRODUCER_EPOCH),
+                Some((_, ongoing)) if !ongoing => Some(INVALID_TXN_STATE),
+                Some(_) if !enrolled.contains(&(pid, g.topic_id, g.partition)) => {
+                    Some(INVALID_TXN_STATE)
+                }
+                Some(_) => None,
+            }
+        })
+        .collect()
 }
 
 #[cfg(test)]
@@ -467,5 +519,46 @@ mod tests {
         assert_eq!(entry.recent.len(), RECENT_BATCHES);
         let decoded = ProducerEntry::decode_recent(&entry.encode_recent());
         assert_eq!(decoded, entry.recent);
+    }
+
+    #[test]
+    fn transactional_batches_need_their_open_transaction() {
+        let txn = |pid, epoch| PendingBatch {
+            transactional: true,
+            ..idem(pid, epoch, 0, 1)
+        };
+        let groups = vec![
+            group(0, vec![txn(5, 1)]), // enrolled, right epoch
+            group(1, vec![txn(5, 1)]), // not enrolled
+            group(0, vec![txn(5, 0)]), // a fenced instance
+            group(0, vec![txn(6, 0)]), // transaction ended
+            group(0, vec![txn(9, 0)]), // unknown producer
+            group(0, vec![plain(1)]),  // not transactional
+        ];
+        let txns = HashMap::from([(5, (1, true)), (6, (0, false))]);
+        let enrolled = std::collections::HashSet::from([(5, 1, 0), (6, 1, 0)]);
+        let refused = txn_refusals(&groups, &txns, &enrolled);
+        assert_eq!(
+            refused,
+            vec![
+                None,
+                Some(INVALID_TXN_STATE),
+                Some(INVALID_PRODUCER_EPOCH),
+                Some(INVALID_TXN_STATE),
+                Some(INVALID_PRODUCER_EPOCH),
+                None
+            ]
+        );
+        let p = plan_checked(&groups, heads(2), HashMap::new(), &refused);
+        assert!(matches!(
+            p.outcomes[0],
+            GroupOutcome::Appended { base_offset: 0, .. }
+        ));
+        assert_eq!(p.outcomes[1], GroupOutcome::Failed(INVALID_TXN_STATE));
+        assert!(matches!(
+            p.outcomes[5],
+            GroupOutcome::Appended { base_offset: 1, .. }
+        ));
+        assert_eq!(p.rows.len(), 2);
     }
 }

@@ -69,6 +69,12 @@ pub struct TopicMeta {
 pub struct PartitionState {
     pub next_offset: i64,
     pub log_start_offset: i64,
+    /// The first offset of the oldest open transaction, or the high watermark: what a
+    /// read_committed consumer may read up to.
+    pub last_stable_offset: i64,
+    /// The abort marker of the last aborted transaction (-1 for none): fetches from
+    /// past it have no aborted transactions to list.
+    pub last_aborted: i64,
 }
 
 /// Where a stored batch lives.
@@ -87,6 +93,28 @@ pub struct BatchLocation {
 pub(super) enum Db {
     Sqlite(SqlitePool),
     Postgres(PgPool),
+}
+
+/// A partition's state as read: partition, next offset, log start, the oldest open
+/// transaction's first offset, the last abort marker.
+type StateRow = (i64, i64, i64, Option<i64>, Option<i64>);
+
+/// Reads [`StateRow`]s; each subquery is one probe of an index.
+const STATE_SELECT: &str = "SELECT p.partition, p.next_offset, p.log_start_offset, \
+     (SELECT MIN(t.first_offset) FROM txn_partitions t \
+      WHERE t.topic_id = p.topic_id AND t.partition = p.partition AND t.first_offset IS NOT NULL), \
+     (SELECT MAX(a.last_offset) FROM aborted_txns a \
+      WHERE a.topic_id = p.topic_id AND a.partition = p.partition) \
+     FROM partitions p";
+
+fn state_from_row(r: StateRow) -> PartitionState {
+    let (_, next_offset, log_start_offset, open, aborted) = r;
+    PartitionState {
+        next_offset,
+        log_start_offset,
+        last_stable_offset: open.map_or(next_offset, |o| o.min(next_offset)),
+        last_aborted: aborted.unwrap_or(-1),
+    }
 }
 
 /// A batch row as read: base and last offset, object key, byte offset and length, max
@@ -469,20 +497,16 @@ impl Metadata {
         topic_id: i64,
         partition: i32,
     ) -> Result<Option<PartitionState>, StoreError> {
-        let row: Option<(i64, i64)> = with_pool!(self, |pool, _lock, _db| {
-            sqlx::query_as(
-                "SELECT next_offset, log_start_offset FROM partitions \
-                 WHERE topic_id = $1 AND partition = $2",
-            )
+        let row: Option<StateRow> = with_pool!(self, |pool, _lock, _db| {
+            sqlx::query_as(&format!(
+                "{STATE_SELECT} WHERE p.topic_id = $1 AND p.partition = $2"
+            ))
             .bind(topic_id)
             .bind(partition as i64)
             .fetch_optional(pool)
             .await?
         });
-        Ok(row.map(|(next_offset, log_start_offset)| PartitionState {
-            next_offset,
-            log_start_offset,
-        }))
+        Ok(row.map(state_from_row))
     }
 
     /// Every partition's state of one topic, in one query (a fetch reads them per round).
@@ -490,26 +514,15 @@ impl Metadata {
         &self,
         topic_id: i64,
     ) -> Result<HashMap<i32, PartitionState>, StoreError> {
-        let rows: Vec<(i64, i64, i64)> = with_pool!(self, |pool, _lock, _db| {
-            sqlx::query_as(
-                "SELECT partition, next_offset, log_start_offset FROM partitions \
-                 WHERE topic_id = $1",
-            )
-            .bind(topic_id)
-            .fetch_all(pool)
-            .await?
+        let rows: Vec<StateRow> = with_pool!(self, |pool, _lock, _db| {
+            sqlx::query_as(&format!("{STATE_SELECT} WHERE p.topic_id = $1"))
+                .bind(topic_id)
+                .fetch_all(pool)
+                .await?
         });
         Ok(rows
             .into_iter()
-            .map(|(partition, next_offset, log_start_offset)| {
-                (
-                    partition as i32,
-                    PartitionState {
-                        next_offset,
-                        log_start_offset,
-                    },
-                )
-            })
+            .map(|r| (r.0 as i32, state_from_row(r)))
             .collect())
     }
 
