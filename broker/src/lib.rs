@@ -65,6 +65,7 @@ pub mod limits;
 pub mod log;
 pub mod membership;
 pub mod metrics;
+pub mod offsets_topic;
 pub mod placement;
 pub mod protocol;
 pub mod quota;

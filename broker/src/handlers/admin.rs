@@ -184,6 +184,14 @@ pub async fn delete_topics(
             Ok(Some(t)) if !authz.allows(Operation::Delete, ResourceType::Topic, &t.name) => {
                 r = r.with_error_code(codes::TOPIC_AUTHORIZATION_FAILED);
             }
+            Ok(Some(t)) if crate::offsets_topic::is_internal(&t.name) => {
+                r = r
+                    .with_error_code(codes::INVALID_TOPIC_EXCEPTION)
+                    .with_error_message(msg(format!(
+                        "{} is an internal topic and cannot be deleted",
+                        t.name
+                    )));
+            }
             Ok(Some(t)) => match broker.topics.delete(&session.cluster, &t.name).await {
                 Ok(_) => {
                     r = r

@@ -482,6 +482,21 @@ async fn read_partition(
     if offset >= end {
         return Ok(done(None, Vec::new()));
     }
+    if crate::offsets_topic::is_internal(&topic.name) {
+        let records = read_inline(
+            broker,
+            topic,
+            partition,
+            (offset, end),
+            partition_limit,
+            max_bytes,
+            min_one,
+            total,
+        )
+        .await
+        .map_err(|code| (code, hw, lso))?;
+        return Ok(done(records, Vec::new()));
+    }
     let mut buf = Pieces::default();
     let mut copied_rows = 0usize;
     // Rows are read a page at a time: a consumer asking for 1 MiB of 16 KiB batches needs
@@ -561,6 +576,41 @@ async fn read_partition(
         }
     }
     Ok(done(Some(buf), aborted))
+}
+
+/// Reads the offsets topic's batches (stored in the database) of `[from, end)`.
+#[allow(clippy::too_many_arguments)]
+async fn read_inline(
+    broker: &Broker,
+    topic: &TopicMeta,
+    partition: i32,
+    (from, end): (i64, i64),
+    partition_limit: usize,
+    max_bytes: usize,
+    min_one: bool,
+    total: &mut usize,
+) -> Result<Option<Pieces>, i16> {
+    let rows = broker
+        .meta
+        .inline_batches_from(topic.id, partition, from, end, MAX_BATCH_ROWS)
+        .await
+        .map_err(|e| store_error_code(&e))?;
+    let mut buf = Pieces::default();
+    for (base, data) in rows {
+        let first = min_one && *total == 0;
+        if !first && (buf.len() + data.len() > partition_limit || *total + data.len() > max_bytes) {
+            break;
+        }
+        if data.len() < crate::batch::HEADER_LEN {
+            tracing::error!(topic = %topic.name, partition, base, "stored inline batch is truncated");
+            return Err(codes::KAFKA_STORAGE_ERROR);
+        }
+        let mut data = data;
+        crate::batch::patch_base_offset(&mut data, base);
+        *total += data.len();
+        buf.push(data.into());
+    }
+    Ok((!buf.is_empty()).then_some(buf))
 }
 
 /// Rows to read for `room` bytes of batches of `average` bytes (two more, as the first

@@ -56,6 +56,7 @@ fn topic_entry(broker: &Broker, leaders: &[AgentInfo], t: &TopicMeta) -> Metadat
     MetadataResponseTopic::default()
         .with_name(Some(TopicName(StrBytes::from_string(t.name.clone()))))
         .with_topic_id(t.uuid)
+        .with_is_internal(crate::offsets_topic::is_internal(&t.name))
         .with_topic_authorized_operations(NO_OPERATIONS)
         .with_partitions(
             (0..t.partitions)

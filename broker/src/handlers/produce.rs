@@ -146,6 +146,14 @@ pub async fn produce(
                 slots.push(failed(pd.index, codes::INVALID_REQUIRED_ACKS, None));
                 continue;
             }
+            if crate::offsets_topic::is_internal(&topic.name) {
+                slots.push(failed(
+                    pd.index,
+                    codes::INVALID_TOPIC_EXCEPTION,
+                    Some(format!("{} is written by the broker only", topic.name)),
+                ));
+                continue;
+            }
             if let Some(code) = txn_refused {
                 slots.push(failed(pd.index, code, None));
                 continue;

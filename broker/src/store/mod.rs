@@ -70,6 +70,85 @@ macro_rules! begin_write {
     };
 }
 
+/// Appends `$records` ((key, batch) pairs from [`crate::offsets_topic`]) of group `$group`
+/// to the internal offsets topic of `$cluster` inside transaction `$tx` (`$lock` the
+/// row-lock suffix), creating the topic on first use. An older record of the same key is
+/// deleted, so the topic stays compacted.
+macro_rules! append_offsets_topic {
+    ($tx:ident, $lock:expr, $cluster:expr, $group:expr, $records:expr, $now:expr) => {{
+        let records: Vec<(bytes::Bytes, bytes::Bytes)> = $records;
+        if !records.is_empty() {
+            use crate::offsets_topic::{NAME, PARTITIONS};
+            let created = sqlx::query(
+                "INSERT INTO topics (cluster, name, topic_uuid, partition_count, created_at_ms) \
+                 VALUES ($1, $2, $3, $4, $5) ON CONFLICT (cluster, name) DO NOTHING",
+            )
+            .bind($cluster)
+            .bind(NAME)
+            .bind(uuid::Uuid::new_v4().to_string())
+            .bind(PARTITIONS as i64)
+            .bind($now)
+            .execute(&mut *$tx)
+            .await?
+            .rows_affected()
+                == 1;
+            let (topic_id,): (i64,) =
+                sqlx::query_as("SELECT id FROM topics WHERE cluster = $1 AND name = $2")
+                    .bind($cluster)
+                    .bind(NAME)
+                    .fetch_one(&mut *$tx)
+                    .await?;
+            if created {
+                insert_partitions!($tx, topic_id, 0, PARTITIONS);
+                sqlx::query(
+                    "INSERT INTO topic_configs (topic_id, key, value) VALUES ($1, 'cleanup.policy', 'compact')",
+                )
+                .bind(topic_id)
+                .execute(&mut *$tx)
+                .await?;
+            }
+            let partition = crate::offsets_topic::partition_for($group) as i64;
+            let (mut next,): (i64,) = sqlx::query_as(&format!(
+                "SELECT next_offset FROM partitions WHERE topic_id = $1 AND partition = $2{}",
+                $lock
+            ))
+            .bind(topic_id)
+            .bind(partition)
+            .fetch_one(&mut *$tx)
+            .await?;
+            for (key, batch) in &records {
+                sqlx::query(
+                    "DELETE FROM inline_batches WHERE topic_id = $1 AND partition = $2 AND record_key = $3",
+                )
+                .bind(topic_id)
+                .bind(partition)
+                .bind(key.as_ref())
+                .execute(&mut *$tx)
+                .await?;
+                sqlx::query(
+                    "INSERT INTO inline_batches (topic_id, partition, base_offset, record_key, data, \
+                     committed_at_ms) VALUES ($1, $2, $3, $4, $5, $6)",
+                )
+                .bind(topic_id)
+                .bind(partition)
+                .bind(next)
+                .bind(key.as_ref())
+                .bind(batch.as_ref())
+                .bind($now)
+                .execute(&mut *$tx)
+                .await?;
+                next += 1;
+            }
+            sqlx::query("UPDATE partitions SET next_offset = $1 WHERE topic_id = $2 AND partition = $3")
+                .bind(next)
+                .bind(topic_id)
+                .bind(partition)
+                .execute(&mut *$tx)
+                .await?;
+        }
+    }};
+}
+
 mod acls;
 mod agents;
 mod alerts;

@@ -36,7 +36,18 @@ impl Metadata {
         offsets: &[CommittedOffset],
     ) -> Result<(), StoreError> {
         let now = now_ms();
-        with_pool!(self, |pool, _lock, _db| {
+        let records = crate::offsets_topic::offset_records(
+            group,
+            offsets.iter().map(|o| {
+                (
+                    o.topic.clone(),
+                    o.partition,
+                    Some((o.offset, o.leader_epoch, o.metadata.clone())),
+                )
+            }),
+            now,
+        );
+        with_pool!(self, |pool, lock, _db| {
             let mut tx = pool.begin().await?;
             for o in offsets {
                 sqlx::query(
@@ -57,6 +68,7 @@ impl Metadata {
                 .execute(&mut *tx)
                 .await?;
             }
+            append_offsets_topic!(tx, lock, cluster, group, records, now);
             tx.commit().await?;
             Ok(())
         })
@@ -101,37 +113,74 @@ impl Metadata {
         group: &str,
         only: Option<(&str, &[i32])>,
     ) -> Result<u64, StoreError> {
-        with_pool!(self, |pool, _lock, _db| {
+        let now = now_ms();
+        with_pool!(self, |pool, lock, _db| {
             let mut tx = pool.begin().await?;
-            let mut deleted = 0;
-            match only {
+            // The deleted offsets leave tombstones in the offsets topic.
+            let gone: Vec<(String, i64)> = match only {
                 None => {
-                    deleted += sqlx::query(
-                        "DELETE FROM group_offsets WHERE cluster = $1 AND group_id = $2",
+                    sqlx::query_as(
+                        "DELETE FROM group_offsets WHERE cluster = $1 AND group_id = $2 \
+                         RETURNING topic, partition",
                     )
                     .bind(cluster)
                     .bind(group)
-                    .execute(&mut *tx)
+                    .fetch_all(&mut *tx)
                     .await?
-                    .rows_affected();
                 }
                 Some((topic, partitions)) => {
+                    let mut gone = Vec::new();
                     for p in partitions {
-                        deleted += sqlx::query(
-                            "DELETE FROM group_offsets WHERE cluster = $1 AND group_id = $2 AND topic = $3 AND partition = $4",
-                        )
-                        .bind(cluster)
-                        .bind(group)
-                        .bind(topic)
-                        .bind(*p as i64)
-                        .execute(&mut *tx)
-                        .await?
-                        .rows_affected();
+                        gone.extend(
+                            sqlx::query_as::<_, (String, i64)>(
+                                "DELETE FROM group_offsets WHERE cluster = $1 AND group_id = $2 \
+                                 AND topic = $3 AND partition = $4 RETURNING topic, partition",
+                            )
+                            .bind(cluster)
+                            .bind(group)
+                            .bind(topic)
+                            .bind(*p as i64)
+                            .fetch_all(&mut *tx)
+                            .await?,
+                        );
                     }
+                    gone
                 }
-            }
+            };
+            let deleted = gone.len() as u64;
+            let records = crate::offsets_topic::offset_records(
+                group,
+                gone.into_iter().map(|(t, p)| (t, p as i32, None)),
+                now,
+            );
+            append_offsets_topic!(tx, lock, cluster, group, records, now);
             tx.commit().await?;
             Ok(deleted)
         })
+    }
+
+    /// Inline batches of a partition (the offsets topic's) from `offset` up to `end`, at
+    /// most `limit`: (base offset, batch bytes with base offset 0).
+    pub async fn inline_batches_from(
+        &self,
+        topic_id: i64,
+        partition: i32,
+        offset: i64,
+        end: i64,
+        limit: i64,
+    ) -> Result<Vec<(i64, Vec<u8>)>, StoreError> {
+        Ok(with_pool!(self, |pool, _lock, _db| {
+            sqlx::query_as(
+                "SELECT base_offset, data FROM inline_batches WHERE topic_id = $1 AND partition = $2 \
+                 AND base_offset >= $3 AND base_offset < $4 ORDER BY base_offset LIMIT $5",
+            )
+            .bind(topic_id)
+            .bind(partition as i64)
+            .bind(offset)
+            .bind(end)
+            .bind(limit)
+            .fetch_all(pool)
+            .await?
+        }))
     }
 }

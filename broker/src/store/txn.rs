@@ -567,6 +567,28 @@ impl Metadata {
                     .execute(&mut *$tx)
                     .await?;
                 if end.commit {
+                    // The offsets topic gets the records of the offsets this commit makes.
+                    let pending: Vec<(String, String, i64, i64, i64, Option<String>)> =
+                        sqlx::query_as(
+                            "SELECT group_id, topic, partition, committed_offset, leader_epoch, metadata \
+                             FROM txn_offsets WHERE producer_id = $1 ORDER BY group_id",
+                        )
+                        .bind(end.producer_id)
+                        .fetch_all(&mut *$tx)
+                        .await?;
+                    let mut groups: Vec<(String, Vec<(String, i32, Option<(i64, i32, Option<String>)>)>)> =
+                        Vec::new();
+                    for (group, topic, partition, offset, epoch, metadata) in pending {
+                        let entry = (topic, partition as i32, Some((offset, epoch as i32, metadata)));
+                        match groups.last_mut() {
+                            Some((g, list)) if *g == group => list.push(entry),
+                            _ => groups.push((group, vec![entry])),
+                        }
+                    }
+                    for (group, list) in groups {
+                        let records = crate::offsets_topic::offset_records(&group, list, end.now);
+                        append_offsets_topic!($tx, $lock, end.cluster, group.as_str(), records, end.now);
+                    }
                     sqlx::query(
                         "INSERT INTO group_offsets (cluster, group_id, topic, partition, committed_offset, \
                          leader_epoch, metadata, commit_time_ms) \

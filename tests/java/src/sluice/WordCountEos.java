@@ -77,9 +77,12 @@ import org.apache.logging.log4j.core.config.builder.impl.BuiltConfiguration;
  *     Creates OUTPUT (3 partitions) if missing and runs the word count until killed (or
  *     SIGTERM: a clean close). DELAY_MS (default 0) is a sleep per count update (3 per input
  *     line), so a test can kill the app mid-way. Prints on stdout, flushed, every 500 ms:
- *       progress processed=P input_committed=C input_end=E group_lag=L state=S
- *     P = input lines this process has handled (including ones in aborted transactions),
- *     C = the group's committed offsets on INPUT (summed), E = INPUT's end offsets (summed),
+ *       progress processed=P updates=U input_committed=C input_end=E
+ *                repartition_committed=R group_lag=L state=S
+ *     (one line). P = input lines and U = count updates this process has handled (including
+ *     ones in aborted transactions); C = the group's committed offsets on INPUT (summed),
+ *     E = INPUT's end offsets (summed), R = its committed offsets on the repartition topic
+ *     (summed: the count updates committed, plus one per transaction marker),
  *     L = the group's lag summed over every partition it has offsets for (INPUT and the
  *     repartition topic), against the last stable offsets. C == E and L == 0: all done.
  *     Also "state OLD->NEW" on each KafkaStreams state change and "error ..." on a fatal one
@@ -285,6 +288,9 @@ public final class WordCountEos {
         p.put(StreamsConfig.DEFAULT_KEY_SERDE_CLASS_CONFIG, Serdes.StringSerde.class.getName());
         p.put(StreamsConfig.DEFAULT_VALUE_SERDE_CLASS_CONFIG, Serdes.StringSerde.class.getName());
         p.put(StreamsConfig.REQUEST_TIMEOUT_MS_CONFIG, 15000);
+        // DeleteRecords on the consumed part of the repartition topic every second (30 s by
+        // default: longer than a test's run).
+        p.put(StreamsConfig.REPARTITION_PURGE_INTERVAL_MS_CONFIG, 1000);
         // A killed member must leave the group soon, so the restarted app gets its tasks.
         p.put(StreamsConfig.consumerPrefix(ConsumerConfig.SESSION_TIMEOUT_MS_CONFIG), 6000);
         p.put(StreamsConfig.consumerPrefix(ConsumerConfig.HEARTBEAT_INTERVAL_MS_CONFIG), 1000);
@@ -300,6 +306,7 @@ public final class WordCountEos {
         p.put(StreamsConfig.producerPrefix(ProducerConfig.MAX_BLOCK_MS_CONFIG), 30000);
 
         AtomicLong processed = new AtomicLong();
+        AtomicLong updates = new AtomicLong();
         StreamsBuilder builder = new StreamsBuilder();
         builder.stream(input, Consumed.with(Serdes.String(), Serdes.String()))
                 .peek((k, v) -> processed.incrementAndGet())
@@ -311,6 +318,7 @@ public final class WordCountEos {
                 // sub-topology that writes OUTPUT and the changelog: a kill then leaves output
                 // and changelog records of the open transaction in the log.
                 .peek((k, v) -> {
+                    updates.incrementAndGet();
                     if (delayMs > 0) {
                         try {
                             Thread.sleep(delayMs);
@@ -348,27 +356,35 @@ public final class WordCountEos {
                 String committed = "?";
                 String end = "?";
                 String lag = "?";
+                String repartition = "?";
                 try {
                     Map<TopicPartition, OffsetAndMetadata> offsets = admin
                             .listConsumerGroupOffsets(appId).partitionsToOffsetAndMetadata()
                             .get(10, TimeUnit.SECONDS);
                     Map<TopicPartition, Long> ends = stableEnds(admin, offsets.keySet());
                     long c = 0;
+                    long r = 0;
                     long l = 0;
                     for (Map.Entry<TopicPartition, OffsetAndMetadata> e : offsets.entrySet()) {
                         if (e.getValue() == null) continue;
-                        if (inputParts.contains(e.getKey())) c += e.getValue().offset();
+                        if (inputParts.contains(e.getKey())) {
+                            c += e.getValue().offset();
+                        } else {
+                            r += e.getValue().offset();
+                        }
                         l += Math.max(0, ends.get(e.getKey()) - e.getValue().offset());
                     }
                     committed = Long.toString(c);
+                    repartition = Long.toString(r);
                     lag = Long.toString(l);
                     end = Long.toString(stableEnds(admin, inputParts).values().stream()
                             .mapToLong(Long::longValue).sum());
                 } catch (Exception e) {
                     System.err.println("progress lookup failed: " + e);
                 }
-                String line = "progress processed=" + processed.get() + " input_committed="
-                        + committed + " input_end=" + end + " group_lag=" + lag
+                String line = "progress processed=" + processed.get() + " updates="
+                        + updates.get() + " input_committed=" + committed + " input_end=" + end
+                        + " repartition_committed=" + repartition + " group_lag=" + lag
                         + " state=" + streams.state();
                 out.println(line);
                 out.flush();
