@@ -360,6 +360,11 @@ pub async fn start(
             "compaction",
             crate::compaction::run(broker.clone(), jobs_cancel.child_token()),
         );
+        spawn_named(
+            &jobs,
+            "key compaction",
+            crate::key_compaction::run(broker.clone(), jobs_cancel.child_token()),
+        );
     }
     if let Some((_, certificates)) = &tls {
         spawn_named(

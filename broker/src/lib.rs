@@ -28,8 +28,8 @@
 //!   the topic rules in [`topic_config`]. Kafka error codes all live in [`codes`].
 //! * Jobs: [`lag`] (consumer-group lag, timestamp-index merge), [`retention`]
 //!   (retention and garbage collection) and [`compaction`] (merging small segment files
-//!   into large per-partition objects); [`metrics`] are exported by the binary on
-//!   `/metrics`.
+//!   into large per-partition objects), [`key_compaction`] (`cleanup.policy=compact`:
+//!   the last record per key); [`metrics`] are exported by the binary on `/metrics`.
 //! * Scale-out: [`membership`] leases this agent's node id, heartbeats it, keeps the list
 //!   of live agents and the cluster-wide job leases (tables in the [`store`]); [`placement`]
 //!   picks partition leaders and group coordinators among live agents (rendezvous hashing);
@@ -60,6 +60,7 @@ pub mod group_snapshots;
 pub mod groups;
 pub mod handlers;
 pub mod inspect;
+pub mod key_compaction;
 pub mod lag;
 pub mod limits;
 pub mod log;

@@ -47,6 +47,14 @@ pub struct Metrics {
     /// Merges given up because a row moved meanwhile (retention, a deleted topic).
     pub compaction_swaps_abandoned: IntCounter,
     pub compaction_pass_failures: IntCounter,
+    /// Key compaction (`cleanup.policy=compact`): records dropped (superseded, expired
+    /// tombstones, aborted, markers), input bytes of the batches it rewrote or dropped,
+    /// objects written, swaps given up, failed passes.
+    pub key_compaction_records_removed: IntCounter,
+    pub key_compaction_bytes_rewritten: IntCounter,
+    pub key_compaction_objects_written: IntCounter,
+    pub key_compaction_swaps_abandoned: IntCounter,
+    pub key_compaction_pass_failures: IntCounter,
     pub group_time_lag: GaugeVec,
     pub group_offset_lag: IntGaugeVec,
     pub group_max_time_lag: GaugeVec,
@@ -202,6 +210,26 @@ impl Metrics {
             compaction_pass_failures: counter(
                 "sluice_compaction_pass_failures_total",
                 "Compaction passes that stopped on an error",
+            ),
+            key_compaction_records_removed: counter(
+                "sluice_key_compaction_records_removed_total",
+                "Records key compaction removed (superseded, expired tombstones, aborted, markers)",
+            ),
+            key_compaction_bytes_rewritten: counter(
+                "sluice_key_compaction_bytes_rewritten_total",
+                "Stored batch bytes key compaction rewrote or dropped",
+            ),
+            key_compaction_objects_written: counter(
+                "sluice_key_compaction_objects_written_total",
+                "Objects of rewritten batches key compaction wrote and committed",
+            ),
+            key_compaction_swaps_abandoned: counter(
+                "sluice_key_compaction_swaps_abandoned_total",
+                "Key compaction swaps rolled back because a batch row changed meanwhile",
+            ),
+            key_compaction_pass_failures: counter(
+                "sluice_key_compaction_pass_failures_total",
+                "Key compaction passes in which a partition failed or the pass stopped on an error",
             ),
             group_time_lag: reg(
                 &r,

@@ -3,7 +3,9 @@
 //!
 //! Enforced by the broker: `max.message.bytes` (produce), `message.timestamp.type`
 //! (produce). Stored and reported for the jobs that act on them: `retention.ms`,
-//! `retention.bytes`, `cleanup.policy`. Other common Kafka keys are accepted and reported so
+//! `retention.bytes`, `cleanup.policy` ([`crate::retention`]); `min.compaction.lag.ms`,
+//! `max.compaction.lag.ms`, `min.cleanable.dirty.ratio`, `delete.retention.ms`
+//! ([`crate::key_compaction`]). Other common Kafka keys are accepted and reported so
 //! that tools which set them keep working, but they have no effect on a diskless log (for
 //! instance `segment.bytes`: Sluice's segments are bucket objects sized by the agent).
 
@@ -16,6 +18,7 @@ pub const MESSAGE_TIMESTAMP_TYPE: &str = "message.timestamp.type";
 
 enum Kind {
     Long { min: i64 },
+    Double { min: f64, max: f64 },
     Choice(&'static [&'static str]),
     CleanupPolicy,
 }
@@ -66,6 +69,11 @@ const KEYS: &[Key] = &[
         name: MESSAGE_TIMESTAMP_TYPE,
         default: "CreateTime",
         kind: Kind::Choice(&["CreateTime", "LogAppendTime"]),
+    },
+    Key {
+        name: "min.cleanable.dirty.ratio",
+        default: "0.5",
+        kind: Kind::Double { min: 0.0, max: 1.0 },
     },
     Key {
         name: "min.compaction.lag.ms",
@@ -124,6 +132,11 @@ pub fn validate(name: &str, value: &str) -> Result<(), ConfigError> {
             .parse::<i64>()
             .map(|v| v >= *min)
             .unwrap_or(false),
+        Kind::Double { min, max } => value
+            .trim()
+            .parse::<f64>()
+            .map(|v| (*min..=*max).contains(&v))
+            .unwrap_or(false),
         Kind::Choice(choices) => choices.contains(&value),
         Kind::CleanupPolicy => {
             let parts: Vec<&str> = value.split(',').map(str::trim).collect();
@@ -135,6 +148,7 @@ pub fn validate(name: &str, value: &str) -> Result<(), ConfigError> {
     } else {
         let expected = match &key.kind {
             Kind::Long { min } => format!("an integer >= {min}"),
+            Kind::Double { min, max } => format!("a number from {min} to {max}"),
             Kind::Choice(c) => format!("one of {}", c.join(", ")),
             Kind::CleanupPolicy => "delete, compact or delete,compact".to_string(),
         };
@@ -246,6 +260,12 @@ mod tests {
         assert!(validate("cleanup.policy", "compact,delete").is_ok());
         assert!(validate("cleanup.policy", "shred").is_err());
         assert!(validate("message.timestamp.type", "LogAppendTime").is_ok());
+        assert!(validate("min.cleanable.dirty.ratio", "0.01").is_ok());
+        assert!(validate("min.cleanable.dirty.ratio", "1").is_ok());
+        assert!(validate("min.cleanable.dirty.ratio", "1.5").is_err());
+        assert!(validate("min.cleanable.dirty.ratio", "NaN").is_err());
+        assert!(validate("max.compaction.lag.ms", "0").is_err());
+        assert!(validate("delete.retention.ms", "0").is_ok());
         assert!(validate("message.timestamp.type", "Now").is_err());
         let err = validate("no.such.key", "1").unwrap_err();
         assert!(err.0.contains("unknown topic config"));

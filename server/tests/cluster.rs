@@ -450,3 +450,127 @@ async fn a_group_moves_when_its_coordinator_is_killed() {
     let again = seen.values().filter(|n| **n > 1).count();
     assert!(again <= 6, "{again} records read twice");
 }
+
+/// A transaction whose coordinator agent is killed with SIGKILL mid-way is aborted by
+/// another agent once it times out: never half visible, and its transactional id is
+/// served again by the survivors.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_transaction_outlives_its_coordinator() {
+    use kafka_protocol::messages::{
+        DescribeTransactionsRequest, DescribeTransactionsResponse, TransactionalId,
+    };
+    use rdkafka::producer::Producer;
+
+    let dir = tempfile::tempdir().unwrap();
+    let mut agents = three_agents(
+        dir.path(),
+        &[
+            "--default-partitions",
+            "6",
+            "--transaction-abort-interval",
+            "500ms",
+        ],
+    );
+    let addrs: Vec<String> = agents.iter().map(|a| a.kafka.clone()).collect();
+    for a in &addrs {
+        wait_for_brokers(a, 3);
+    }
+    let (topic, txn_id) = ("txn-kill", "killed-coordinator");
+    metadata(&addrs[0], topic);
+    let req = FindCoordinatorRequest::default()
+        .with_key(StrBytes::from_static_str(txn_id))
+        .with_key_type(1);
+    let found: FindCoordinatorResponse =
+        decode(raw_request(&addrs[0], ApiKey::FindCoordinator, 2, &req), 2);
+    assert_eq!(found.error_code, 0);
+    let doomed = addrs
+        .iter()
+        .position(|a| a.ends_with(&format!(":{}", found.port)))
+        .unwrap();
+    let live: Vec<String> = (0..3)
+        .filter(|i| *i != doomed)
+        .map(|i| addrs[i].clone())
+        .collect();
+
+    let txn_producer = |bootstrap: &str| {
+        let p = producer(
+            bootstrap,
+            &[
+                ("transactional.id", txn_id),
+                ("transaction.timeout.ms", "4000"),
+                ("message.timeout.ms", "4000"),
+            ],
+        );
+        p.init_transactions(Duration::from_secs(30)).unwrap();
+        p
+    };
+    let first = txn_producer(&addrs.join(","));
+    first.begin_transaction().unwrap();
+    for i in 0..12 {
+        first
+            .send(
+                FutureRecord::to(topic)
+                    .key(&format!("open{i}"))
+                    .payload("v")
+                    .partition(i % 6),
+                Duration::from_secs(10),
+            )
+            .await
+            .expect("acked");
+    }
+    agents[doomed].kill9();
+    // librdkafka would wait for the dead coordinator when dropped.
+    std::mem::forget(first);
+
+    // A surviving agent aborts it after its timeout (taking the job's lease over).
+    let describe = DescribeTransactionsRequest::default()
+        .with_transactional_ids(vec![TransactionalId(StrBytes::from_static_str(txn_id))]);
+    let started = Instant::now();
+    loop {
+        let r: DescribeTransactionsResponse = decode(
+            raw_request(&live[0], ApiKey::DescribeTransactions, 0, &describe),
+            0,
+        );
+        let state = r.transaction_states[0].transaction_state.to_string();
+        if state == "CompleteAbort" {
+            break;
+        }
+        assert_eq!(state, "Ongoing");
+        assert!(started.elapsed() < Duration::from_secs(40), "still {state}");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let read = |isolation: &str| {
+        let c = consumer(&live.join(","), &[("isolation.level", isolation)]);
+        let starts: Vec<(i32, Offset)> = (0..6).map(|p| (p, Offset::Beginning)).collect();
+        consume(&c, topic, &starts, usize::MAX, Duration::from_secs(4))
+    };
+    assert_eq!(
+        read("read_committed").len(),
+        0,
+        "an aborted transaction stays invisible"
+    );
+    assert_eq!(read("read_uncommitted").len(), 12);
+
+    // The survivors serve the transactional id: a new instance commits.
+    let second = txn_producer(&live.join(","));
+    second.begin_transaction().unwrap();
+    for i in 0..6 {
+        second
+            .send(
+                FutureRecord::to(topic)
+                    .key(&format!("new{i}"))
+                    .payload("v")
+                    .partition(i),
+                Duration::from_secs(10),
+            )
+            .await
+            .expect("acked");
+    }
+    second.commit_transaction(Duration::from_secs(30)).unwrap();
+    let got = read("read_committed");
+    let keys: BTreeSet<String> = got
+        .iter()
+        .map(|g| String::from_utf8(g.key.clone().unwrap()).unwrap())
+        .collect();
+    assert_eq!(keys, (0..6).map(|i| format!("new{i}")).collect());
+}

@@ -96,6 +96,12 @@ pub async fn produce_record(
     record: NewRecord,
 ) -> Result<Produced, InspectError> {
     let topic = find_topic(broker, cluster, topic).await?;
+    if crate::offsets_topic::is_internal(&topic.name) {
+        return Err(InspectError::Invalid(format!(
+            "{} is written by the broker only (it mirrors the groups' committed offsets).",
+            topic.name
+        )));
+    }
     let partition = match (record.partition, &record.key) {
         (Some(p), _) if (0..topic.partitions).contains(&p) => p,
         (Some(p), _) => {

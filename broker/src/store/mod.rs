@@ -18,6 +18,9 @@
 //! * Compaction ([`Metadata::swap_compacted`]) only repoints batch rows to a merged file, in
 //!   one transaction and only where each still points at its old file; offsets, lengths and
 //!   timestamps never change.
+//! * Key compaction ([`Metadata::swap_key_compacted`]) replaces rewritten batch rows in one
+//!   transaction, only where each still points where the pass read it; the offsets of
+//!   the records that stay never change (rows narrow to them, gaps appear).
 //!
 //! # Migrations
 //! `migrations/sqlite` and `migrations/postgres`, versions below 1000. The console applies
@@ -158,6 +161,7 @@ mod compaction;
 mod credentials;
 mod holds;
 mod inspect;
+mod key_compaction;
 mod lag;
 mod offsets;
 pub mod plan;
@@ -174,6 +178,10 @@ pub use compaction::{CompactedFile, CompactionCandidate, CompactionRow, MovedBat
 pub use credentials::{ApiKeyInfo, Credential};
 pub use holds::{GroupHold, HoldState};
 pub use inspect::{GroupTopicLag, PartitionStats, TopicStats};
+pub use key_compaction::{
+    KeyCompactionRow, KeyCompactionState, KeyCompactionSwap, KeyCompactionTopic, ReplacedRow,
+    RewrittenBatch,
+};
 pub use lag::GroupPosition;
 pub use offsets::CommittedOffset;
 pub use snapshots::{GroupSnapshot, PublishedGroup, SnapshotMember};

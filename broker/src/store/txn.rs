@@ -648,6 +648,21 @@ impl Metadata {
         Ok(outcome)
     }
 
+    /// Forgets aborted transactions whose records retention (or DeleteRecords) removed:
+    /// no fetch can reach them any more. Returns how many went.
+    pub async fn prune_aborted_txns(&self) -> Result<u64, StoreError> {
+        Ok(with_pool!(self, |pool, _lock, _db| {
+            sqlx::query(
+                "DELETE FROM aborted_txns WHERE last_offset < (SELECT p.log_start_offset \
+                 FROM partitions p WHERE p.topic_id = aborted_txns.topic_id \
+                 AND p.partition = aborted_txns.partition)",
+            )
+            .execute(pool)
+            .await?
+            .rows_affected()
+        }))
+    }
+
     /// Open transactions past their timeout, at most `limit`.
     pub async fn timed_out_txns(&self, now: i64, limit: i64) -> Result<Vec<TxnInfo>, StoreError> {
         let rows: Vec<(String, String, i64, i64, i64, i64)> = with_pool!(

@@ -24,6 +24,8 @@ use crate::store::{EndOutcome, EndTxn, InitTxn, MarkerFile, StoreError, TxnInfo}
 
 /// Attempts at ending a transaction whose partitions change meanwhile.
 const END_ATTEMPTS: usize = 5;
+/// How often aborted transactions below the log start are forgotten.
+const PRUNE_EVERY: Duration = Duration::from_secs(60);
 /// Timed-out transactions aborted per pass.
 const ABORTS_PER_PASS: i64 = 100;
 
@@ -184,11 +186,23 @@ async fn put(broker: &Broker, key: &str, object: Bytes) -> Result<(), i16> {
 /// once per cluster (lease `transactions`), until `cancel` fires.
 pub async fn run_timeouts(broker: Arc<Broker>, cancel: CancellationToken) {
     let interval = broker.config.transaction_abort_interval;
+    let mut pruned_at = std::time::Instant::now();
     while broker
         .membership
         .next_pass("transactions", interval, &cancel)
         .await
     {
+        if pruned_at.elapsed() >= PRUNE_EVERY {
+            pruned_at = std::time::Instant::now();
+            match broker.meta.prune_aborted_txns().await {
+                Ok(0) => {}
+                Ok(n) => tracing::debug!(
+                    removed = n,
+                    "forgot aborted transactions past the log start"
+                ),
+                Err(e) => tracing::warn!(error = %e, "pruning aborted transactions failed"),
+            }
+        }
         let expired = match broker.meta.timed_out_txns(now_ms(), ABORTS_PER_PASS).await {
             Ok(list) => list,
             Err(e) => {
