@@ -289,9 +289,10 @@ async fn a_database_from_before_the_split_upgrades_in_place() {
     }
     // 6 to 9 are the broker's scale-out tables (agents and leases, agent load, group holds,
     // group snapshots), 10 the agents' TLS listener, 11 and 12 ACLs and client quotas, 14
-    // producer ids per cluster, 15 lag alert rules; all are applied on the first start too.
+    // producer ids per cluster, 15 lag alert rules, 16 transactions, 17 key compaction, 18
+    // the offsets topic's records; all are applied on the first start too.
     assert_eq!(
         applied_versions(&url).await,
-        vec![1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 14, 15, 1001]
+        vec![1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 14, 15, 16, 17, 18, 1001]
     );
 }

@@ -156,7 +156,9 @@ fn idempotent_sequences_dedupe_and_reject_gaps() {
             &server.kafka,
             ApiKey::InitProducerId,
             4,
+            // A null transactional id (an empty one is INVALID_REQUEST, as in Kafka).
             &InitProducerIdRequest::default()
+                .with_transactional_id(None)
                 .with_producer_id((-1).into())
                 .with_producer_epoch(-1),
         ),
@@ -271,7 +273,7 @@ fn bad_frames_close_the_connection_and_the_server_survives() {
 }
 
 #[test]
-fn find_coordinator_names_this_agent_for_groups_only() {
+fn find_coordinator_names_this_agent_for_groups_and_transactions() {
     let dir = tempfile::tempdir().unwrap();
     let server = Server::start(dir.path(), &[]);
     let port: i32 = server.kafka.rsplit(':').next().unwrap().parse().unwrap();
@@ -314,8 +316,24 @@ fn find_coordinator_names_this_agent_for_groups_only() {
         4,
     );
     assert_eq!(
-        txn.coordinators[0].error_code, 15,
-        "transactions are refused clearly, not faked"
+        (txn.coordinators[0].error_code, txn.coordinators[0].port),
+        (0, port),
+        "a transactional id's coordinator is an agent of the cluster"
+    );
+    let unknown: FindCoordinatorResponse = decode(
+        raw_request(
+            &server.kafka,
+            ApiKey::FindCoordinator,
+            4,
+            &FindCoordinatorRequest::default()
+                .with_key_type(7)
+                .with_coordinator_keys(vec![StrBytes::from_static_str("x")]),
+        ),
+        4,
+    );
+    assert_eq!(
+        unknown.coordinators[0].error_code, 42,
+        "an unknown key type is refused"
     );
 }
 
