@@ -13,7 +13,7 @@ use kafka_protocol::records::{
 };
 use sha2::{Digest, Sha256};
 
-use crate::batch::{HEADER_LEN, LOG_OVERHEAD};
+use crate::batch::{be_i16, be_i32, be_i64, HEADER_LEN, LOG_OVERHEAD};
 use crate::decompress::{self, Codec};
 use crate::store::{KeyCompactionRow, KeyCompactionState};
 use crate::topic_config;
@@ -251,20 +251,6 @@ pub fn marker_dropped(b: &BatchFacts, rules: &Rules) -> bool {
 // ---------------------------------------------------------------------------------------
 // Batch decoding and re-encoding (pure, CPU: run on the blocking pool).
 // ---------------------------------------------------------------------------------------
-
-fn be_i16(b: &[u8], at: usize) -> i16 {
-    i16::from_be_bytes([b[at], b[at + 1]])
-}
-
-fn be_i32(b: &[u8], at: usize) -> i32 {
-    i32::from_be_bytes([b[at], b[at + 1], b[at + 2], b[at + 3]])
-}
-
-fn be_i64(b: &[u8], at: usize) -> i64 {
-    let mut a = [0u8; 8];
-    a.copy_from_slice(&b[at..at + 8]);
-    i64::from_be_bytes(a)
-}
 
 /// A v2 header whose length field matches the stored length.
 fn looks_like_batch(bytes: &[u8]) -> bool {
