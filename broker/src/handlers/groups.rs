@@ -33,7 +33,7 @@ use crate::codes;
 use crate::groups::state::Join;
 use crate::session::Session;
 use crate::state::Broker;
-use crate::store::CommittedOffset;
+use crate::store::{CommittedOffset, StoreError, TopicMeta};
 
 /// The connection's right to `op` on a group, as the group APIs answer a refusal.
 fn check_group(authz: &Authz, op: Operation, group: &str) -> Result<(), i16> {
@@ -247,6 +247,29 @@ pub fn leave_group(
     )
 }
 
+/// Why one partition's offset is not stored (OffsetCommit and TxnOffsetCommit share the
+/// rules), or None to store it. `topic` is the partition's topic as looked up.
+pub(super) fn commit_refusal(
+    metadata: Option<&str>,
+    offset: i64,
+    topic: &Result<Option<Arc<TopicMeta>>, StoreError>,
+    partition: i32,
+) -> Option<i16> {
+    if metadata.is_some_and(|m| m.len() > MAX_OFFSET_METADATA) {
+        return Some(codes::OFFSET_METADATA_TOO_LARGE);
+    }
+    if offset < 0 {
+        // No client commits a negative position (the Java client refuses to build one);
+        // stored, it would turn lag into nonsense (i64::MIN: -9.2e18).
+        return Some(codes::OFFSET_OUT_OF_RANGE);
+    }
+    match topic {
+        Ok(Some(meta)) if (0..meta.partitions).contains(&partition) => None,
+        Ok(_) => Some(codes::UNKNOWN_TOPIC_OR_PARTITION),
+        Err(e) => Some(store_error_code(e)),
+    }
+}
+
 pub async fn offset_commit(
     broker: &Arc<Broker>,
     session: &Session,
@@ -285,38 +308,27 @@ pub async fn offset_commit(
                 allowed
             } else if let Some(code) = topic_refused {
                 code
-            } else if p
-                .committed_metadata
-                .as_ref()
-                .is_some_and(|m| m.len() > MAX_OFFSET_METADATA)
-            {
-                codes::OFFSET_METADATA_TOO_LARGE
-            } else if p.committed_offset < 0 {
-                // No client commits a negative position (the Java client refuses to build
-                // one); stored, it would turn lag into nonsense (i64::MIN: -9.2e18).
-                codes::OFFSET_OUT_OF_RANGE
+            } else if let Some(code) = commit_refusal(
+                p.committed_metadata.as_deref(),
+                p.committed_offset,
+                &topic,
+                p.partition_index,
+            ) {
+                code
             } else {
-                match &topic {
-                    Ok(Some(meta))
-                        if p.partition_index >= 0 && p.partition_index < meta.partitions =>
-                    {
-                        to_store.push((
-                            topics.len(),
-                            parts.len(),
-                            CommittedOffset {
-                                topic: t.name.to_string(),
-                                partition: p.partition_index,
-                                offset: p.committed_offset,
-                                leader_epoch: p.committed_leader_epoch,
-                                metadata: p.committed_metadata.as_ref().map(|m| m.to_string()),
-                                commit_time_ms: 0,
-                            },
-                        ));
-                        codes::NONE
-                    }
-                    Ok(_) => codes::UNKNOWN_TOPIC_OR_PARTITION,
-                    Err(e) => store_error_code(e),
-                }
+                to_store.push((
+                    topics.len(),
+                    parts.len(),
+                    CommittedOffset {
+                        topic: t.name.to_string(),
+                        partition: p.partition_index,
+                        offset: p.committed_offset,
+                        leader_epoch: p.committed_leader_epoch,
+                        metadata: p.committed_metadata.as_ref().map(|m| m.to_string()),
+                        commit_time_ms: 0,
+                    },
+                ));
+                codes::NONE
             };
             parts.push(
                 OffsetCommitResponsePartition::default()

@@ -35,9 +35,6 @@ use crate::session::Session;
 use crate::state::Broker;
 use crate::store::{TxnInfo, TxnOffset, TxnState};
 
-/// The longest offset metadata a commit may carry (as OffsetCommit).
-const MAX_OFFSET_METADATA: usize = 4096;
-
 /// Clients from before KIP-588 know no PRODUCER_FENCED: they get INVALID_PRODUCER_EPOCH.
 /// `first_fenced_version` is the API's first version that knows it.
 pub fn fenced_code(code: i16, version: i16, first_fenced_version: i16) -> i16 {
@@ -340,33 +337,26 @@ pub async fn txn_offset_commit(
         for p in &t.partitions {
             let code = if let Some(code) = refused.or(topic_refused) {
                 code
-            } else if p
-                .committed_metadata
-                .as_ref()
-                .is_some_and(|m| m.len() > MAX_OFFSET_METADATA)
-            {
-                codes::OFFSET_METADATA_TOO_LARGE
-            } else if p.committed_offset < 0 {
-                codes::OFFSET_OUT_OF_RANGE
+            } else if let Some(code) = super::groups::commit_refusal(
+                p.committed_metadata.as_deref(),
+                p.committed_offset,
+                &meta,
+                p.partition_index,
+            ) {
+                code
             } else {
-                match &meta {
-                    Ok(Some(m)) if p.partition_index >= 0 && p.partition_index < m.partitions => {
-                        offsets.push((
-                            topics.len(),
-                            parts.len(),
-                            TxnOffset {
-                                topic: t.name.to_string(),
-                                partition: p.partition_index,
-                                offset: p.committed_offset,
-                                leader_epoch: p.committed_leader_epoch,
-                                metadata: p.committed_metadata.as_ref().map(|m| m.to_string()),
-                            },
-                        ));
-                        codes::NONE
-                    }
-                    Ok(_) => codes::UNKNOWN_TOPIC_OR_PARTITION,
-                    Err(e) => store_error_code(e),
-                }
+                offsets.push((
+                    topics.len(),
+                    parts.len(),
+                    TxnOffset {
+                        topic: t.name.to_string(),
+                        partition: p.partition_index,
+                        offset: p.committed_offset,
+                        leader_epoch: p.committed_leader_epoch,
+                        metadata: p.committed_metadata.as_ref().map(|m| m.to_string()),
+                    },
+                ));
+                codes::NONE
             };
             parts.push(
                 TxnOffsetCommitResponsePartition::default()
